@@ -1,0 +1,100 @@
+// Elementwise functions of two arguments with NumPy broadcasting, and their VJPs.
+//
+// Bindings (group 0):
+//   0  p    uniform Params
+//   1  a    storage, read
+//   2  b    storage, read
+//   3  g    storage, read        upstream gradient (backward only)
+//   4  out  storage, read_write  a∘b (forward) or d_a / d_b (backward)
+// Shapes are padded to rank 4. a_str / b_str are element strides into a and b for an index
+// of the output, 0 along axes where that operand has extent 1 (it is broadcast).
+// Override OP: 0 add, 1 sub, 2 mul, 3 div.
+// The backward runs one thread per element of the target operand (shape t_shape) and sums
+// the gradient over the axes that operand was broadcast along: no atomics, deterministic.
+
+override OP: u32 = 0u;
+
+struct Params {
+    out_shape: vec4<u32>,
+    a_str: vec4<u32>,
+    b_str: vec4<u32>,
+    t_shape: vec4<u32>,   // backward: shape of the operand receiving the gradient
+    len: u32,             // elements of out (forward) or of the target (backward)
+    acc: u32,
+    which: u32,           // backward: 0 -> d_a, 1 -> d_b
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid;
+}
+
+fn unravel(i: u32, s: vec4<u32>) -> vec4<u32> {
+    var r = i;
+    var idx: vec4<u32>;
+    idx.w = r % s.w; r = r / s.w;
+    idx.z = r % s.z; r = r / s.z;
+    idx.y = r % s.y; r = r / s.y;
+    idx.x = r;
+    return idx;
+}
+
+fn dot4u(i: vec4<u32>, s: vec4<u32>) -> u32 {
+    return i.x * s.x + i.y * s.y + i.z * s.z + i.w * s.w;
+}
+
+fn h(av: f32, bv: f32) -> f32 {
+    if (OP == 0u) { return av + bv; }
+    if (OP == 1u) { return av - bv; }
+    if (OP == 2u) { return av * bv; }
+    return av / bv;
+}
+
+fn partial(av: f32, bv: f32, which: u32) -> f32 {
+    if (OP == 0u) { return 1.0; }
+    if (OP == 1u) { return select(1.0, -1.0, which == 1u); }
+    if (OP == 2u) { return select(bv, av, which == 1u); }
+    return select(1.0 / bv, -av / (bv * bv), which == 1u);
+}
+
+@compute @workgroup_size(256)
+fn binary_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.len) { return; }
+    let idx = unravel(i, p.out_shape);
+    out[i] = h(a[dot4u(idx, p.a_str)], b[dot4u(idx, p.b_str)]);
+}
+
+@compute @workgroup_size(256)
+fn binary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.len) { return; }
+    let t = unravel(i, p.t_shape);
+    let os = p.out_shape;
+    let o_str = vec4<u32>(os.y * os.z * os.w, os.z * os.w, os.w, 1u);
+    // Extent to sum over on each axis: the output's where the target was broadcast, else 1.
+    let ext = select(vec4<u32>(1u), os, p.t_shape != os);
+    var s = 0.0;
+    for (var i0 = 0u; i0 < ext.x; i0++) {
+        for (var i1 = 0u; i1 < ext.y; i1++) {
+            for (var i2 = 0u; i2 < ext.z; i2++) {
+                for (var i3 = 0u; i3 < ext.w; i3++) {
+                    let idx = select(t, vec4<u32>(i0, i1, i2, i3), p.t_shape != os);
+                    let gi = g[dot4u(idx, o_str)];
+                    s += gi * partial(a[dot4u(idx, p.a_str)], b[dot4u(idx, p.b_str)], p.which);
+                }
+            }
+        }
+    }
+    if (p.acc != 0u) {
+        out[i] = out[i] + s;
+    } else {
+        out[i] = s;
+    }
+}

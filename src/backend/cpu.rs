@@ -1,0 +1,711 @@
+//! The CPU backend: reference implementations of every kernel, generic over f32 and f64.
+//!
+//! These functions are the ground truth the GPU kernels are tested against (in f32), and the
+//! finite-difference gradient checks run them in f64. Matmul goes through the
+//! `matrixmultiply` GEMM with strided operands, so transposed reads cost nothing.
+
+use super::{
+    Bcast, BinaryOp, BufId, Counters, Executor, Kernel, OptimRule, ProgramId, ReadFuture, ReadInner, ReduceOp, UnaryOp,
+};
+use crate::error::Result;
+use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
+
+/// Floating-point element type of the CPU backend (f32 for speed, f64 for gradient checks).
+pub trait Real:
+    Copy
+    + PartialOrd
+    + Default
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + std::fmt::Debug
+{
+    /// Conversion from f64 (rounding for f32).
+    fn from_f64(v: f64) -> Self;
+    /// Conversion to f64.
+    fn to_f64(self) -> f64;
+    /// e^x
+    fn exp(self) -> Self;
+    /// ln x
+    fn ln(self) -> Self;
+    /// tanh x
+    fn tanh(self) -> Self;
+    /// C = alpha·op(A)·op(B) + beta·C over strided views.
+    ///
+    /// # Safety
+    /// Pointers and strides must describe valid, non-overlapping m×k, k×n and m×n views.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+    /// 0
+    fn zero() -> Self {
+        Self::from_f64(0.0)
+    }
+    /// 1
+    fn one() -> Self {
+        Self::from_f64(1.0)
+    }
+}
+
+impl Real for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+}
+
+impl Real for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+}
+
+fn put<T: Real>(out: &mut T, v: T, acc: bool) {
+    if acc {
+        *out += v;
+    } else {
+        *out = v;
+    }
+}
+
+/// out (+)= op(A)·op(B); A is m×k (stored k×m when `ta`), B is k×n (stored n×k when `tb`).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, k: usize, n: usize, ta: bool, tb: bool, acc: bool) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && out.len() >= m * n,
+        "matmul: buffers smaller than m×k, k×n, m×n"
+    );
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let beta = if acc { T::one() } else { T::zero() };
+    // SAFETY: the assert above bounds every strided view inside its slice; `out` is a distinct &mut.
+    unsafe {
+        T::gemm(
+            m,
+            k,
+            n,
+            T::one(),
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// Forward value of a unary op at x.
+pub fn unary_value<T: Real>(op: UnaryOp, x: T) -> T {
+    match op {
+        UnaryOp::Sigmoid => T::one() / (T::one() + (-x).exp()),
+        UnaryOp::Relu => {
+            if x > T::zero() {
+                x
+            } else {
+                T::zero()
+            }
+        }
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Neg => -x,
+        UnaryOp::Scale(a) => T::from_f64(a as f64) * x,
+        UnaryOp::Square => x * x,
+    }
+}
+
+/// Local derivative dy/dx, from the input x and the saved output y.
+pub fn unary_derivative<T: Real>(op: UnaryOp, x: T, y: T) -> T {
+    match op {
+        UnaryOp::Sigmoid => y * (T::one() - y),
+        UnaryOp::Relu => {
+            if x > T::zero() {
+                T::one()
+            } else {
+                T::zero()
+            }
+        }
+        UnaryOp::Tanh => T::one() - y * y,
+        UnaryOp::Exp => y,
+        UnaryOp::Log => T::one() / x,
+        UnaryOp::Neg => -T::one(),
+        UnaryOp::Scale(a) => T::from_f64(a as f64),
+        UnaryOp::Square => T::from_f64(2.0) * x,
+    }
+}
+
+fn binary_value<T: Real>(op: BinaryOp, a: T, b: T) -> T {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+    }
+}
+
+/// ∂(a∘b)/∂a (which = 0) or ∂(a∘b)/∂b (which = 1).
+fn binary_partial<T: Real>(op: BinaryOp, a: T, b: T, which: u32) -> T {
+    match (op, which) {
+        (BinaryOp::Add, _) => T::one(),
+        (BinaryOp::Sub, 0) => T::one(),
+        (BinaryOp::Sub, _) => -T::one(),
+        (BinaryOp::Mul, 0) => b,
+        (BinaryOp::Mul, _) => a,
+        (BinaryOp::Div, 0) => T::one() / b,
+        (BinaryOp::Div, _) => -a / (b * b),
+    }
+}
+
+fn unravel(mut i: usize, shape: &[usize; 4]) -> [usize; 4] {
+    let mut idx = [0; 4];
+    for d in (0..4).rev() {
+        idx[d] = i % shape[d];
+        i /= shape[d];
+    }
+    idx
+}
+
+fn dot4(idx: &[usize; 4], strides: &[usize; 4]) -> usize {
+    idx.iter().zip(strides).map(|(i, s)| i * s).sum()
+}
+
+/// out = a ∘ b with NumPy broadcasting.
+pub fn binary<T: Real>(op: BinaryOp, a: &[T], b: &[T], out: &mut [T], bc: &Bcast) {
+    let sa = Bcast::strides(&bc.a_shape);
+    let sb = Bcast::strides(&bc.b_shape);
+    for (i, o) in out.iter_mut().enumerate().take(bc.len()) {
+        let idx = unravel(i, &bc.out);
+        *o = binary_value(op, a[dot4(&idx, &sa)], b[dot4(&idx, &sb)]);
+    }
+}
+
+/// d_a (which = 0) or d_b (which = 1): g·∂(a∘b) summed over the axes that operand was broadcast along.
+#[allow(clippy::too_many_arguments)]
+pub fn binary_backward<T: Real>(
+    op: BinaryOp,
+    a: &[T],
+    b: &[T],
+    g: &[T],
+    out: &mut [T],
+    bc: &Bcast,
+    which: u32,
+    acc: bool,
+) {
+    let sa = Bcast::strides(&bc.a_shape);
+    let sb = Bcast::strides(&bc.b_shape);
+    let target = if which == 0 { bc.a_shape } else { bc.b_shape };
+    let st = Bcast::strides(&target);
+    let n: usize = target.iter().product();
+    let mut sums = vec![T::zero(); n];
+    for i in 0..bc.len() {
+        let idx = unravel(i, &bc.out);
+        let (av, bv) = (a[dot4(&idx, &sa)], b[dot4(&idx, &sb)]);
+        sums[dot4(&idx, &st)] += g[i] * binary_partial(op, av, bv, which);
+    }
+    for (o, s) in out.iter_mut().zip(sums) {
+        put(o, s, acc);
+    }
+}
+
+/// Reduce x viewed as [outer, axis, inner] along the middle axis.
+#[allow(clippy::too_many_arguments)]
+pub fn reduce<T: Real>(
+    op: ReduceOp,
+    x: &[T],
+    out: &mut [T],
+    arg: &mut [T],
+    outer: usize,
+    axis: usize,
+    inner: usize,
+    acc: bool,
+) {
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |a: usize| x[(o * axis + a) * inner + i];
+            let v = match op {
+                ReduceOp::Sum | ReduceOp::Mean => {
+                    let mut s = T::zero();
+                    for a in 0..axis {
+                        s += at(a);
+                    }
+                    if op == ReduceOp::Mean {
+                        s / T::from_f64(axis as f64)
+                    } else {
+                        s
+                    }
+                }
+                ReduceOp::Max => {
+                    let (mut best, mut besti) = (at(0), 0);
+                    for a in 1..axis {
+                        // NaN propagates: a NaN anywhere makes the max NaN, as IEEE max-with-NaN does in NumPy.
+                        if at(a) > best || (at(a) != at(a) && best == best) {
+                            best = at(a);
+                            besti = a;
+                        }
+                    }
+                    arg[o * inner + i] = T::from_f64(besti as f64);
+                    best
+                }
+            };
+            put(&mut out[o * inner + i], v, acc);
+        }
+    }
+}
+
+/// Gradient of a reduction: spread g over the reduced axis.
+#[allow(clippy::too_many_arguments)]
+pub fn reduce_backward<T: Real>(
+    op: ReduceOp,
+    g: &[T],
+    arg: &[T],
+    out: &mut [T],
+    outer: usize,
+    axis: usize,
+    inner: usize,
+    acc: bool,
+) {
+    let inv = T::one() / T::from_f64(axis as f64);
+    for o in 0..outer {
+        for a in 0..axis {
+            for i in 0..inner {
+                let gi = g[o * inner + i];
+                let v = match op {
+                    ReduceOp::Sum => gi,
+                    ReduceOp::Mean => gi * inv,
+                    ReduceOp::Max => {
+                        if arg[o * inner + i].to_f64() as usize == a {
+                            gi
+                        } else {
+                            T::zero()
+                        }
+                    }
+                };
+                put(&mut out[(o * axis + a) * inner + i], v, acc);
+            }
+        }
+    }
+}
+
+fn row_max<T: Real>(row: &[T]) -> T {
+    row.iter().copied().fold(row[0], |m, v| if v > m { v } else { m })
+}
+
+/// Row-wise softmax, computed as exp(x − max) / Σ exp(x − max).
+pub fn softmax<T: Real>(x: &[T], out: &mut [T], rows: usize, cols: usize) {
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let m = row_max(row);
+        let mut s = T::zero();
+        for (o, &v) in out[r * cols..(r + 1) * cols].iter_mut().zip(row) {
+            *o = (v - m).exp();
+            s += *o;
+        }
+        for o in &mut out[r * cols..(r + 1) * cols] {
+            *o = *o / s;
+        }
+    }
+}
+
+/// d_x (+)= y ⊙ (g − Σ g⊙y) per row.
+pub fn softmax_backward<T: Real>(y: &[T], g: &[T], out: &mut [T], rows: usize, cols: usize, acc: bool) {
+    for r in 0..rows {
+        let s = (0..cols).fold(T::zero(), |s, c| s + g[r * cols + c] * y[r * cols + c]);
+        for c in 0..cols {
+            let i = r * cols + c;
+            put(&mut out[i], y[i] * (g[i] - s), acc);
+        }
+    }
+}
+
+/// Softmax cross-entropy per row in logsumexp form; also keeps the probabilities for the VJP.
+pub fn softmax_xent<T: Real>(
+    logits: &[T],
+    labels: &[T],
+    probs: &mut [T],
+    loss_rows: &mut [T],
+    rows: usize,
+    cols: usize,
+) {
+    softmax(logits, probs, rows, cols);
+    for r in 0..rows {
+        let row = &logits[r * cols..(r + 1) * cols];
+        let m = row_max(row);
+        let s = row.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
+        let label = (labels[r].to_f64() as usize).min(cols - 1);
+        loss_rows[r] = m + s.ln() - row[label];
+    }
+}
+
+/// d_logits (+)= g · (probs − onehot) / rows.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_xent_backward<T: Real>(
+    probs: &[T],
+    labels: &[T],
+    g: T,
+    out: &mut [T],
+    rows: usize,
+    cols: usize,
+    acc: bool,
+) {
+    let scale = g / T::from_f64(rows as f64);
+    for r in 0..rows {
+        let label = labels[r].to_f64() as usize;
+        for c in 0..cols {
+            let i = r * cols + c;
+            let onehot = if c == label { T::one() } else { T::zero() };
+            put(&mut out[i], scale * (probs[i] - onehot), acc);
+        }
+    }
+}
+
+/// Applies one optimizer update in place.
+pub fn optim<T: Real>(rule: OptimRule, p: &mut [T], g: &[T], s1: &mut [T], s2: &mut [T], h: &[T]) {
+    match rule {
+        OptimRule::Sgd => {
+            let (lr, mu, wd) = (h[0], h[1], h[2]);
+            for i in 0..p.len() {
+                let d = g[i] + wd * p[i];
+                s1[i] = mu * s1[i] + d;
+                p[i] = p[i] - lr * s1[i];
+            }
+        }
+        OptimRule::Adam => {
+            let (lr, b1, b2, eps, wd, c1, c2) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6]);
+            for i in 0..p.len() {
+                let d = g[i] + wd * p[i];
+                s1[i] = b1 * s1[i] + (T::one() - b1) * d;
+                s2[i] = b2 * s2[i] + (T::one() - b2) * d * d;
+                let mhat = s1[i] / c1;
+                let vhat = s2[i] / c2;
+                p[i] = p[i] - lr * mhat / (T::from_f64(vhat.to_f64().sqrt()) + eps);
+            }
+        }
+    }
+}
+
+/// The CPU executor: buffers are plain vectors, programs are kernel lists run in order.
+pub(crate) struct CpuExecutor<T: Real> {
+    bufs: Vec<Vec<T>>,
+    programs: Vec<Option<Vec<Kernel>>>,
+    counters: Counters,
+}
+
+impl<T: Real> CpuExecutor<T> {
+    pub fn new() -> Self {
+        CpuExecutor {
+            bufs: Vec::new(),
+            programs: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn exec(&mut self, k: &Kernel) {
+        use Kernel::*;
+        // Each kernel writes one buffer: take it out so the inputs can be borrowed alongside.
+        let out_id = match k {
+            Fill { out, .. } | Copy { out, .. } | MatMul { out, .. } | BiasAdd { out, .. } | Unary { out, .. } => *out,
+            UnaryBackward { out, .. } | Binary { out, .. } | BinaryBackward { out, .. } | Reduce { out, .. } => *out,
+            ReduceBackward { out, .. } | Softmax { out, .. } | SoftmaxBackward { out, .. } => *out,
+            SoftmaxXent { probs, .. } => *probs,
+            SoftmaxXentBackward { out, .. } | Mse { out, .. } | MseBackward { out, .. } | Transpose { out, .. } => *out,
+            Optim { param, .. } => *param,
+        };
+        let mut o = std::mem::take(&mut self.bufs[out_id]);
+        let b = &self.bufs;
+        match *k {
+            Fill { len, value, acc, .. } => o[..len].iter_mut().for_each(|v| put(v, T::from_f64(value as f64), acc)),
+            Copy { x, len, acc, .. } => o[..len].iter_mut().zip(&b[x]).for_each(|(v, &s)| put(v, s, acc)),
+            MatMul {
+                a,
+                b: bb,
+                m,
+                k,
+                n,
+                ta,
+                tb,
+                acc,
+                ..
+            } => matmul(&b[a], &b[bb], &mut o, m, k, n, ta, tb, acc),
+            BiasAdd {
+                x, bias, rows, cols, ..
+            } => {
+                for r in 0..rows {
+                    for c in 0..cols {
+                        o[r * cols + c] = b[x][r * cols + c] + b[bias][c];
+                    }
+                }
+            }
+            Unary { op, x, len, .. } => o[..len]
+                .iter_mut()
+                .zip(&b[x])
+                .for_each(|(v, &s)| *v = unary_value(op, s)),
+            UnaryBackward {
+                op, x, y, g, len, acc, ..
+            } => {
+                for i in 0..len {
+                    put(&mut o[i], b[g][i] * unary_derivative(op, b[x][i], b[y][i]), acc);
+                }
+            }
+            Binary { op, a, b: bb, bc, .. } => binary(op, &b[a], &b[bb], &mut o, &bc),
+            BinaryBackward {
+                op,
+                a,
+                b: bb,
+                g,
+                bc,
+                which,
+                acc,
+                ..
+            } => binary_backward(op, &b[a], &b[bb], &b[g], &mut o, &bc, which, acc),
+            Reduce {
+                op,
+                x,
+                arg,
+                outer,
+                axis,
+                inner,
+                acc,
+                ..
+            } => {
+                let mut scratch = Vec::new();
+                let argbuf = if op == ReduceOp::Max {
+                    std::mem::take(&mut self.bufs[arg])
+                } else {
+                    vec![T::zero(); outer * inner]
+                };
+                let mut argbuf = argbuf;
+                reduce(op, &self.bufs[x], &mut o, &mut argbuf, outer, axis, inner, acc);
+                if op == ReduceOp::Max {
+                    self.bufs[arg] = argbuf;
+                } else {
+                    scratch.push(argbuf);
+                }
+            }
+            ReduceBackward {
+                op,
+                g,
+                arg,
+                outer,
+                axis,
+                inner,
+                acc,
+                ..
+            } => reduce_backward(op, &b[g], &b[arg], &mut o, outer, axis, inner, acc),
+            Softmax { x, rows, cols, .. } => softmax(&b[x], &mut o, rows, cols),
+            SoftmaxBackward {
+                y, g, rows, cols, acc, ..
+            } => softmax_backward(&b[y], &b[g], &mut o, rows, cols, acc),
+            SoftmaxXent {
+                logits,
+                labels,
+                loss_rows,
+                rows,
+                cols,
+                ..
+            } => {
+                let mut lr = std::mem::take(&mut self.bufs[loss_rows]);
+                softmax_xent(&self.bufs[logits], &self.bufs[labels], &mut o, &mut lr, rows, cols);
+                self.bufs[loss_rows] = lr;
+            }
+            SoftmaxXentBackward {
+                probs,
+                labels,
+                g,
+                rows,
+                cols,
+                acc,
+                ..
+            } => softmax_xent_backward(&b[probs], &b[labels], b[g][0], &mut o, rows, cols, acc),
+            Mse { p, t, len, .. } => {
+                let s = (0..len).fold(T::zero(), |s, i| {
+                    let d = b[p][i] - b[t][i];
+                    s + d * d
+                });
+                o[0] = s / T::from_f64(len as f64);
+            }
+            MseBackward {
+                p,
+                t,
+                g,
+                len,
+                which,
+                acc,
+                ..
+            } => {
+                let sign = if which == 0 { 2.0 } else { -2.0 };
+                let scale = b[g][0] * T::from_f64(sign / len as f64);
+                for i in 0..len {
+                    put(&mut o[i], scale * (b[p][i] - b[t][i]), acc);
+                }
+            }
+            Transpose { x, rows, cols, acc, .. } => {
+                for r in 0..rows {
+                    for c in 0..cols {
+                        put(&mut o[c * rows + r], b[x][r * cols + c], acc);
+                    }
+                }
+            }
+            Optim {
+                rule,
+                grad,
+                s1,
+                s2,
+                hyper,
+                ..
+            } => {
+                let mut m1 = std::mem::take(&mut self.bufs[s1]);
+                let mut m2 = std::mem::take(&mut self.bufs[s2]);
+                optim(rule, &mut o, &self.bufs[grad], &mut m1, &mut m2, &self.bufs[hyper]);
+                self.bufs[s1] = m1;
+                self.bufs[s2] = m2;
+            }
+        }
+        self.bufs[out_id] = o;
+        self.counters.dispatches += 1;
+    }
+}
+
+impl<T: Real> Executor for CpuExecutor<T> {
+    fn alloc(&mut self, len: usize, _what: &str) -> Result<BufId> {
+        self.bufs.push(vec![T::zero(); len]);
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        self.counters.buffers_created += 1;
+        self.counters.bytes_allocated += bytes;
+        self.counters.live_buffers += 1;
+        self.counters.live_bytes += bytes;
+        Ok(self.bufs.len() - 1)
+    }
+    fn write(&mut self, buf: BufId, data: &[f64]) -> Result<()> {
+        for (d, &s) in self.bufs[buf].iter_mut().zip(data) {
+            *d = T::from_f64(s);
+        }
+        Ok(())
+    }
+    fn write_f32(&mut self, buf: BufId, data: &[f32]) -> Result<()> {
+        for (d, &s) in self.bufs[buf].iter_mut().zip(data) {
+            *d = T::from_f64(s as f64);
+        }
+        Ok(())
+    }
+    fn read(&mut self, buf: BufId) -> Result<Vec<f64>> {
+        Ok(self.bufs[buf].iter().map(|v| v.to_f64()).collect())
+    }
+    fn read_f32(&mut self, buf: BufId) -> Result<Vec<f32>> {
+        Ok(self.bufs[buf].iter().map(|v| v.to_f64() as f32).collect())
+    }
+    fn compile(&mut self, kernels: Vec<Kernel>) -> Result<ProgramId> {
+        self.programs.push(Some(kernels));
+        Ok(self.programs.len() - 1)
+    }
+    fn run(&mut self, programs: &[ProgramId]) -> Result<()> {
+        for &p in programs {
+            let kernels = self.programs[p]
+                .take()
+                .expect("program ids handed out by compile stay valid until discard");
+            for k in &kernels {
+                self.exec(k);
+            }
+            self.programs[p] = Some(kernels);
+        }
+        self.counters.submissions += 1;
+        Ok(())
+    }
+    fn discard(&mut self, program: ProgramId) {
+        self.programs[program] = None;
+    }
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+    fn read_async(&mut self, buf: BufId) -> Result<ReadFuture> {
+        let v = self.read_f32(buf);
+        Ok(ReadFuture {
+            inner: ReadInner::Ready(Some(v)),
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! Reverse-mode differentiation: the whole idea on one screen.
+//!
+//! 1. Find the nodes a gradient reaches: walk from the loss towards the front, following only
+//!    inputs that require a gradient and that the op differentiates through.
+//! 2. Seed d(loss) = 1.
+//! 3. Visit those nodes in reverse creation order (a reverse topological order, so every
+//!    consumer of a node is finished before the node itself) and emit each op's VJP kernels,
+//!    which compute (∂out/∂input)ᵀ · d_out for each input — never a Jacobian.
+//! 4. The first contribution to an intermediate gradient overwrites it; later ones (fan-out)
+//!    add to it. Leaf gradients always add, so they accumulate across backward calls until
+//!    `zero_grad`.
+
+use super::{Graph, Node};
+use crate::backend::{Kernel, ProgramId};
+use crate::error::{Error, Result};
+use crate::ops::{numel, Arg, GradTarget};
+
+/// Nodes through which the gradient of `loss` flows, as a mask over node indices.
+fn reached(nodes: &[Node], loss: usize) -> Vec<bool> {
+    let mut needs = vec![false; nodes.len()];
+    needs[loss] = nodes[loss].requires_grad;
+    for i in (0..=loss).rev() {
+        if !needs[i] {
+            continue;
+        }
+        let inputs = nodes[i].op.inputs();
+        for &pos in nodes[i].op.differentiable() {
+            if nodes[inputs[pos]].requires_grad {
+                needs[inputs[pos]] = true;
+            }
+        }
+    }
+    needs
+}
+
+impl Graph {
+    pub(super) fn backward_program(&mut self, loss: usize) -> Result<ProgramId> {
+        let n = &self.nodes[loss];
+        if numel(&n.shape) != 1 {
+            return Err(Error::NonScalarLoss {
+                node: loss,
+                name: n.name.clone(),
+                shape: n.shape.as_slice().into(),
+            });
+        }
+        if !n.requires_grad {
+            return Err(Error::arg(
+                "backward",
+                format!(
+                    "'{}' does not depend on any parameter or input that requires a gradient",
+                    n.name
+                ),
+            ));
+        }
+        if let Some(&p) = self.backward_progs.get(&loss) {
+            return Ok(p);
+        }
+        let needs = reached(&self.nodes, loss);
+        // Intermediate gradient buffers are allocated once, the first time a backward needs them.
+        for i in 0..=loss {
+            if needs[i] && self.nodes[i].grad.is_none() {
+                let name = format!("gradient of {}", self.nodes[i].name);
+                let g = self.exec.alloc(numel(&self.nodes[i].shape), &name)?;
+                self.nodes[i].grad = Some(g);
+            }
+        }
+        let nodes = &self.nodes;
+        let grad = |i: usize| nodes[i].grad.expect("every reached node got a gradient buffer above");
+        let mut written = vec![false; nodes.len()];
+        let mut ks = vec![Kernel::Fill {
+            out: grad(loss),
+            len: 1,
+            value: 1.0,
+            acc: nodes[loss].is_leaf(),
+        }];
+        written[loss] = true;
+        for i in (0..=loss).rev() {
+            if !needs[i] || nodes[i].is_leaf() {
+                continue;
+            }
+            let node = &nodes[i];
+            let inputs = node.op.inputs();
+            let args: Vec<Arg> = inputs
+                .iter()
+                .map(|&j| Arg {
+                    buf: nodes[j].value,
+                    shape: &nodes[j].shape,
+                })
+                .collect();
+            let targets: Vec<Option<GradTarget>> = inputs
+                .iter()
+                .enumerate()
+                .map(|(pos, &j)| {
+                    (needs[j] && node.op.differentiable().contains(&pos)).then(|| {
+                        // The same node twice among one op's inputs (x·x) also accumulates.
+                        let t = GradTarget {
+                            buf: grad(j),
+                            acc: nodes[j].is_leaf() || written[j],
+                        };
+                        written[j] = true;
+                        t
+                    })
+                })
+                .collect();
+            ks.extend(node.op.vjp(
+                &args,
+                Arg {
+                    buf: node.value,
+                    shape: &node.shape,
+                },
+                grad(i),
+                &node.aux,
+                &targets,
+            ));
+        }
+        let p = self.exec.compile(ks)?;
+        self.backward_progs.insert(loss, p);
+        Ok(p)
+    }
+
+    /// After a backward from `loss`: leaves it reached hold gradients from now on; intermediate
+    /// nodes hold gradients only if this pass reached them.
+    pub(super) fn mark_grads(&mut self, loss: usize) {
+        let needs = reached(&self.nodes, loss);
+        for (n, reached) in self.nodes.iter_mut().zip(needs) {
+            if n.is_leaf() {
+                n.grad_ready |= reached;
+            } else {
+                n.grad_ready = reached;
+            }
+        }
+    }
+}

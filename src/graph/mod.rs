@@ -1,0 +1,844 @@
+//! The computational graph: nodes that own device buffers, a builder API that checks shapes
+//! as nodes are added, and forward/backward/optimizer programs compiled once and replayed.
+//!
+//! Nodes are append-only and an op can only read earlier nodes, so the node order is a
+//! topological order: forward walks it from the front, backward (see [`backward`]) from the
+//! loss towards the front.
+
+mod backward;
+mod dot;
+
+use crate::backend::cpu::CpuExecutor;
+use crate::backend::gpu::GpuExecutor;
+use crate::backend::{
+    BinaryOp, BufId, Counters, Executor, Kernel, OptimRule, ProgramId, ReadFuture, ReduceOp, UnaryOp,
+};
+use crate::device::{Device, DeviceInfo};
+use crate::error::{Error, Result};
+use crate::ops::{numel, Arg, Op, MAX_RANK};
+use crate::optim::Optimizer;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT_GRAPH: AtomicU64 = AtomicU64::new(1);
+
+/// Handle to a node of one [`Graph`]. Using it with another graph is an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId {
+    idx: usize,
+    graph: u64,
+}
+
+impl NodeId {
+    /// Position of the node in its graph (creation order, a topological order).
+    pub fn index(&self) -> usize {
+        self.idx
+    }
+}
+
+/// The role of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Written by the user.
+    Input,
+    /// Trainable.
+    Parameter,
+    /// Computed by an op.
+    Result,
+}
+
+pub(crate) struct Node {
+    pub name: String,
+    pub op: Op,
+    pub shape: Vec<usize>,
+    pub value: BufId,
+    pub grad: Option<BufId>,
+    pub aux: Vec<BufId>,
+    pub requires_grad: bool,
+    /// The last backward pass wrote this node's gradient (leaves: any backward since creation).
+    pub grad_ready: bool,
+    /// Set for label inputs of softmax_cross_entropy: the number of classes they index.
+    pub label_classes: Option<usize>,
+}
+
+impl Node {
+    fn is_leaf(&self) -> bool {
+        matches!(self.op, Op::Input | Op::Parameter)
+    }
+    fn kind(&self) -> NodeKind {
+        match self.op {
+            Op::Input => NodeKind::Input,
+            Op::Parameter => NodeKind::Parameter,
+            _ => NodeKind::Result,
+        }
+    }
+}
+
+struct OptimState {
+    opt: Optimizer,
+    t: u64,
+    hyper: BufId,
+    program: ProgramId,
+}
+
+/// A computational graph on one [`Device`].
+///
+/// Build it once (inputs, parameters, ops), then run it many times: write new inputs,
+/// [`forward`](Graph::forward), [`backward`](Graph::backward), read values and gradients.
+/// After the first run no buffer is allocated, and each pass is one queue submission.
+pub struct Graph {
+    id: u64,
+    device: Device,
+    exec: Box<dyn Executor>,
+    nodes: Vec<Node>,
+    /// Inputs were written or nodes added since the last forward pass.
+    dirty: bool,
+    forward_prog: Option<ProgramId>,
+    backward_progs: HashMap<usize, ProgramId>,
+    zero_prog: Option<ProgramId>,
+    optim: Option<OptimState>,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("id", &self.id)
+            .field("device", &self.device.info())
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl Graph {
+    /// An empty graph on `device`.
+    pub fn new(device: &Device) -> Graph {
+        let exec: Box<dyn Executor> = match device {
+            Device::Gpu(g) => Box::new(GpuExecutor::new(g.clone())),
+            Device::Cpu => Box::new(CpuExecutor::<f32>::new()),
+            Device::CpuF64 => Box::new(CpuExecutor::<f64>::new()),
+        };
+        Graph {
+            id: NEXT_GRAPH.fetch_add(1, Ordering::Relaxed),
+            device: device.clone(),
+            exec,
+            nodes: Vec::new(),
+            dirty: true,
+            forward_prog: None,
+            backward_progs: HashMap::new(),
+            zero_prog: None,
+            optim: None,
+        }
+    }
+
+    /// The device this graph runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Adapter name, backend and type of the device.
+    pub fn device_info(&self) -> DeviceInfo {
+        self.device.info()
+    }
+
+    /// Work and allocation counters of this graph (buffers, submissions, pipelines, ...).
+    pub fn counters(&self) -> Counters {
+        self.exec.counters()
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when the graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    fn check(&self, id: NodeId) -> Result<usize> {
+        if id.graph != self.id {
+            return Err(Error::ForeignNode {
+                node: id.idx,
+                owner: id.graph,
+                graph: self.id,
+            });
+        }
+        Ok(id.idx)
+    }
+
+    fn node(&self, id: NodeId) -> Result<&Node> {
+        Ok(&self.nodes[self.check(id)?])
+    }
+
+    /// Shape of a node.
+    pub fn shape(&self, id: NodeId) -> Result<Vec<usize>> {
+        Ok(self.node(id)?.shape.clone())
+    }
+
+    /// Name of a node.
+    pub fn name(&self, id: NodeId) -> Result<&str> {
+        Ok(&self.node(id)?.name)
+    }
+
+    /// Name of the op computing a node ("input", "parameter", "matmul", ...).
+    pub fn op_name(&self, id: NodeId) -> Result<&'static str> {
+        Ok(self.node(id)?.op.name())
+    }
+
+    /// Role of a node.
+    pub fn kind(&self, id: NodeId) -> Result<NodeKind> {
+        Ok(self.node(id)?.kind())
+    }
+
+    /// Whether gradients flow to this node.
+    pub fn requires_grad(&self, id: NodeId) -> Result<bool> {
+        Ok(self.node(id)?.requires_grad)
+    }
+
+    /// Every parameter, in creation order.
+    pub fn parameters(&self) -> Vec<NodeId> {
+        self.ids()
+            .filter(|&id| self.nodes[id.idx].op == Op::Parameter)
+            .collect()
+    }
+
+    /// Every node, in creation (topological) order.
+    pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.nodes.len()).map(|idx| NodeId { idx, graph: self.id })
+    }
+
+    /// Finds a node by name (the first one, if names repeat).
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(|idx| NodeId { idx, graph: self.id })
+    }
+
+    fn check_shape(op: &'static str, shape: &[usize]) -> Result<()> {
+        if shape.len() > MAX_RANK {
+            return Err(Error::invalid_shape(
+                op,
+                shape,
+                format!("rank {} exceeds the maximum of {MAX_RANK}", shape.len()),
+            ));
+        }
+        if shape.contains(&0) {
+            return Err(Error::invalid_shape(
+                op,
+                shape,
+                "zero-sized dimensions are not supported",
+            ));
+        }
+        if shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_none_or(|n| n > u32::MAX as usize / 2)
+        {
+            return Err(Error::invalid_shape(
+                op,
+                shape,
+                "more elements than a kernel can index (2^31)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn invalidate(&mut self) {
+        // New nodes change what forward and backward must run; programs are rebuilt lazily.
+        self.dirty = true;
+        for p in [self.forward_prog.take(), self.zero_prog.take()].into_iter().flatten() {
+            self.exec.discard(p);
+        }
+        for (_, p) in self.backward_progs.drain() {
+            self.exec.discard(p);
+        }
+    }
+
+    fn push(&mut self, name: String, op: Op, shape: Vec<usize>, requires_grad: bool) -> Result<NodeId> {
+        let opname = op.name();
+        Self::check_shape(opname, &shape)?;
+        let input_shapes: Vec<Vec<usize>> = op.inputs().iter().map(|&i| self.nodes[i].shape.clone()).collect();
+        let refs: Vec<&[usize]> = input_shapes.iter().map(|s| s.as_slice()).collect();
+        let aux_sizes = op.aux_sizes(&refs, &shape);
+        // Allocate everything first so a failed allocation leaves the graph unchanged
+        // (the executor keeps any buffers it did create; they are freed with the graph).
+        let value = self.exec.alloc(numel(&shape), &format!("value of {name} ({opname})"))?;
+        let grad = if requires_grad && matches!(op, Op::Parameter | Op::Input) {
+            Some(self.exec.alloc(numel(&shape), &format!("gradient of {name}"))?)
+        } else {
+            None
+        };
+        let aux = aux_sizes
+            .iter()
+            .map(|&n| self.exec.alloc(n, &format!("saved state of {name} ({opname})")))
+            .collect::<Result<Vec<_>>>()?;
+        self.invalidate();
+        self.nodes.push(Node {
+            name,
+            op,
+            shape,
+            value,
+            grad,
+            aux,
+            requires_grad,
+            grad_ready: false,
+            label_classes: None,
+        });
+        Ok(NodeId {
+            idx: self.nodes.len() - 1,
+            graph: self.id,
+        })
+    }
+
+    /// An input tensor: data the user writes, no gradient.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<NodeId> {
+        self.push(name.to_string(), Op::Input, shape.to_vec(), false)
+    }
+
+    /// An input whose gradient is computed by backward (e.g. to inspect ∂loss/∂x).
+    pub fn input_with_grad(&mut self, name: &str, shape: &[usize]) -> Result<NodeId> {
+        self.push(name.to_string(), Op::Input, shape.to_vec(), true)
+    }
+
+    /// A trainable parameter with initial values `init` (row-major, `shape`'s element count).
+    pub fn parameter(&mut self, name: &str, shape: &[usize], init: &[f32]) -> Result<NodeId> {
+        Self::check_shape("parameter", shape)?;
+        if init.len() != numel(shape) {
+            return Err(Error::LengthMismatch {
+                node: self.nodes.len(),
+                name: name.to_string(),
+                shape: shape.into(),
+                expected: numel(shape),
+                got: init.len(),
+            });
+        }
+        let id = self.push(name.to_string(), Op::Parameter, shape.to_vec(), true)?;
+        self.exec.write_f32(self.nodes[id.idx].value, init)?;
+        Ok(id)
+    }
+
+    fn add_op(&mut self, op: Op, name: Option<String>) -> Result<NodeId> {
+        let inputs = op.inputs();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|&i| self.nodes[i].shape.as_slice()).collect();
+        let shape = op.infer_shape(&shapes)?;
+        let diff = op.differentiable();
+        let requires_grad = inputs
+            .iter()
+            .enumerate()
+            .any(|(pos, &i)| diff.contains(&pos) && self.nodes[i].requires_grad);
+        let name = name.unwrap_or_else(|| format!("{}{}", op.name(), self.nodes.len()));
+        self.push(name, op, shape, requires_grad)
+    }
+
+    /// C = A·B for A: m×k and B: k×n.
+    pub fn matmul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let (a, b) = (self.check(a)?, self.check(b)?);
+        self.add_op(Op::MatMul { a, b }, None)
+    }
+
+    /// Y = X + b, with b of length cols (or 1×cols) added to every row of X (rows×cols).
+    pub fn bias_add(&mut self, x: NodeId, bias: NodeId) -> Result<NodeId> {
+        let (x, bias) = (self.check(x)?, self.check(bias)?);
+        self.add_op(Op::BiasAdd { x, bias }, None)
+    }
+
+    /// Applies an elementwise function.
+    pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
+        let x = self.check(x)?;
+        if let UnaryOp::Scale(a) = op {
+            if !a.is_finite() {
+                return Err(Error::arg("scale", format!("factor {a} is not finite")));
+            }
+        }
+        self.add_op(Op::Unary { op, x }, None)
+    }
+
+    /// σ(x) = 1/(1+e^(−x)), elementwise.
+    pub fn sigmoid(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Sigmoid, x)
+    }
+
+    /// max(x, 0), elementwise.
+    pub fn relu(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Relu, x)
+    }
+
+    /// tanh(x), elementwise.
+    pub fn tanh(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Tanh, x)
+    }
+
+    /// e^x, elementwise.
+    pub fn exp(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Exp, x)
+    }
+
+    /// ln x, elementwise.
+    pub fn log(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Log, x)
+    }
+
+    /// −x, elementwise.
+    pub fn neg(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Neg, x)
+    }
+
+    /// α·x, elementwise.
+    pub fn scale(&mut self, x: NodeId, alpha: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::Scale(alpha), x)
+    }
+
+    /// x², elementwise.
+    pub fn square(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Square, x)
+    }
+
+    /// An elementwise op with NumPy broadcasting.
+    pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let (a, b) = (self.check(a)?, self.check(b)?);
+        self.add_op(Op::Binary { op, a, b }, None)
+    }
+
+    /// a + b (broadcasting).
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    /// a − b (broadcasting).
+    pub fn sub(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+
+    /// a · b elementwise (broadcasting).
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    /// a / b elementwise (broadcasting).
+    pub fn div(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+
+    /// A reduction along `axis` (all elements when `None`), keeping the axis as extent 1 when `keepdim`.
+    pub fn reduce(&mut self, op: ReduceOp, x: NodeId, axis: Option<usize>, keepdim: bool) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Reduce { op, x, axis, keepdim }, None)
+    }
+
+    /// Sum of all elements: a scalar.
+    pub fn sum(&mut self, x: NodeId) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, None, false)
+    }
+
+    /// Mean of all elements: a scalar.
+    pub fn mean(&mut self, x: NodeId) -> Result<NodeId> {
+        self.reduce(ReduceOp::Mean, x, None, false)
+    }
+
+    /// Sum along one axis.
+    pub fn sum_axis(&mut self, x: NodeId, axis: usize, keepdim: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, Some(axis), keepdim)
+    }
+
+    /// Mean along one axis.
+    pub fn mean_axis(&mut self, x: NodeId, axis: usize, keepdim: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Mean, x, Some(axis), keepdim)
+    }
+
+    /// Max along one axis; the gradient goes to the first maximal element.
+    pub fn max_axis(&mut self, x: NodeId, axis: usize, keepdim: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Max, x, Some(axis), keepdim)
+    }
+
+    /// Softmax along the last axis.
+    pub fn softmax(&mut self, x: NodeId) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Softmax { x }, None)
+    }
+
+    /// Mean over the batch of −log softmax(logits)[label], computed in the stable logsumexp form.
+    /// `logits` is batch×classes; `labels` is an input of shape [batch] holding class indices
+    /// (write it with [`Graph::write_labels`]).
+    pub fn softmax_cross_entropy(&mut self, logits: NodeId, labels: NodeId) -> Result<NodeId> {
+        let (l, y) = (self.check(logits)?, self.check(labels)?);
+        if self.nodes[y].op != Op::Input {
+            return Err(Error::arg(
+                "softmax_cross_entropy",
+                format!(
+                    "labels must be an input node, but '{}' is the result of {}",
+                    self.nodes[y].name,
+                    self.nodes[y].op.name()
+                ),
+            ));
+        }
+        let classes = self.nodes[l].shape.get(1).copied();
+        if let (Some(prev), Some(c)) = (self.nodes[y].label_classes, classes) {
+            if prev != c {
+                return Err(Error::arg(
+                    "softmax_cross_entropy",
+                    format!("labels '{}' already index {prev} classes, not {c}", self.nodes[y].name),
+                ));
+            }
+        }
+        let id = self.add_op(Op::SoftmaxCrossEntropy { logits: l, labels: y }, None)?;
+        self.nodes[y].label_classes = classes;
+        Ok(id)
+    }
+
+    /// Mean squared error mean((pred − target)²): a scalar.
+    pub fn mse(&mut self, pred: NodeId, target: NodeId) -> Result<NodeId> {
+        let (p, t) = (self.check(pred)?, self.check(target)?);
+        self.add_op(Op::Mse { pred: p, target: t }, None)
+    }
+
+    /// Transpose of a matrix.
+    pub fn transpose(&mut self, x: NodeId) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Transpose { x }, None)
+    }
+
+    /// The same elements in another shape (same element count).
+    pub fn reshape(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        let xi = self.check(x)?;
+        Self::check_shape("reshape", shape)?;
+        if numel(shape) != numel(&self.nodes[xi].shape) {
+            return Err(Error::shape("reshape", &self.nodes[xi].shape, shape));
+        }
+        let id = self.add_op(Op::Reshape { x: xi }, None)?;
+        // The generic shape rule keeps the input shape; a reshape sets its own (same buffer size).
+        self.nodes[id.idx].shape = shape.to_vec();
+        Ok(id)
+    }
+
+    /// The same value, but no gradient flows back through it.
+    pub fn detach(&mut self, x: NodeId) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Detach { x }, None)
+    }
+
+    /// Renames a node (names appear in errors, DOT output and saved files).
+    pub fn set_name(&mut self, id: NodeId, name: &str) -> Result<()> {
+        let i = self.check(id)?;
+        self.nodes[i].name = name.to_string();
+        Ok(())
+    }
+
+    fn writable(&self, i: usize, len: usize) -> Result<()> {
+        let n = &self.nodes[i];
+        if !n.is_leaf() {
+            return Err(Error::NotWritable {
+                node: i,
+                name: n.name.clone(),
+                op: n.op.name(),
+            });
+        }
+        if len != numel(&n.shape) {
+            return Err(Error::LengthMismatch {
+                node: i,
+                name: n.name.clone(),
+                shape: n.shape.as_slice().into(),
+                expected: numel(&n.shape),
+                got: len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes new values into an input or parameter (row-major).
+    pub fn write(&mut self, id: NodeId, data: &[f32]) -> Result<()> {
+        let i = self.check(id)?;
+        self.writable(i, data.len())?;
+        if let Some(c) = self.nodes[i].label_classes {
+            check_labels(&self.nodes[i].name, data.iter().map(|&v| v as f64), c)?;
+        }
+        self.exec.write_f32(self.nodes[i].value, data)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Writes f64 values (kept exactly on the f64 CPU backend, rounded to f32 elsewhere).
+    pub fn write_f64(&mut self, id: NodeId, data: &[f64]) -> Result<()> {
+        let i = self.check(id)?;
+        self.writable(i, data.len())?;
+        if let Some(c) = self.nodes[i].label_classes {
+            check_labels(&self.nodes[i].name, data.iter().copied(), c)?;
+        }
+        self.exec.write(self.nodes[i].value, data)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Writes class indices into a labels input of [`Graph::softmax_cross_entropy`].
+    pub fn write_labels(&mut self, id: NodeId, labels: &[u32]) -> Result<()> {
+        let v: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+        if let Some(&big) = labels.iter().find(|&&l| l >= 1 << 24) {
+            return Err(Error::arg(
+                "write_labels",
+                format!("label {big} cannot be represented exactly"),
+            ));
+        }
+        self.write(id, &v)
+    }
+
+    fn forward_program(&mut self) -> Result<ProgramId> {
+        if let Some(p) = self.forward_prog {
+            return Ok(p);
+        }
+        let mut ks = Vec::new();
+        for n in &self.nodes {
+            let args: Vec<Arg> =
+                n.op.inputs()
+                    .iter()
+                    .map(|&i| Arg {
+                        buf: self.nodes[i].value,
+                        shape: &self.nodes[i].shape,
+                    })
+                    .collect();
+            ks.extend(n.op.forward(
+                &args,
+                Arg {
+                    buf: n.value,
+                    shape: &n.shape,
+                },
+                &n.aux,
+            ));
+        }
+        let p = self.exec.compile(ks)?;
+        self.forward_prog = Some(p);
+        Ok(p)
+    }
+
+    /// Computes every node's value, in node order, as one submission.
+    pub fn forward(&mut self) -> Result<()> {
+        let p = self.forward_program()?;
+        self.exec.run(&[p])?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Programs to prepend so values are current: the forward pass when inputs changed.
+    fn pending_forward(&mut self) -> Result<Vec<ProgramId>> {
+        Ok(if self.dirty {
+            vec![self.forward_program()?]
+        } else {
+            vec![]
+        })
+    }
+
+    /// Seeds d(loss) = 1 and runs the VJP of every node on the path to the parameters, in
+    /// reverse order, as one submission (with the forward pass first if inputs changed since
+    /// the last one). Parameter gradients accumulate across calls until [`Graph::zero_grad`].
+    pub fn backward(&mut self, loss: NodeId) -> Result<()> {
+        let l = self.check(loss)?;
+        let bp = self.backward_program(l)?;
+        let mut progs = self.pending_forward()?;
+        progs.push(bp);
+        self.exec.run(&progs)?;
+        self.dirty = false;
+        self.mark_grads(l);
+        Ok(())
+    }
+
+    fn zero_program(&mut self) -> Result<ProgramId> {
+        if let Some(p) = self.zero_prog {
+            return Ok(p);
+        }
+        let ks: Vec<Kernel> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_leaf())
+            .filter_map(|n| {
+                n.grad.map(|g| Kernel::Fill {
+                    out: g,
+                    len: numel(&n.shape),
+                    value: 0.0,
+                    acc: false,
+                })
+            })
+            .collect();
+        let p = self.exec.compile(ks)?;
+        self.zero_prog = Some(p);
+        Ok(p)
+    }
+
+    /// Sets every parameter (and input) gradient to zero, as one submission.
+    pub fn zero_grad(&mut self) -> Result<()> {
+        let p = self.zero_program()?;
+        self.exec.run(&[p])
+    }
+
+    /// Chooses the optimizer used by [`Graph::step`] and [`Graph::train_step`]; allocates its
+    /// state (zeroed) for every parameter that exists now.
+    pub fn set_optimizer(&mut self, opt: impl Into<Optimizer>) -> Result<()> {
+        let opt = opt.into();
+        opt.validate()?;
+        let rule = match opt {
+            Optimizer::Sgd(_) => OptimRule::Sgd,
+            Optimizer::Adam(_) => OptimRule::Adam,
+        };
+        if let Some(old) = self.optim.take() {
+            self.exec.discard(old.program);
+        }
+        let hyper = self.exec.alloc(8, "optimizer hyper-parameters")?;
+        let mut ks = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.op == Op::Parameter) {
+            let len = numel(&n.shape);
+            let s1 = self.exec.alloc(len, &format!("optimizer state of {}", n.name))?;
+            let s2 = if rule == OptimRule::Adam {
+                self.exec.alloc(len, &format!("optimizer state of {}", n.name))?
+            } else {
+                s1
+            };
+            let grad = n.grad.expect("parameters always own a gradient buffer");
+            ks.push(Kernel::Optim {
+                rule,
+                param: n.value,
+                grad,
+                s1,
+                s2,
+                hyper,
+                len,
+            });
+        }
+        let program = self.exec.compile(ks)?;
+        self.optim = Some(OptimState {
+            opt,
+            t: 0,
+            hyper,
+            program,
+        });
+        Ok(())
+    }
+
+    /// Changes the learning rate of the configured optimizer (for schedules).
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        let st = self.optim.as_mut().ok_or(Error::NoOptimizer)?;
+        let mut opt = st.opt;
+        match &mut opt {
+            Optimizer::Sgd(s) => s.lr = lr,
+            Optimizer::Adam(a) => a.lr = lr,
+        }
+        opt.validate()?;
+        st.opt = opt;
+        Ok(())
+    }
+
+    fn optim_program(&mut self) -> Result<ProgramId> {
+        let st = self.optim.as_mut().ok_or(Error::NoOptimizer)?;
+        st.t += 1;
+        let (hyper, words, p) = (st.hyper, st.opt.hyper(st.t), st.program);
+        self.exec.write(hyper, &words)?;
+        Ok(p)
+    }
+
+    /// Applies one optimizer update to every parameter from its current gradient.
+    pub fn step(&mut self) -> Result<()> {
+        let p = self.optim_program()?;
+        self.exec.run(&[p])
+    }
+
+    /// One training step as ONE submission: zero the gradients, forward, backward from `loss`,
+    /// optimizer update. Values read afterwards are those of this step's forward pass.
+    pub fn train_step(&mut self, loss: NodeId) -> Result<()> {
+        let l = self.check(loss)?;
+        if self.optim.is_none() {
+            return Err(Error::NoOptimizer);
+        }
+        let z = self.zero_program()?;
+        let f = self.forward_program()?;
+        let b = self.backward_program(l)?;
+        let o = self.optim_program()?;
+        self.exec.run(&[z, f, b, o])?;
+        self.dirty = false;
+        self.mark_grads(l);
+        Ok(())
+    }
+
+    fn ensure_current(&mut self) -> Result<()> {
+        if self.dirty {
+            self.forward()?;
+        }
+        Ok(())
+    }
+
+    /// The node's value (running the forward pass first if inputs changed), blocking.
+    pub fn value(&mut self, id: NodeId) -> Result<Vec<f32>> {
+        let i = self.check(id)?;
+        self.ensure_current()?;
+        self.exec.read_f32(self.nodes[i].value)
+    }
+
+    /// The node's value in f64 (exact on the f64 CPU backend).
+    pub fn value_f64(&mut self, id: NodeId) -> Result<Vec<f64>> {
+        let i = self.check(id)?;
+        self.ensure_current()?;
+        self.exec.read(self.nodes[i].value)
+    }
+
+    /// The value of a one-element node.
+    pub fn scalar(&mut self, id: NodeId) -> Result<f32> {
+        let i = self.check(id)?;
+        if numel(&self.nodes[i].shape) != 1 {
+            return Err(Error::invalid_shape(
+                "scalar",
+                &self.nodes[i].shape,
+                "not a one-element tensor",
+            ));
+        }
+        Ok(self.value(id)?[0])
+    }
+
+    /// Starts an asynchronous read of the node's value; await the returned future.
+    pub fn value_async(&mut self, id: NodeId) -> Result<ReadFuture> {
+        let i = self.check(id)?;
+        self.ensure_current()?;
+        self.exec.read_async(self.nodes[i].value)
+    }
+
+    fn grad_buf(&self, id: NodeId) -> Result<BufId> {
+        let n = self.node(id)?;
+        match n.grad {
+            Some(g) if n.grad_ready => Ok(g),
+            _ => Err(Error::GradientNotComputed {
+                node: id.idx,
+                name: n.name.clone(),
+            }),
+        }
+    }
+
+    /// The gradient ∂loss/∂node from the last backward pass, blocking.
+    pub fn grad(&mut self, id: NodeId) -> Result<Vec<f32>> {
+        let g = self.grad_buf(id)?;
+        self.exec.read_f32(g)
+    }
+
+    /// The gradient in f64 (exact on the f64 CPU backend).
+    pub fn grad_f64(&mut self, id: NodeId) -> Result<Vec<f64>> {
+        let g = self.grad_buf(id)?;
+        self.exec.read(g)
+    }
+
+    /// Starts an asynchronous read of the gradient.
+    pub fn grad_async(&mut self, id: NodeId) -> Result<ReadFuture> {
+        let g = self.grad_buf(id)?;
+        self.exec.read_async(g)
+    }
+
+    /// Writes a DOT description of the graph (see [`Graph::to_dot_with`] for options).
+    pub fn to_dot(&self) -> String {
+        self.to_dot_with(None)
+    }
+}
+
+fn check_labels(name: &str, values: impl Iterator<Item = f64>, classes: usize) -> Result<()> {
+    for (i, v) in values.enumerate() {
+        if !(v >= 0.0 && v < classes as f64 && v.fract() == 0.0) {
+            return Err(Error::arg(
+                "write",
+                format!("labels '{name}'[{i}] = {v} is not a class index in 0..{classes}"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Operations: one enum of data, one `match` each for shape inference, forward lowering and
+//! the vector-Jacobian product. Each family lives in its own module beside its shader.
+//!
+//! An op never builds a Jacobian: for an upstream gradient `g = ∂z/∂y` its VJP emits kernels
+//! computing `(∂y/∂x)ᵀ g` for each input x that needs a gradient, adding into that input's
+//! gradient buffer when another consumer already wrote it (fan-out accumulates).
+
+mod binary;
+mod layout;
+mod loss;
+mod matmul;
+mod reduce;
+mod softmax;
+mod unary;
+
+use crate::backend::{BinaryOp, BufId, Kernel, ReduceOp, UnaryOp};
+use crate::error::Result;
+
+/// What a node computes. Inputs are node indices of the same graph, always earlier nodes,
+/// so node order is a topological order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Data written by the user; no gradient unless created with one.
+    Input,
+    /// Trainable tensor; always has a gradient.
+    Parameter,
+    /// C = A·B for A: m×k, B: k×n.
+    MatMul { a: usize, b: usize },
+    /// Y = X + b with b (length cols) broadcast over the rows of X.
+    BiasAdd { x: usize, bias: usize },
+    /// Elementwise function of one argument.
+    Unary { op: UnaryOp, x: usize },
+    /// Elementwise function of two broadcast arguments.
+    Binary { op: BinaryOp, a: usize, b: usize },
+    /// Sum, mean or max along one axis (or all elements when `axis` is `None`).
+    Reduce {
+        op: ReduceOp,
+        x: usize,
+        axis: Option<usize>,
+        keepdim: bool,
+    },
+    /// Softmax along the last axis.
+    Softmax { x: usize },
+    /// Mean over rows of −log softmax(logits)[label]; labels hold class indices.
+    SoftmaxCrossEntropy { logits: usize, labels: usize },
+    /// Mean squared error between two tensors of one shape.
+    Mse { pred: usize, target: usize },
+    /// Transpose of a matrix.
+    Transpose { x: usize },
+    /// Same data, another shape.
+    Reshape { x: usize },
+    /// Same value, no gradient flows back through it.
+    Detach { x: usize },
+}
+
+/// Largest rank a tensor may have.
+pub const MAX_RANK: usize = 4;
+
+/// A buffer and the shape of the tensor it holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Arg<'a> {
+    pub buf: BufId,
+    pub shape: &'a [usize],
+}
+
+/// Where one input's gradient goes: its buffer, and whether to add into it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GradTarget {
+    pub buf: BufId,
+    pub acc: bool,
+}
+
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Op {
+    /// The op's name, as in messages and DOT labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::Parameter => "parameter",
+            Op::MatMul { .. } => "matmul",
+            Op::BiasAdd { .. } => "bias_add",
+            Op::Unary { op, .. } => op.name(),
+            Op::Binary { op, .. } => op.name(),
+            Op::Reduce { op, .. } => op.name(),
+            Op::Softmax { .. } => "softmax",
+            Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
+            Op::Mse { .. } => "mse",
+            Op::Transpose { .. } => "transpose",
+            Op::Reshape { .. } => "reshape",
+            Op::Detach { .. } => "detach",
+        }
+    }
+
+    /// Node indices this op reads.
+    pub fn inputs(&self) -> Vec<usize> {
+        match *self {
+            Op::Input | Op::Parameter => vec![],
+            Op::MatMul { a, b } | Op::Binary { a, b, .. } => vec![a, b],
+            Op::BiasAdd { x, bias } => vec![x, bias],
+            Op::SoftmaxCrossEntropy { logits, labels } => vec![logits, labels],
+            Op::Mse { pred, target } => vec![pred, target],
+            Op::Unary { x, .. }
+            | Op::Reduce { x, .. }
+            | Op::Softmax { x }
+            | Op::Transpose { x }
+            | Op::Reshape { x }
+            | Op::Detach { x } => vec![x],
+        }
+    }
+
+    /// Positions (into `inputs()`) through which a gradient flows.
+    pub(crate) fn differentiable(&self) -> &'static [usize] {
+        match self {
+            Op::Input | Op::Parameter | Op::Detach { .. } => &[],
+            Op::SoftmaxCrossEntropy { .. } => &[0],
+            Op::MatMul { .. } | Op::Binary { .. } | Op::BiasAdd { .. } | Op::Mse { .. } => &[0, 1],
+            _ => &[0],
+        }
+    }
+
+    /// Shape of the result, or the error naming the op and the offending shapes.
+    /// `reshape` targets are checked by the graph, which knows the requested shape.
+    pub(crate) fn infer_shape(&self, shapes: &[&[usize]]) -> Result<Vec<usize>> {
+        match *self {
+            Op::Input | Op::Parameter => unreachable!("leaves have no inferred shape"),
+            Op::MatMul { .. } => matmul::shape(shapes[0], shapes[1]),
+            Op::BiasAdd { .. } => binary::bias_add_shape(shapes[0], shapes[1]),
+            Op::Unary { .. } => Ok(shapes[0].to_vec()),
+            Op::Binary { op, .. } => binary::shape(op, shapes[0], shapes[1]),
+            Op::Reduce { op, axis, keepdim, .. } => reduce::shape(op, shapes[0], axis, keepdim),
+            Op::Softmax { .. } => softmax::shape(shapes[0]),
+            Op::SoftmaxCrossEntropy { .. } => softmax::xent_shape(shapes[0], shapes[1]),
+            Op::Mse { .. } => loss::mse_shape(shapes[0], shapes[1]),
+            Op::Transpose { .. } => layout::transpose_shape(shapes[0]),
+            Op::Reshape { .. } | Op::Detach { .. } => Ok(shapes[0].to_vec()),
+        }
+    }
+
+    /// Extra buffers (element counts) the op keeps for its VJP: softmax probabilities, argmax.
+    pub(crate) fn aux_sizes(&self, shapes: &[&[usize]], out: &[usize]) -> Vec<usize> {
+        match self {
+            Op::Reduce { op: ReduceOp::Max, .. } => vec![numel(out)],
+            Op::SoftmaxCrossEntropy { .. } => vec![numel(shapes[0]), shapes[0][0]],
+            _ => vec![],
+        }
+    }
+
+    /// Kernels computing the node's value into `out`.
+    pub(crate) fn forward(&self, args: &[Arg], out: Arg, aux: &[BufId]) -> Vec<Kernel> {
+        match *self {
+            Op::Input | Op::Parameter => vec![],
+            Op::MatMul { .. } => matmul::forward(args[0], args[1], out),
+            Op::BiasAdd { .. } => binary::bias_add_forward(args[0], args[1], out),
+            Op::Unary { op, .. } => unary::forward(op, args[0], out),
+            Op::Binary { op, .. } => binary::forward(op, args[0], args[1], out),
+            Op::Reduce { op, axis, .. } => reduce::forward(op, args[0], axis, out, aux),
+            Op::Softmax { .. } => softmax::forward(args[0], out),
+            Op::SoftmaxCrossEntropy { .. } => softmax::xent_forward(args[0], args[1], out, aux),
+            Op::Mse { .. } => loss::mse_forward(args[0], args[1], out),
+            Op::Transpose { .. } => layout::transpose_forward(args[0], out),
+            Op::Reshape { .. } | Op::Detach { .. } => layout::copy(args[0].buf, out.buf, numel(out.shape), false),
+        }
+    }
+
+    /// Kernels adding (∂out/∂input)ᵀ·g into each input's gradient target (None: not needed).
+    pub(crate) fn vjp(
+        &self,
+        args: &[Arg],
+        out: Arg,
+        g: BufId,
+        aux: &[BufId],
+        targets: &[Option<GradTarget>],
+    ) -> Vec<Kernel> {
+        match *self {
+            Op::Input | Op::Parameter | Op::Detach { .. } => vec![],
+            Op::MatMul { .. } => matmul::vjp(args[0], args[1], g, targets),
+            Op::BiasAdd { .. } => binary::bias_add_vjp(args[0], g, targets),
+            Op::Unary { op, .. } => unary::vjp(op, args[0], out, g, targets),
+            Op::Binary { op, .. } => binary::vjp(op, args[0], args[1], out, g, targets),
+            Op::Reduce { op, axis, .. } => reduce::vjp(op, args[0], axis, g, aux, targets),
+            Op::Softmax { .. } => softmax::vjp(out, g, targets),
+            Op::SoftmaxCrossEntropy { .. } => softmax::xent_vjp(args[0], args[1], g, aux, targets),
+            Op::Mse { .. } => loss::mse_vjp(args[0], args[1], g, targets),
+            Op::Transpose { .. } => layout::transpose_vjp(args[0], g, targets),
+            Op::Reshape { .. } => layout::reshape_vjp(args[0], g, targets),
+        }
+    }
+}
