@@ -33,6 +33,7 @@ pub mod device;
 pub mod error;
 pub mod graph;
 pub mod io;
+pub mod nn;
 pub(crate) mod ops;
 pub mod optim;
 

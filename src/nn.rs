@@ -1,0 +1,236 @@
+//! Layers on top of the graph, as thin as possible: [`Linear`] and an [`Mlp`] builder, with
+//! seeded Xavier/He initialisation and safetensors save/load.
+
+use crate::data::Rng;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId};
+use crate::io::{load_safetensors, save_safetensors, NamedTensor};
+use std::path::Path;
+
+/// Hidden-layer activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// σ(x)
+    Sigmoid,
+    /// max(x, 0)
+    Relu,
+    /// tanh(x)
+    Tanh,
+}
+
+impl Activation {
+    /// Parses `sigmoid`, `relu` or `tanh`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "sigmoid" => Ok(Activation::Sigmoid),
+            "relu" => Ok(Activation::Relu),
+            "tanh" => Ok(Activation::Tanh),
+            _ => Err(Error::arg(
+                "activation",
+                format!("unknown activation '{s}': expected sigmoid, relu or tanh"),
+            )),
+        }
+    }
+
+    /// The initialisation that keeps activations well scaled: He for ReLU, Xavier otherwise.
+    pub fn default_init(self) -> Init {
+        match self {
+            Activation::Relu => Init::He,
+            _ => Init::Xavier,
+        }
+    }
+
+    /// Adds the activation node.
+    pub fn apply(self, g: &mut Graph, x: NodeId) -> Result<NodeId> {
+        match self {
+            Activation::Sigmoid => g.sigmoid(x),
+            Activation::Relu => g.relu(x),
+            Activation::Tanh => g.tanh(x),
+        }
+    }
+}
+
+/// Weight initialisation schemes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// Glorot/Xavier uniform: U(−a, a), a = √(6 / (fan_in + fan_out)).
+    Xavier,
+    /// He/Kaiming normal: N(0, 2 / fan_in).
+    He,
+}
+
+impl Init {
+    /// `fan_in × fan_out` weights drawn from `rng`.
+    pub fn sample(self, fan_in: usize, fan_out: usize, rng: &mut Rng) -> Vec<f32> {
+        let n = fan_in * fan_out;
+        match self {
+            Init::Xavier => {
+                let a = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                (0..n).map(|_| (2.0 * rng.next_f32() - 1.0) * a).collect()
+            }
+            Init::He => {
+                let s = (2.0 / fan_in as f64).sqrt() as f32;
+                (0..n).map(|_| rng.normal() * s).collect()
+            }
+        }
+    }
+}
+
+/// A fully connected layer y = x·W + b, W: in×out, b: out.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// The weight parameter, in×out.
+    pub weight: NodeId,
+    /// The bias parameter, out.
+    pub bias: NodeId,
+    /// Input features.
+    pub fan_in: usize,
+    /// Output features.
+    pub fan_out: usize,
+}
+
+impl Linear {
+    /// Adds the layer's parameters (`{name}.weight`, `{name}.bias`) to the graph.
+    pub fn new(g: &mut Graph, name: &str, fan_in: usize, fan_out: usize, init: Init, rng: &mut Rng) -> Result<Linear> {
+        let w = init.sample(fan_in, fan_out, rng);
+        let weight = g.parameter(&format!("{name}.weight"), &[fan_in, fan_out], &w)?;
+        let bias = g.parameter(&format!("{name}.bias"), &[fan_out], &vec![0.0; fan_out])?;
+        Ok(Linear {
+            weight,
+            bias,
+            fan_in,
+            fan_out,
+        })
+    }
+
+    /// x·W + b for x: batch×in.
+    pub fn forward(&self, g: &mut Graph, x: NodeId) -> Result<NodeId> {
+        let xw = g.matmul(x, self.weight)?;
+        g.bias_add(xw, self.bias)
+    }
+}
+
+/// A multilayer perceptron: Linear → activation → … → Linear (the last layer gives logits).
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    /// The layers, input side first.
+    pub layers: Vec<Linear>,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Layer widths, input first, e.g. [64, 128, 10].
+    pub sizes: Vec<usize>,
+}
+
+impl Mlp {
+    /// Parameters for layer widths `sizes` (at least input and output), initialised from `seed`
+    /// with the activation's default scheme. Layers are named `layers.{i}`.
+    pub fn new(g: &mut Graph, sizes: &[usize], activation: Activation, seed: u64) -> Result<Mlp> {
+        if sizes.len() < 2 || sizes.contains(&0) {
+            return Err(Error::arg(
+                "Mlp::new",
+                format!("layer sizes {sizes:?}: need at least two, all non-zero"),
+            ));
+        }
+        let mut rng = Rng::new(seed);
+        let init = activation.default_init();
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Linear::new(g, &format!("layers.{i}"), w[0], w[1], init, &mut rng))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Mlp {
+            layers,
+            activation,
+            sizes: sizes.to_vec(),
+        })
+    }
+
+    /// Adds the forward pass for input `x` (batch×sizes[0]); returns the logits node.
+    pub fn forward(&self, g: &mut Graph, x: NodeId) -> Result<NodeId> {
+        let mut h = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(g, h)?;
+            if i + 1 < self.layers.len() {
+                h = self.activation.apply(g, h)?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// The weights as named tensors in PyTorch's `nn.Linear` layout: `layers.{i}.weight` is
+    /// out×in (the transpose of the graph's in×out), `layers.{i}.bias` is out.
+    pub fn state(&self, g: &mut Graph) -> Result<Vec<NamedTensor>> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let w = g.value(l.weight)?;
+            let mut wt = vec![0.0; w.len()];
+            for r in 0..l.fan_in {
+                for c in 0..l.fan_out {
+                    wt[c * l.fan_in + r] = w[r * l.fan_out + c];
+                }
+            }
+            out.push(NamedTensor::new(
+                format!("layers.{i}.weight"),
+                vec![l.fan_out, l.fan_in],
+                wt,
+            ));
+            out.push(NamedTensor::new(
+                format!("layers.{i}.bias"),
+                vec![l.fan_out],
+                g.value(l.bias)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Loads weights saved by [`Mlp::state`] (or PyTorch). Every tensor is checked (present,
+    /// right shape, finite) before any is written, so a bad file changes nothing.
+    pub fn load_state(&self, g: &mut Graph, tensors: &[NamedTensor]) -> Result<()> {
+        let find = |name: &str, shape: &[usize]| -> Result<&NamedTensor> {
+            let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::Tensor {
+                name: name.into(),
+                reason: "missing from the file".into(),
+            })?;
+            if t.shape != shape {
+                return Err(Error::Tensor {
+                    name: name.into(),
+                    reason: format!("shape {:?} in the file, the model needs {:?}", t.shape, shape),
+                });
+            }
+            if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Tensor {
+                    name: name.into(),
+                    reason: format!("element {i} is {}", t.data[i]),
+                });
+            }
+            Ok(t)
+        };
+        let mut staged = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let w = find(&format!("layers.{i}.weight"), &[l.fan_out, l.fan_in])?;
+            let b = find(&format!("layers.{i}.bias"), &[l.fan_out])?;
+            let mut wv = vec![0.0; w.data.len()];
+            for r in 0..l.fan_in {
+                for c in 0..l.fan_out {
+                    wv[r * l.fan_out + c] = w.data[c * l.fan_in + r];
+                }
+            }
+            staged.push((l.weight, wv));
+            staged.push((l.bias, b.data.clone()));
+        }
+        for (id, v) in staged {
+            g.write(id, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the weights to a safetensors file.
+    pub fn save(&self, g: &mut Graph, path: &Path) -> Result<()> {
+        save_safetensors(path, &self.state(g)?)
+    }
+
+    /// Loads weights from a safetensors file (all or nothing).
+    pub fn load(&self, g: &mut Graph, path: &Path) -> Result<()> {
+        self.load_state(g, &load_safetensors(path)?)
+    }
+}

@@ -1,0 +1,276 @@
+//! Shared test helpers: device selection, random data, tolerant comparison, and a harness
+//! that builds one op on several devices and compares values and gradients.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use wgrad::data::Rng;
+use wgrad::{Device, Graph, NodeId, Result};
+
+/// The GPU device for tests, opened once. `None` (with a loud message) when there is no
+/// adapter; under `WGRAD_REQUIRE_GPU=1` a missing adapter fails the test instead.
+pub fn gpu() -> Option<Device> {
+    static GPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+    match GPU.get_or_init(|| Device::gpu().map_err(|e| e.to_string())) {
+        Ok(d) => {
+            eprintln!("GPU adapter: {}", d.info());
+            Some(d.clone())
+        }
+        Err(e) => {
+            if std::env::var("WGRAD_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("WGRAD_REQUIRE_GPU=1 but no GPU adapter could be opened: {e}");
+            }
+            eprintln!("SKIPPED (no GPU adapter): {e}");
+            None
+        }
+    }
+}
+
+pub fn random(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| lo + (hi - lo) * rng.next_f32()).collect()
+}
+
+/// max over i of |got − want| / (atol + rtol·|want|); ≤ 1 means within tolerance.
+pub fn rel_err(got: &[f32], want: &[f32], atol: f32, rtol: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    got.iter()
+        .zip(want)
+        .map(|(&a, &b)| {
+            if a.is_nan() && b.is_nan() {
+                0.0
+            } else {
+                (a - b).abs() / (atol + rtol * b.abs())
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str) {
+    let e = rel_err(got, want, atol, rtol);
+    let max_abs = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(
+        e <= 1.0,
+        "{what}: max scaled error {e} (max abs diff {max_abs}, atol {atol}, rtol {rtol})"
+    );
+}
+
+/// A test case: an op built on inputs of the given shapes.
+pub type Build = dyn Fn(&mut Graph, &[NodeId]) -> Result<NodeId>;
+
+/// Everything one device computed for a case: output value and the gradient of each input.
+#[derive(Debug)]
+pub struct Outcome {
+    pub value: Vec<f32>,
+    pub grads: Vec<Vec<f32>>,
+}
+
+/// Builds inputs (with gradients) of `shapes` filled from `data`, applies `build`, forms the
+/// scalar loss Σ out ⊙ r with a fixed random r (so the upstream gradient is not all ones),
+/// runs backward and reads everything back.
+pub fn run_case(
+    device: &Device,
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    r: &[f32],
+    build: &Build,
+) -> Result<Outcome> {
+    let mut g = Graph::new(device);
+    let mut ins = Vec::new();
+    for (i, s) in shapes.iter().enumerate() {
+        let id = g.input_with_grad(&format!("in{i}"), s)?;
+        g.write(id, &data[i])?;
+        ins.push(id);
+    }
+    let out = build(&mut g, &ins)?;
+    let loss = weighted_sum(&mut g, out, r)?;
+    g.backward(loss)?;
+    let value = g.value(out)?;
+    let grads = ins.iter().map(|&i| g.grad(i)).collect::<Result<Vec<_>>>()?;
+    Ok(Outcome { value, grads })
+}
+
+/// Σ out ⊙ r over all elements (r written into a fresh input of out's shape).
+pub fn weighted_sum(g: &mut Graph, out: NodeId, r: &[f32]) -> Result<NodeId> {
+    let shape = g.shape(out)?;
+    let rn = g.input("r", &shape)?;
+    g.write(rn, r)?;
+    let prod = g.mul(out, rn)?;
+    g.sum(prod)
+}
+
+/// Random data for each shape in [lo, hi), plus the weights r for the output.
+pub fn case_data(seed: u64, shapes: &[Vec<usize>], out_len: usize, lo: f32, hi: f32) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let mut rng = Rng::new(seed);
+    let data = shapes
+        .iter()
+        .map(|s| random(&mut rng, s.iter().product(), lo, hi))
+        .collect();
+    let r = random(&mut rng, out_len, -1.0, 1.0);
+    (data, r)
+}
+
+/// Output length of `build` on `shapes`, found by building it on the CPU.
+pub fn out_len(shapes: &[Vec<usize>], build: &Build) -> usize {
+    let mut g = Graph::new(&Device::cpu());
+    let ins: Vec<NodeId> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| g.input(&format!("in{i}"), s).unwrap())
+        .collect();
+    let out = build(&mut g, &ins).unwrap();
+    g.shape(out).unwrap().iter().product()
+}
+
+/// One op under test: input shapes, how to build it, and the input range.
+pub struct Case {
+    pub name: String,
+    pub shapes: Vec<Vec<usize>>,
+    pub build: Box<Build>,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+fn case(
+    name: String,
+    shapes: Vec<Vec<usize>>,
+    lo: f32,
+    hi: f32,
+    build: impl Fn(&mut Graph, &[NodeId]) -> Result<NodeId> + 'static,
+) -> Case {
+    Case {
+        name,
+        shapes,
+        build: Box::new(build),
+        lo,
+        hi,
+    }
+}
+
+/// Every op of the engine at one size: matmul m×k·k×n; elementwise and reductions on m×n.
+pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
+    use wgrad::{BinaryOp, UnaryOp};
+    let tag = |s: &str| format!("{s} @ {m}x{k}x{n}");
+    let mut v = vec![
+        case(tag("matmul"), vec![vec![m, k], vec![k, n]], -1.0, 1.0, |g, i| {
+            g.matmul(i[0], i[1])
+        }),
+        case(tag("bias_add"), vec![vec![m, n], vec![n]], -1.0, 1.0, |g, i| {
+            g.bias_add(i[0], i[1])
+        }),
+        case(
+            tag("sigmoid(matmul+bias)"),
+            vec![vec![m, k], vec![k, n], vec![n]],
+            -1.0,
+            1.0,
+            |g, i| {
+                let z = g.matmul(i[0], i[1])?;
+                let z = g.bias_add(z, i[2])?;
+                g.sigmoid(z)
+            },
+        ),
+        case(tag("transpose"), vec![vec![m, n]], -1.0, 1.0, |g, i| g.transpose(i[0])),
+        case(tag("reshape"), vec![vec![m, n]], -1.0, 1.0, move |g, i| {
+            g.reshape(i[0], &[n, m])
+        }),
+        case(tag("softmax"), vec![vec![m, n]], -3.0, 3.0, |g, i| g.softmax(i[0])),
+        case(tag("mse"), vec![vec![m, n], vec![m, n]], -1.0, 1.0, |g, i| {
+            g.mse(i[0], i[1])
+        }),
+        case(tag("sum"), vec![vec![m, n]], -1.0, 1.0, |g, i| g.sum(i[0])),
+        case(tag("mean"), vec![vec![m, n]], -1.0, 1.0, |g, i| g.mean(i[0])),
+        case(tag("detach+x"), vec![vec![m, n]], -1.0, 1.0, |g, i| {
+            let d = g.detach(i[0])?;
+            let sq = g.mul(d, i[0])?;
+            g.add(sq, i[0])
+        }),
+    ];
+    for op in [
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Neg,
+        UnaryOp::Scale(-1.7),
+        UnaryOp::Square,
+    ] {
+        let (lo, hi) = if op == UnaryOp::Log { (0.1, 3.0) } else { (-2.0, 2.0) };
+        v.push(case(tag(op.name()), vec![vec![m, n]], lo, hi, move |g, i| {
+            g.unary(op, i[0])
+        }));
+    }
+    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+        // Divisors stay away from 0 so finite differences are meaningful.
+        let (lo, hi) = if op == BinaryOp::Div { (0.5, 2.0) } else { (-1.0, 1.0) };
+        v.push(case(
+            tag(&format!("{} same", op.name())),
+            vec![vec![m, n], vec![m, n]],
+            lo,
+            hi,
+            move |g, i| g.binary(op, i[0], i[1]),
+        ));
+        v.push(case(
+            tag(&format!("{} row-broadcast", op.name())),
+            vec![vec![m, n], vec![n]],
+            lo,
+            hi,
+            move |g, i| g.binary(op, i[0], i[1]),
+        ));
+        v.push(case(
+            tag(&format!("{} outer-broadcast", op.name())),
+            vec![vec![m, 1], vec![1, n]],
+            lo,
+            hi,
+            move |g, i| g.binary(op, i[0], i[1]),
+        ));
+        v.push(case(
+            tag(&format!("{} rank-3", op.name())),
+            vec![vec![2, m, n], vec![m, 1]],
+            lo,
+            hi,
+            move |g, i| g.binary(op, i[0], i[1]),
+        ));
+    }
+    for axis in 0..2 {
+        for keep in [false, true] {
+            v.push(case(
+                tag(&format!("sum_axis{axis} keep={keep}")),
+                vec![vec![m, n]],
+                -1.0,
+                1.0,
+                move |g, i| g.sum_axis(i[0], axis, keep),
+            ));
+            v.push(case(
+                tag(&format!("mean_axis{axis} keep={keep}")),
+                vec![vec![m, n]],
+                -1.0,
+                1.0,
+                move |g, i| g.mean_axis(i[0], axis, keep),
+            ));
+            v.push(case(
+                tag(&format!("max_axis{axis} keep={keep}")),
+                vec![vec![m, n]],
+                -1.0,
+                1.0,
+                move |g, i| g.max_axis(i[0], axis, keep),
+            ));
+        }
+    }
+    v
+}
+
+/// Softmax cross-entropy on logits m×n with random labels; returns (loss, d_logits).
+pub fn xent_case(device: &Device, m: usize, n: usize, seed: u64, scale: f32) -> Result<(f64, Vec<f64>)> {
+    let mut rng = Rng::new(seed);
+    let logits: Vec<f64> = (0..m * n)
+        .map(|_| (rng.next_f64() * 2.0 - 1.0) * scale as f64)
+        .collect();
+    let labels: Vec<u32> = (0..m).map(|_| rng.below(n) as u32).collect();
+    let mut g = Graph::new(device);
+    let x = g.input_with_grad("logits", &[m, n])?;
+    let y = g.input("labels", &[m])?;
+    let loss = g.softmax_cross_entropy(x, y)?;
+    g.write_f64(x, &logits)?;
+    g.write_labels(y, &labels)?;
+    g.backward(loss)?;
+    Ok((g.value_f64(loss)?[0], g.grad_f64(x)?))
+}

@@ -1,0 +1,74 @@
+//! Every op, forward and backward, on the GPU against the CPU reference at odd sizes
+//! (1, 3, 17, 127, 257 and > 512; none a multiple of the 64×64 matmul tile).
+
+mod common;
+use common::*;
+use wgrad::Device;
+
+const SIZES: [(usize, usize, usize); 5] = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (127, 257, 3), (520, 300, 515)];
+
+#[test]
+fn every_op_gpu_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = Device::cpu();
+    let mut worst = 0.0f32;
+    let mut count = 0;
+    for &(m, k, n) in &SIZES {
+        for (i, c) in op_cases(m, k, n).iter().enumerate() {
+            let n_out = out_len(&c.shapes, &c.build);
+            let (data, r) = case_data(42 + i as u64, &c.shapes, n_out, c.lo, c.hi);
+            let want =
+                run_case(&cpu, &c.shapes, &data, &r, &c.build).unwrap_or_else(|e| panic!("{} on CPU: {e}", c.name));
+            let got =
+                run_case(&gpu, &c.shapes, &data, &r, &c.build).unwrap_or_else(|e| panic!("{} on GPU: {e}", c.name));
+            let (atol, rtol) = (1e-4, 1e-3);
+            assert_close(&got.value, &want.value, atol, rtol, &format!("{} forward", c.name));
+            worst = worst.max(rel_err(&got.value, &want.value, atol, rtol));
+            for (j, (gg, wg)) in got.grads.iter().zip(&want.grads).enumerate() {
+                assert_close(gg, wg, atol, rtol, &format!("{} d_input{j}", c.name));
+                worst = worst.max(rel_err(gg, wg, atol, rtol));
+            }
+            count += 1;
+        }
+    }
+    eprintln!("{count} GPU-vs-CPU cases; largest error scaled by (1e-4 + 1e-3·|cpu|) = {worst:.3}");
+}
+
+#[test]
+fn softmax_cross_entropy_gpu_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    for (m, n) in [(1, 1), (3, 7), (17, 65), (127, 3), (600, 10), (5, 1000)] {
+        let (l_cpu, g_cpu) = xent_case(&Device::cpu(), m, n, 3, 4.0).unwrap();
+        let (l_gpu, g_gpu) = xent_case(&gpu, m, n, 3, 4.0).unwrap();
+        assert!(
+            (l_cpu - l_gpu).abs() <= 1e-4 + 1e-4 * l_cpu.abs(),
+            "{m}x{n}: loss {l_gpu} vs {l_cpu}"
+        );
+        let (a, b): (Vec<f32>, Vec<f32>) = g_gpu.iter().zip(&g_cpu).map(|(&a, &b)| (a as f32, b as f32)).unzip();
+        assert_close(&a, &b, 1e-6, 1e-3, &format!("softmax_cross_entropy {m}x{n} d_logits"));
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_is_stable_for_huge_logits() {
+    let mut devices = vec![Device::cpu()];
+    devices.extend(gpu());
+    for dev in devices {
+        let (loss, grad) = xent_case(&dev, 8, 10, 11, 1e4).unwrap();
+        assert!(loss.is_finite() && loss > 0.0, "{}: loss {loss}", dev.info());
+        assert!(
+            grad.iter().all(|v| v.is_finite()),
+            "{}: non-finite gradient",
+            dev.info()
+        );
+        // Rows of (softmax − onehot)/batch sum to zero.
+        for row in grad.chunks(10) {
+            assert!(
+                row.iter().sum::<f64>().abs() < 1e-6,
+                "{}: row sum {}",
+                dev.info(),
+                row.iter().sum::<f64>()
+            );
+        }
+    }
+}
