@@ -36,6 +36,7 @@ pub mod io;
 pub mod nn;
 pub(crate) mod ops;
 pub mod optim;
+pub mod train;
 
 pub use backend::gpu::{enumerate_adapters, DeviceInfo, GpuDevice, GpuOptions, SHADERS};
 pub use backend::{BinaryOp, Counters, ReadFuture, ReduceOp, UnaryOp};

@@ -553,18 +553,15 @@ impl<T: Real> CpuExecutor<T> {
                 acc,
                 ..
             } => {
-                let mut scratch = Vec::new();
-                let argbuf = if op == ReduceOp::Max {
+                // Only max records indices; sum and mean leave `arg` untouched.
+                let mut idx = if op == ReduceOp::Max {
                     std::mem::take(&mut self.bufs[arg])
                 } else {
-                    vec![T::zero(); outer * inner]
+                    Vec::new()
                 };
-                let mut argbuf = argbuf;
-                reduce(op, &self.bufs[x], &mut o, &mut argbuf, outer, axis, inner, acc);
+                reduce(op, &self.bufs[x], &mut o, &mut idx, outer, axis, inner, acc);
                 if op == ReduceOp::Max {
-                    self.bufs[arg] = argbuf;
-                } else {
-                    scratch.push(argbuf);
+                    self.bufs[arg] = idx;
                 }
             }
             ReduceBackward {
@@ -639,11 +636,18 @@ impl<T: Real> CpuExecutor<T> {
                 hyper,
                 ..
             } => {
+                // SGD has one state buffer and passes it twice; take it once.
                 let mut m1 = std::mem::take(&mut self.bufs[s1]);
-                let mut m2 = std::mem::take(&mut self.bufs[s2]);
+                let mut m2 = if s2 == s1 {
+                    Vec::new()
+                } else {
+                    std::mem::take(&mut self.bufs[s2])
+                };
                 optim(rule, &mut o, &self.bufs[grad], &mut m1, &mut m2, &self.bufs[hyper]);
                 self.bufs[s1] = m1;
-                self.bufs[s2] = m2;
+                if s2 != s1 {
+                    self.bufs[s2] = m2;
+                }
             }
         }
         self.bufs[out_id] = o;

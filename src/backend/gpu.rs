@@ -333,12 +333,12 @@ impl GpuDevice {
     }
 
     /// The cached pipeline for (shader, entry point, constants, binding layout).
-    fn pipeline(&self, l: &Launch) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+    fn pipeline(&self, l: &Launch) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout, bool)> {
         let key: Vec<(u32, bool)> = l.binds.iter().map(|&(b, _, ro)| (b, ro)).collect();
         let (bgl, pl) = self.layout(&key);
         let name = format!("{}::{}{:?}{:?}", l.shader, l.entry, l.consts, key);
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
-            return Ok((p.clone(), bgl));
+            return Ok((p.clone(), bgl, false));
         }
         let module = self.module(l.shader)?;
         let p = self.scoped("pipeline creation", || {
@@ -359,7 +359,7 @@ impl GpuDevice {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, p.clone());
-        Ok((p, bgl))
+        Ok((p, bgl, true))
     }
 
     /// Size class for pooling: powers of two up to 1 MiB, then multiples of 1 MiB, never above `cap`.
@@ -933,29 +933,33 @@ impl Executor for GpuExecutor {
 
     fn read_f32(&mut self, buf: BufId) -> Result<Vec<f32>> {
         let (staging, bytes) = self.submit_copy(buf)?;
-        let state = Arc::new(Mutex::new(None));
-        let s2 = state.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
-            *s2.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.map_err(|e| e.to_string()));
+            let _ = tx.send(r.map_err(|e| e.to_string()));
         });
-        self.dev
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu {
-                during: "readback",
-                detail: e.to_string(),
-            })?;
-        self.dev.check_alive()?;
-        let outcome = state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // Another thread polling the same device may be the one that runs our callback, a
+        // moment after our own poll returns: wait for the callback itself, not just the poll.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let outcome = loop {
+            self.dev
+                .device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu {
+                    during: "readback",
+                    detail: e.to_string(),
+                })?;
+            self.dev.check_alive()?;
+            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok(r) => break r,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => continue,
+                Err(_) => break Err("buffer mapping did not complete".to_string()),
+            }
+        };
         match outcome {
-            Some(Ok(())) => copy_out(&staging, bytes),
-            Some(Err(e)) => Err(Error::Gpu {
+            Ok(()) => copy_out(&staging, bytes),
+            Err(e) => Err(Error::Gpu {
                 during: "readback",
                 detail: e,
-            }),
-            None => Err(Error::Gpu {
-                during: "readback",
-                detail: "buffer mapping did not complete".into(),
             }),
         }
     }
@@ -1004,7 +1008,8 @@ impl Executor for GpuExecutor {
         };
         let mut steps = Vec::with_capacity(launches.len());
         for (i, l) in launches.iter().enumerate() {
-            let (pipeline, bgl) = dev.pipeline(l)?;
+            let (pipeline, bgl, compiled) = dev.pipeline(l)?;
+            self.counters.pipelines_compiled += compiled as u64;
             let pbuf = params.as_ref().expect("a non-empty program has a parameter buffer");
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -1090,9 +1095,7 @@ impl Executor for GpuExecutor {
     }
 
     fn counters(&self) -> Counters {
-        let mut c = self.counters;
-        c.pipelines_compiled = self.dev.pipelines_compiled();
-        c
+        self.counters
     }
 }
 

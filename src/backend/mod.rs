@@ -343,7 +343,8 @@ pub struct Counters {
     pub live_bytes: u64,
     /// Bind groups created.
     pub bind_groups_created: u64,
-    /// Compute pipelines compiled (shared per device, so this counts the device's cache).
+    /// Compute pipelines compiled for this graph (pipelines are cached per device, so a graph
+    /// reusing another's pipelines compiles none).
     pub pipelines_compiled: u64,
     /// Kernels dispatched.
     pub dispatches: u64,

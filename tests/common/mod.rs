@@ -274,3 +274,10 @@ pub fn xent_case(device: &Device, m: usize, n: usize, seed: u64, scale: f32) -> 
     g.backward(loss)?;
     Ok((g.value_f64(loss)?[0], g.grad_f64(x)?))
 }
+
+/// The CPU backend and, when an adapter exists, the GPU.
+pub fn devices() -> Vec<Device> {
+    let mut v = vec![Device::cpu()];
+    v.extend(gpu());
+    v
+}

@@ -1,0 +1,313 @@
+//! The textbook cases: the scalar chain rule, the vector chain rule (∂y/∂x)ᵀ∇y z, the layer
+//! H = σ(XW + B) against hand-derived gradients, and accumulation on fan-out — on every device.
+
+mod common;
+use common::*;
+use wgrad::{Graph, Sgd};
+
+fn sig(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[test]
+fn scalar_chain_is_the_product_of_local_derivatives() {
+    for dev in devices() {
+        for w0 in [-1.3f64, 0.2, 0.9] {
+            let mut g = Graph::new(&dev);
+            let w = g.parameter("w", &[1], &[w0 as f32]).unwrap();
+            let x = g.exp(w).unwrap(); // f1
+            let y = g.sigmoid(x).unwrap(); // f2
+            let z = g.square(y).unwrap(); // f3
+            g.backward(z).unwrap();
+            let (xv, yv) = ((w0 as f32) as f64, 0.0);
+            let _ = yv;
+            let x_ = xv.exp();
+            let y_ = sig(x_);
+            // dz/dw = f3'(y) · f2'(x) · f1'(w)
+            let want = (2.0 * y_) * (y_ * (1.0 - y_)) * x_;
+            let got = g.grad(w).unwrap()[0] as f64;
+            assert!(
+                (got - want).abs() <= 1e-6 + 1e-5 * want.abs(),
+                "{}: w={w0}: dz/dw {got} vs {want}",
+                dev.info()
+            );
+        }
+    }
+}
+
+#[test]
+fn vector_chain_is_jacobian_transpose_times_gradient() {
+    // y = g(x): y1 = x1·x2, y2 = e^x1 + x2;  z = f(y) = y1² + 3·y2.
+    for dev in devices() {
+        let (x1v, x2v) = (0.7f32, -1.2f32);
+        let mut g = Graph::new(&dev);
+        let x1 = g.input_with_grad("x1", &[1]).unwrap();
+        let x2 = g.input_with_grad("x2", &[1]).unwrap();
+        g.write(x1, &[x1v]).unwrap();
+        g.write(x2, &[x2v]).unwrap();
+        let y1 = g.mul(x1, x2).unwrap();
+        let e = g.exp(x1).unwrap();
+        let y2 = g.add(e, x2).unwrap();
+        let y1s = g.square(y1).unwrap();
+        let y2s = g.scale(y2, 3.0).unwrap();
+        let z = g.add(y1s, y2s).unwrap();
+        g.backward(z).unwrap();
+        let (a, b) = (x1v as f64, x2v as f64);
+        let y1_ = a * b;
+        let grad_y = [2.0 * y1_, 3.0];
+        let jac = [[b, a], [a.exp(), 1.0]]; // jac[i][j] = ∂y_i/∂x_j
+        let want: Vec<f64> = (0..2).map(|j| (0..2).map(|i| jac[i][j] * grad_y[i]).sum()).collect();
+        let got = [g.grad(x1).unwrap()[0] as f64, g.grad(x2).unwrap()[0] as f64];
+        for j in 0..2 {
+            assert!(
+                (got[j] - want[j]).abs() <= 1e-5 + 1e-5 * want[j].abs(),
+                "{}: ∇x z[{j}] {} vs {}",
+                dev.info(),
+                got[j],
+                want[j]
+            );
+        }
+    }
+}
+
+/// Gradients of L = mse(σ(XW + B), T) derived by hand, in f64.
+fn layer_by_hand(x: &[f32], w: &[f32], b: &[f32], t: &[f32], n: usize, d: usize, h: usize) -> [Vec<f64>; 3] {
+    let mut hv = vec![0.0f64; n * h];
+    for r in 0..n {
+        for c in 0..h {
+            let z: f64 = (0..d).map(|k| x[r * d + k] as f64 * w[k * h + c] as f64).sum::<f64>() + b[c] as f64;
+            hv[r * h + c] = sig(z);
+        }
+    }
+    // dL/dH = 2(H − T)/(n·h); dZ = dH ⊙ H(1 − H); dW = Xᵀ dZ; dB = Σ_rows dZ; dX = dZ Wᵀ
+    let dz: Vec<f64> = (0..n * h)
+        .map(|i| 2.0 * (hv[i] - t[i] as f64) / (n * h) as f64 * hv[i] * (1.0 - hv[i]))
+        .collect();
+    let dw = (0..d * h)
+        .map(|i| (0..n).map(|r| x[r * d + i / h] as f64 * dz[r * h + i % h]).sum())
+        .collect();
+    let db = (0..h).map(|c| (0..n).map(|r| dz[r * h + c]).sum()).collect();
+    let dx = (0..n * d)
+        .map(|i| (0..h).map(|c| dz[(i / d) * h + c] * w[(i % d) * h + c] as f64).sum())
+        .collect();
+    [dw, db, dx]
+}
+
+#[test]
+fn layer_gradients_match_hand_derivation() {
+    let (n, d, h) = (5, 4, 3);
+    let mut rng = wgrad::data::Rng::new(5);
+    let x = random(&mut rng, n * d, -1.0, 1.0);
+    let w = random(&mut rng, d * h, -1.0, 1.0);
+    let b = random(&mut rng, h, -0.5, 0.5);
+    let t = random(&mut rng, n * h, 0.0, 1.0);
+    let [dw, db, dx] = layer_by_hand(&x, &w, &b, &t, n, d, h);
+    let f = |v: &Vec<f64>| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let xi = g.input_with_grad("X", &[n, d]).unwrap();
+        let wi = g.parameter("W", &[d, h], &w).unwrap();
+        let bi = g.parameter("B", &[h], &b).unwrap();
+        let ti = g.input("T", &[n, h]).unwrap();
+        let xw = g.matmul(xi, wi).unwrap();
+        let z = g.bias_add(xw, bi).unwrap();
+        let hh = g.sigmoid(z).unwrap();
+        let loss = g.mse(hh, ti).unwrap();
+        g.write(xi, &x).unwrap();
+        g.write(ti, &t).unwrap();
+        g.backward(loss).unwrap();
+        let what = dev.info().to_string();
+        assert_close(&g.grad(wi).unwrap(), &f(&dw), 1e-6, 1e-4, &format!("{what} dW"));
+        assert_close(&g.grad(bi).unwrap(), &f(&db), 1e-6, 1e-4, &format!("{what} dB"));
+        assert_close(&g.grad(xi).unwrap(), &f(&dx), 1e-6, 1e-4, &format!("{what} dX"));
+        assert!(
+            g.grad(ti).is_err(),
+            "T does not require a gradient, so none is computed"
+        );
+    }
+}
+
+#[test]
+fn fan_out_accumulates_every_path() {
+    for dev in devices() {
+        let xs = [-1.5f32, 0.0, 0.4, 2.0];
+        let mut g = Graph::new(&dev);
+        let x = g.input_with_grad("x", &[4]).unwrap();
+        g.write(x, &xs).unwrap();
+        let f = g.sigmoid(x).unwrap();
+        let q = g.square(x).unwrap();
+        let xx = g.mul(x, x).unwrap(); // the same node twice in one op
+        let s1 = g.add(f, q).unwrap();
+        let s = g.add(s1, xx).unwrap();
+        let z = g.sum(s).unwrap();
+        g.backward(z).unwrap();
+        let got = g.grad(x).unwrap();
+        for (i, &v) in xs.iter().enumerate() {
+            let sv = 1.0 / (1.0 + (-v).exp());
+            let want = sv * (1.0 - sv) + 2.0 * v + 2.0 * v;
+            assert!(
+                (got[i] - want).abs() < 1e-5,
+                "{}: x={v}: {} vs {want}",
+                dev.info(),
+                got[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn parameter_gradients_accumulate_until_zero_grad() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let w = g.parameter("w", &[2], &[1.0, -2.0]).unwrap();
+        let sq = g.square(w).unwrap();
+        let z = g.sum(sq).unwrap();
+        g.backward(z).unwrap();
+        assert_eq!(g.grad(w).unwrap(), vec![2.0, -4.0]);
+        g.backward(z).unwrap();
+        assert_eq!(g.grad(w).unwrap(), vec![4.0, -8.0], "second backward adds");
+        g.zero_grad().unwrap();
+        assert_eq!(g.grad(w).unwrap(), vec![0.0, 0.0]);
+        g.backward(z).unwrap();
+        assert_eq!(g.grad(w).unwrap(), vec![2.0, -4.0]);
+    }
+}
+
+#[test]
+fn rerun_with_new_inputs_gives_new_answers_without_allocating() {
+    let (n, d, h) = (6, 5, 4);
+    for dev in devices() {
+        let mut rng = wgrad::data::Rng::new(9);
+        let w = random(&mut rng, d * h, -1.0, 1.0);
+        let b = random(&mut rng, h, -0.5, 0.5);
+        let mut g = Graph::new(&dev);
+        let xi = g.input("X", &[n, d]).unwrap();
+        let ti = g.input("T", &[n, h]).unwrap();
+        let wi = g.parameter("W", &[d, h], &w).unwrap();
+        let bi = g.parameter("B", &[h], &b).unwrap();
+        let xw = g.matmul(xi, wi).unwrap();
+        let z = g.bias_add(xw, bi).unwrap();
+        let hh = g.sigmoid(z).unwrap();
+        let loss = g.mse(hh, ti).unwrap();
+        let mut before = None;
+        for step in 0..5 {
+            let x = random(&mut rng, n * d, -1.0, 1.0);
+            let t = random(&mut rng, n * h, 0.0, 1.0);
+            g.write(xi, &x).unwrap();
+            g.write(ti, &t).unwrap();
+            g.zero_grad().unwrap();
+            let c0 = g.counters();
+            g.backward(loss).unwrap();
+            let c1 = g.counters();
+            assert_eq!(
+                c1.submissions,
+                c0.submissions + 1,
+                "{}: forward + backward is one submission",
+                dev.info()
+            );
+            let [dw, db, _] = layer_by_hand(&x, &w, &b, &t, n, d, h);
+            let f = |v: &Vec<f64>| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+            assert_close(
+                &g.grad(wi).unwrap(),
+                &f(&dw),
+                1e-6,
+                1e-4,
+                &format!("{} step {step} dW", dev.info()),
+            );
+            assert_close(
+                &g.grad(bi).unwrap(),
+                &f(&db),
+                1e-6,
+                1e-4,
+                &format!("{} step {step} dB", dev.info()),
+            );
+            let c = g.counters();
+            if step == 0 {
+                before = Some(c);
+            } else {
+                let b0 = before.unwrap();
+                assert_eq!(
+                    c.buffers_created,
+                    b0.buffers_created,
+                    "{}: no buffer after the first run",
+                    dev.info()
+                );
+                assert_eq!(
+                    c.bind_groups_created,
+                    b0.bind_groups_created,
+                    "{}: bind groups are reused",
+                    dev.info()
+                );
+                assert_eq!(c.live_bytes, b0.live_bytes);
+            }
+        }
+    }
+}
+
+#[test]
+fn hundred_training_steps_are_one_submission_each_and_allocate_nothing() {
+    for dev in devices() {
+        let mut rng = wgrad::data::Rng::new(3);
+        let mut g = Graph::new(&dev);
+        let x = g.input("x", &[32, 16]).unwrap();
+        let y = g.input("y", &[32]).unwrap();
+        let mlp = wgrad::nn::Mlp::new(&mut g, &[16, 24, 24, 4], wgrad::nn::Activation::Sigmoid, 1).unwrap();
+        let logits = mlp.forward(&mut g, x).unwrap();
+        let loss = g.softmax_cross_entropy(logits, y).unwrap();
+        g.set_optimizer(Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        })
+        .unwrap();
+        let xs = random(&mut rng, 32 * 16, -1.0, 1.0);
+        let ys: Vec<u32> = (0..32).map(|i| (i % 4) as u32).collect();
+        g.write(x, &xs).unwrap();
+        g.write_labels(y, &ys).unwrap();
+        g.train_step(loss).unwrap();
+        let first = g.scalar(loss).unwrap();
+        let c0 = g.counters();
+        for _ in 0..100 {
+            g.write(x, &xs).unwrap();
+            g.train_step(loss).unwrap();
+        }
+        let c1 = g.counters();
+        assert_eq!(
+            c1.submissions - c0.submissions,
+            100,
+            "{}: one submission per step",
+            dev.info()
+        );
+        assert_eq!(
+            c1.buffers_created,
+            c0.buffers_created,
+            "{}: no buffer created after step 1",
+            dev.info()
+        );
+        assert_eq!(
+            c1.bind_groups_created,
+            c0.bind_groups_created,
+            "{}: no bind group after step 1",
+            dev.info()
+        );
+        assert_eq!(
+            c1.pipelines_compiled,
+            c0.pipelines_compiled,
+            "{}: no pipeline after step 1",
+            dev.info()
+        );
+        assert_eq!(c1.live_bytes, c0.live_bytes);
+        let last = g.scalar(loss).unwrap();
+        assert!(
+            last < first * 0.8,
+            "{}: loss should fall on a fixed batch: {first} -> {last}",
+            dev.info()
+        );
+        eprintln!(
+            "{}: 100 steps, loss {first:.4} -> {last:.4}, {} buffers / {} bytes live",
+            dev.info(),
+            c1.live_buffers,
+            c1.live_bytes
+        );
+    }
+}
