@@ -1108,3 +1108,86 @@ impl Drop for GpuExecutor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Option<Arc<GpuDevice>> {
+        match GpuDevice::open(&GpuOptions::default()) {
+            Ok(d) => Some(d),
+            Err(e) if std::env::var("WGRAD_REQUIRE_GPU").as_deref() == Ok("1") => panic!("no GPU adapter: {e}"),
+            Err(e) => {
+                eprintln!("SKIPPED (no GPU adapter): {e}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn validation_errors_become_err_values() {
+        let Some(dev) = device() else { return };
+        // MAP_READ may only be combined with COPY_DST: wgpu reports a validation error.
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE;
+        let r = dev.scoped("test", || {
+            dev.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: 64,
+                usage,
+                mapped_at_creation: false,
+            })
+        });
+        assert!(matches!(r, Err(Error::Gpu { during: "test", .. })), "{r:?}");
+        // The device is still usable.
+        let mut ex = GpuExecutor::new(dev.clone());
+        let b = ex.alloc(4, "t").unwrap();
+        ex.write_f32(b, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(ex.read_f32(b).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn absurd_allocation_is_an_error_not_an_abort() {
+        let Some(dev) = device() else { return };
+        let mut ex = GpuExecutor::new(dev.clone());
+        let r = ex.alloc(usize::MAX / 8, "absurd");
+        assert!(matches!(r, Err(Error::LimitExceeded { .. })), "{r:?}");
+        // Past wgrad's own check, wgpu's error scopes catch what the driver refuses.
+        let r = dev.scoped("raw", || {
+            dev.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: u64::MAX / 4,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        });
+        assert!(
+            matches!(r, Err(Error::Gpu { .. }) | Err(Error::OutOfMemory { .. })),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn lost_device_is_reported_on_the_next_call() {
+        let Some(dev) = device() else { return };
+        let mut ex = GpuExecutor::new(dev.clone());
+        let b = ex.alloc(4, "t").unwrap();
+        dev.device.destroy();
+        let _ = dev.device.poll(wgpu::PollType::Poll);
+        let r = ex.read_f32(b);
+        assert!(matches!(r, Err(Error::DeviceLost(_)) | Err(Error::Gpu { .. })), "{r:?}");
+        let r = ex.compile(vec![Kernel::Fill {
+            out: b,
+            len: 4,
+            value: 1.0,
+            acc: false,
+        }]);
+        assert!(r.is_err(), "after loss, calls fail instead of hanging");
+    }
+
+    #[test]
+    fn huge_vectors_use_a_two_dimensional_grid() {
+        assert_eq!(grid(10, 65535).unwrap(), [10, 1, 1]);
+        assert_eq!(grid(65535 * 3 + 1, 65535).unwrap(), [65535, 4, 1]);
+        assert!(grid(65535usize * 65535 + 1, 65535).is_err());
+    }
+}

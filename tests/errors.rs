@@ -1,0 +1,229 @@
+//! Every error case returns the right `Err` with a clear message, and the graph keeps working.
+
+mod common;
+use common::*;
+use wgrad::{Device, Error, GpuOptions, Graph, Sgd};
+
+/// A small graph that works; used to prove the graph is still usable after an error.
+fn still_works(g: &mut Graph) {
+    let a = g.input_with_grad("ok_a", &[2, 2]).unwrap();
+    g.write(a, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let s = g.square(a).unwrap();
+    let l = g.sum(s).unwrap();
+    g.backward(l).unwrap();
+    assert_eq!(g.scalar(l).unwrap(), 30.0);
+    assert_eq!(g.grad(a).unwrap(), vec![2.0, 4.0, 6.0, 8.0]);
+}
+
+#[test]
+fn shape_mismatch_names_op_and_shapes() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let a = g.input("a", &[2, 3]).unwrap();
+        let b = g.input("b", &[4, 5]).unwrap();
+        let n = g.len();
+        let e = g.matmul(a, b).unwrap_err();
+        assert!(
+            matches!(&e, Error::ShapeMismatch { op: "matmul", lhs, rhs } if lhs.0 == [2, 3] && rhs.0 == [4, 5]),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "matmul: shape mismatch between [2, 3] and [4, 5]");
+        assert_eq!(g.len(), n, "a rejected op adds no node");
+        let bias = g.input("bias", &[4]).unwrap();
+        assert!(matches!(
+            g.bias_add(a, bias),
+            Err(Error::ShapeMismatch { op: "bias_add", .. })
+        ));
+        let c = g.input("c", &[3, 2]).unwrap();
+        assert!(matches!(g.add(a, c), Err(Error::ShapeMismatch { op: "add", .. })));
+        assert!(matches!(g.mse(a, c), Err(Error::ShapeMismatch { op: "mse", .. })));
+        assert!(matches!(
+            g.reshape(a, &[4]),
+            Err(Error::ShapeMismatch { op: "reshape", .. })
+        ));
+        assert!(matches!(
+            g.sum_axis(a, 2, false),
+            Err(Error::InvalidShape { op: "sum", .. })
+        ));
+        let v = g.input("v", &[6]).unwrap();
+        assert!(matches!(
+            g.transpose(v),
+            Err(Error::InvalidShape { op: "transpose", .. })
+        ));
+        assert!(matches!(g.input("z", &[3, 0]), Err(Error::InvalidShape { .. })));
+        assert!(matches!(
+            g.input("r5", &[1, 1, 1, 1, 2]),
+            Err(Error::InvalidShape { .. })
+        ));
+        assert!(matches!(g.scale(a, f32::NAN), Err(Error::InvalidArgument { .. })));
+        let labels = g.input("labels", &[3]).unwrap();
+        assert!(matches!(
+            g.softmax_cross_entropy(a, labels),
+            Err(Error::ShapeMismatch {
+                op: "softmax_cross_entropy",
+                ..
+            })
+        ));
+        still_works(&mut g);
+    }
+}
+
+#[test]
+fn backward_needs_a_scalar_that_depends_on_a_gradient() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let w = g.parameter("w", &[2, 2], &[1.0; 4]).unwrap();
+        let y = g.sigmoid(w).unwrap();
+        let e = g.backward(y).unwrap_err();
+        assert!(
+            matches!(&e, Error::NonScalarLoss { shape, .. } if shape.0 == [2, 2]),
+            "{e:?}"
+        );
+        let x = g.input("x", &[2]).unwrap();
+        let s = g.sum(x).unwrap();
+        assert!(matches!(
+            g.backward(s),
+            Err(Error::InvalidArgument { op: "backward", .. })
+        ));
+        still_works(&mut g);
+    }
+}
+
+#[test]
+fn node_from_another_graph_is_rejected() {
+    for dev in devices() {
+        let mut g1 = Graph::new(&dev);
+        let mut g2 = Graph::new(&dev);
+        let a = g1.input("a", &[2]).unwrap();
+        let _b = g2.input("b", &[2]).unwrap();
+        let e = g2.sigmoid(a).unwrap_err();
+        assert!(matches!(e, Error::ForeignNode { node: 0, .. }), "{e:?}");
+        assert!(matches!(g2.value(a), Err(Error::ForeignNode { .. })));
+        assert!(matches!(g2.write(a, &[1.0, 2.0]), Err(Error::ForeignNode { .. })));
+        still_works(&mut g2);
+    }
+}
+
+#[test]
+fn reading_a_gradient_never_computed_is_an_error() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let w = g.parameter("w", &[2], &[1.0, 2.0]).unwrap();
+        let x = g.input("x", &[2]).unwrap();
+        let e = g.grad(w).unwrap_err();
+        assert!(
+            matches!(&e, Error::GradientNotComputed { name, .. } if name == "w"),
+            "{e:?}"
+        );
+        let p = g.mul(w, x).unwrap();
+        let l = g.sum(p).unwrap();
+        g.write(x, &[3.0, 4.0]).unwrap();
+        g.backward(l).unwrap();
+        assert_eq!(g.grad(w).unwrap(), vec![3.0, 4.0]);
+        assert!(
+            matches!(g.grad(x), Err(Error::GradientNotComputed { .. })),
+            "inputs get no gradient unless asked"
+        );
+        // A second loss that does not reach `p`: p's gradient from the first pass is stale, so it is refused.
+        let sq = g.square(w).unwrap();
+        let l2 = g.sum(sq).unwrap();
+        g.backward(l2).unwrap();
+        assert!(matches!(g.grad(p), Err(Error::GradientNotComputed { .. })));
+        still_works(&mut g);
+    }
+}
+
+#[test]
+fn bad_writes_are_rejected() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let x = g.input("x", &[2, 3]).unwrap();
+        let e = g.write(x, &[1.0; 5]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::LengthMismatch {
+                    expected: 6,
+                    got: 5,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let s = g.sigmoid(x).unwrap();
+        assert!(matches!(
+            g.write(s, &[0.0; 6]),
+            Err(Error::NotWritable { op: "sigmoid", .. })
+        ));
+        assert!(matches!(
+            g.parameter("p", &[2], &[1.0]),
+            Err(Error::LengthMismatch { .. })
+        ));
+        let logits = g.input("logits", &[2, 3]).unwrap();
+        let labels = g.input("labels", &[2]).unwrap();
+        let _l = g.softmax_cross_entropy(logits, labels).unwrap();
+        let e = g.write_labels(labels, &[0, 3]).unwrap_err();
+        assert!(e.to_string().contains("not a class index in 0..3"), "{e}");
+        assert!(g.write(labels, &[0.5, 1.0]).is_err(), "fractional labels are rejected");
+        g.write_labels(labels, &[0, 2]).unwrap();
+        assert!(matches!(g.step(), Err(Error::NoOptimizer)));
+        assert!(matches!(
+            g.set_optimizer(Sgd {
+                lr: -1.0,
+                momentum: 0.0,
+                weight_decay: 0.0
+            }),
+            Err(Error::InvalidArgument { .. })
+        ));
+        still_works(&mut g);
+    }
+}
+
+#[test]
+fn oversized_tensor_is_refused_with_the_limit_named() {
+    let Some(gpu) = gpu() else { return };
+    let mut g = Graph::new(&gpu);
+    // 2^30 floats = 4 GiB: beyond the storage-binding limit of every adapter we target.
+    let e = g.input("huge", &[1 << 15, 1 << 15]).unwrap_err();
+    assert!(matches!(&e, Error::LimitExceeded { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("max_storage_buffer_binding_size") || e.to_string().contains("max_buffer_size"),
+        "{e}"
+    );
+    still_works(&mut g);
+}
+
+#[test]
+fn small_device_limits_are_respected() {
+    if gpu().is_none() {
+        return;
+    }
+    let mut limits = wgrad::wgpu::Limits::downlevel_defaults();
+    limits.max_storage_buffer_binding_size = 1 << 16;
+    let dev = Device::gpu_with(&GpuOptions {
+        limits: Some(limits),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut g = Graph::new(&dev);
+    let e = g.input("big", &[128, 129]).unwrap_err(); // 66,048 bytes > 65,536
+    assert!(matches!(&e, Error::LimitExceeded { limit: 65536, .. }), "{e:?}");
+    let ok = g.input("fits", &[128, 128]).unwrap();
+    g.write(ok, &vec![1.0; 128 * 128]).unwrap();
+    let s = g.sum(ok).unwrap();
+    assert_eq!(g.scalar(s).unwrap(), 16384.0);
+    still_works(&mut g);
+}
+
+#[test]
+fn device_selection_errors_are_clear() {
+    let e = Device::from_name("tpu").unwrap_err();
+    assert!(e.to_string().contains("expected auto, gpu or cpu"), "{e}");
+    let e = Device::gpu_with(&GpuOptions {
+        adapter_name: Some("no-such-adapter-xyz".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::NoAdapter(_)), "{e:?}");
+    assert_eq!(Device::cpu().info().kind, "cpu");
+}
