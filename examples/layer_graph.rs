@@ -2,6 +2,10 @@
 //! gradient printed next to the hand-derived formula, and the graph written as DOT.
 //!
 //! Run: `cargo run --release --example layer_graph [-- --device cpu|gpu|auto] [--dot PATH]`
+//! (the DOT file defaults to target/graphs/layer_graph.dot; an SVG is rendered beside it when
+//! Graphviz's `dot` is installed).
+//! (the DOT file defaults to target/graphs/layer_graph.dot; an SVG is rendered beside it when
+//! Graphviz's `dot` is installed).
 
 use wgrad::{Device, Graph};
 
@@ -68,13 +72,9 @@ fn run() -> wgrad::Result<()> {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     println!("max |device − hand| = {err:.3e}");
-    if let Some(path) = flag("--dot") {
-        std::fs::write(&path, g.to_dot_with(Some(loss))).map_err(|e| wgrad::Error::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        println!("graph written to {path}");
-    }
+    let path = std::path::PathBuf::from(flag("--dot").unwrap_or_else(|| "target/graphs/layer_graph.dot".into()));
+    let svg = g.save_dot(&path, Some(loss))?;
+    println!("graph: {}{}", path.display(), svg.map(|p| format!(", {}", p.display())).unwrap_or_default());
     if err > 1e-5 {
         eprintln!("gradient check FAILED");
         std::process::exit(1);

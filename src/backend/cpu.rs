@@ -706,6 +706,9 @@ impl<T: Real> Executor for CpuExecutor<T> {
     fn counters(&self) -> Counters {
         self.counters
     }
+    fn wait(&mut self) -> Result<()> {
+        Ok(())
+    }
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture> {
         let v = self.read_f32(buf);
         Ok(ReadFuture {

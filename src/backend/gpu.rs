@@ -37,6 +37,18 @@ pub struct GpuOptions {
     /// hardware allows. Pass smaller limits (e.g. `wgpu::Limits::downlevel_defaults()`) to
     /// test that code stays within them.
     pub limits: Option<wgpu::Limits>,
+    /// Matmul kernel family; the tiled kernel unless set (the naive one is the benchmark baseline).
+    pub matmul: MatmulKernel,
+}
+
+/// Which matmul kernel a device runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// Workgroup-memory tiles with a register block of outputs per thread.
+    #[default]
+    Tiled,
+    /// One output per thread, straight from global memory: the simple baseline.
+    Naive,
 }
 
 /// What was opened: adapter name, backend and device type.
@@ -121,6 +133,7 @@ pub struct GpuDevice {
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines_compiled: AtomicU64,
+    matmul: MatmulKernel,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -162,11 +175,11 @@ impl GpuDevice {
             }
             None => adapters.into_iter().next().expect("checked non-empty above"),
         };
-        Self::from_adapter(adapter, opts.limits.clone())
+        Self::from_adapter(adapter, opts.limits.clone(), opts.matmul)
     }
 
     /// Creates the device on a given adapter, with the adapter's own limits unless `limits` is set.
-    pub fn from_adapter(adapter: wgpu::Adapter, limits: Option<wgpu::Limits>) -> Result<Arc<GpuDevice>> {
+    pub fn from_adapter(adapter: wgpu::Adapter, limits: Option<wgpu::Limits>, matmul: MatmulKernel) -> Result<Arc<GpuDevice>> {
         let ai = adapter.get_info();
         let required_limits = limits.unwrap_or_else(|| adapter.limits());
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -215,6 +228,7 @@ impl GpuDevice {
             lost,
             uncaptured,
             pipelines_compiled: AtomicU64::new(0),
+            matmul,
         }))
     }
 
@@ -415,7 +429,7 @@ fn grid(n: usize, max_dim: u32) -> Result<[u32; 3]> {
     Ok([max as u32, y as u32, 1])
 }
 
-fn lower(k: &Kernel, max_dim: u32) -> Result<Launch> {
+fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
     use Kernel::*;
     let elems = |len: usize| grid(len.div_ceil(256), max_dim);
     let b = |acc: bool| acc as u32;
@@ -475,8 +489,12 @@ fn lower(k: &Kernel, max_dim: u32) -> Result<Launch> {
             tb,
             acc,
         } => {
-            let gx = n.div_ceil(64);
-            let gy = m.div_ceil(64);
+            let (tile, entry) = match mm {
+                MatmulKernel::Tiled => (64, "matmul"),
+                MatmulKernel::Naive => (16, "matmul_naive"),
+            };
+            let gx = n.div_ceil(tile);
+            let gy = m.div_ceil(tile);
             if gx > max_dim as usize || gy > max_dim as usize {
                 return Err(Error::LimitExceeded {
                     what: format!("matmul {m}×{k}·{k}×{n} dispatch"),
@@ -487,7 +505,7 @@ fn lower(k: &Kernel, max_dim: u32) -> Result<Launch> {
             }
             Launch {
                 shader: "matmul",
-                entry: "matmul",
+                entry,
                 consts: vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)],
                 params: vec![u(m), u(k), u(n), b(acc)],
                 binds: vec![(1, a, true), (2, bb, true), (3, out, false)],
@@ -984,7 +1002,7 @@ impl Executor for GpuExecutor {
     fn compile(&mut self, kernels: Vec<Kernel>) -> Result<ProgramId> {
         let dev = self.dev.clone();
         let max_dim = dev.device.limits().max_compute_workgroups_per_dimension;
-        let launches = kernels.iter().map(|k| lower(k, max_dim)).collect::<Result<Vec<_>>>()?;
+        let launches = kernels.iter().map(|k| lower(k, max_dim, dev.matmul)).collect::<Result<Vec<_>>>()?;
         let align = (dev.device.limits().min_uniform_buffer_offset_alignment as u64).max(PARAM_SLOT);
         let params_bytes = align * launches.len() as u64;
         let params = if launches.is_empty() {
@@ -1096,6 +1114,14 @@ impl Executor for GpuExecutor {
 
     fn counters(&self) -> Counters {
         self.counters
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        self.dev
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu { during: "synchronize", detail: e.to_string() })?;
+        self.dev.check_alive()
     }
 }
 

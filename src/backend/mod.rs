@@ -365,6 +365,8 @@ pub(crate) trait Executor {
     /// Forget a compiled program (its bind groups are dropped).
     fn discard(&mut self, program: ProgramId);
     fn counters(&self) -> Counters;
+    /// Blocks until submitted work has finished.
+    fn wait(&mut self) -> Result<()>;
     /// Submit a copy and return a future that resolves with the data (GPU) or at once (CPU).
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture>;
 }

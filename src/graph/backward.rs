@@ -34,9 +34,11 @@ fn reached(nodes: &[Node], loss: usize) -> Vec<bool> {
 }
 
 impl Graph {
-    pub(super) fn backward_program(&mut self, loss: usize) -> Result<ProgramId> {
+    /// The backward program from `loss`. `seeded`: the caller writes d(loss) itself (any shape,
+    /// see `backward_from`); otherwise the loss must be a scalar and d(loss) = 1.
+    pub(super) fn backward_program(&mut self, loss: usize, seeded: bool) -> Result<ProgramId> {
         let n = &self.nodes[loss];
-        if numel(&n.shape) != 1 {
+        if !seeded && numel(&n.shape) != 1 {
             return Err(Error::NonScalarLoss {
                 node: loss,
                 name: n.name.clone(),
@@ -52,7 +54,10 @@ impl Graph {
                 ),
             ));
         }
-        if let Some(&p) = self.backward_progs.get(&loss) {
+        if seeded && n.is_leaf() {
+            return Err(Error::arg("backward_from", format!("'{}' is an input or parameter, not the result of an op", n.name)));
+        }
+        if let Some(&p) = self.backward_progs.get(&(loss, seeded)) {
             return Ok(p);
         }
         let needs = reached(&self.nodes, loss);
@@ -67,12 +72,10 @@ impl Graph {
         let nodes = &self.nodes;
         let grad = |i: usize| nodes[i].grad.expect("every reached node got a gradient buffer above");
         let mut written = vec![false; nodes.len()];
-        let mut ks = vec![Kernel::Fill {
-            out: grad(loss),
-            len: 1,
-            value: 1.0,
-            acc: nodes[loss].is_leaf(),
-        }];
+        let mut ks = Vec::new();
+        if !seeded {
+            ks.push(Kernel::Fill { out: grad(loss), len: 1, value: 1.0, acc: nodes[loss].is_leaf() });
+        }
         written[loss] = true;
         for i in (0..=loss).rev() {
             if !needs[i] || nodes[i].is_leaf() {
@@ -114,7 +117,7 @@ impl Graph {
             ));
         }
         let p = self.exec.compile(ks)?;
-        self.backward_progs.insert(loss, p);
+        self.backward_progs.insert((loss, seeded), p);
         Ok(p)
     }
 

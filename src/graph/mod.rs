@@ -94,7 +94,7 @@ pub struct Graph {
     /// Inputs were written or nodes added since the last forward pass.
     dirty: bool,
     forward_prog: Option<ProgramId>,
-    backward_progs: HashMap<usize, ProgramId>,
+    backward_progs: HashMap<(usize, bool), ProgramId>,
     zero_prog: Option<ProgramId>,
     optim: Option<OptimState>,
 }
@@ -631,13 +631,39 @@ impl Graph {
     /// the last one). Parameter gradients accumulate across calls until [`Graph::zero_grad`].
     pub fn backward(&mut self, loss: NodeId) -> Result<()> {
         let l = self.check(loss)?;
-        let bp = self.backward_program(l)?;
+        let bp = self.backward_program(l, false)?;
         let mut progs = self.pending_forward()?;
         progs.push(bp);
         self.exec.run(&progs)?;
         self.dirty = false;
         self.mark_grads(l);
         Ok(())
+    }
+
+    /// A vector-Jacobian product from any node: seeds d(node) = `seed` (row-major, the node's
+    /// shape) instead of 1 and runs backward, so each reached gradient becomes
+    /// (∂node/∂x)ᵀ · seed. With a one-hot seed this yields one row of the Jacobian.
+    pub fn backward_from(&mut self, node: NodeId, seed: &[f32]) -> Result<()> {
+        let i = self.check(node)?;
+        let len = numel(&self.nodes[i].shape);
+        if seed.len() != len {
+            let n = &self.nodes[i];
+            return Err(Error::LengthMismatch { node: i, name: n.name.clone(), shape: n.shape.as_slice().into(), expected: len, got: seed.len() });
+        }
+        let bp = self.backward_program(i, true)?;
+        let g = self.nodes[i].grad.expect("the backward program allocates the seed's gradient buffer");
+        self.exec.write_f32(g, seed)?;
+        let mut progs = self.pending_forward()?;
+        progs.push(bp);
+        self.exec.run(&progs)?;
+        self.dirty = false;
+        self.mark_grads(i);
+        Ok(())
+    }
+
+    /// Blocks until all work submitted by this graph has finished on the device (for timing).
+    pub fn synchronize(&mut self) -> Result<()> {
+        self.exec.wait()
     }
 
     fn zero_program(&mut self) -> Result<ProgramId> {
@@ -747,7 +773,7 @@ impl Graph {
         }
         let z = self.zero_program()?;
         let f = self.forward_program()?;
-        let b = self.backward_program(l)?;
+        let b = self.backward_program(l, false)?;
         let o = self.optim_program()?;
         self.exec.run(&[z, f, b, o])?;
         self.dirty = false;
