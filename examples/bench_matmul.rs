@@ -11,7 +11,7 @@
 //! Sizes are square (`1024`) or `MxKxN`. Flops: forward 2mkn, backward 4mkn, W1 = 6mkn.
 
 use std::time::Instant;
-use wgrad::{Device, Graph, GpuOptions, MatmulKernel, NodeId};
+use wgrad::{Device, GpuOptions, Graph, MatmulKernel, NodeId};
 
 struct Args {
     sizes: Vec<(usize, usize, usize)>,
@@ -27,7 +27,13 @@ fn usage() -> ! {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { sizes: vec![(256, 256, 256), (512, 512, 512), (1024, 1024, 1024)], reps: 10, device: "both".into(), kernel: "tiled".into(), json: None };
+    let mut a = Args {
+        sizes: vec![(256, 256, 256), (512, 512, 512), (1024, 1024, 1024)],
+        reps: 10,
+        device: "both".into(),
+        kernel: "tiled".into(),
+        json: None,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -38,7 +44,10 @@ fn parse_args() -> Args {
                 a.sizes = need()
                     .split(',')
                     .map(|s| {
-                        let d: Vec<usize> = s.split('x').map(|v| v.trim().parse().unwrap_or_else(|_| usage())).collect();
+                        let d: Vec<usize> = s
+                            .split('x')
+                            .map(|v| v.trim().parse().unwrap_or_else(|_| usage()))
+                            .collect();
                         match d[..] {
                             [n] if n > 0 => (n, n, n),
                             [m, k, n] if m > 0 && k > 0 && n > 0 => (m, k, n),
@@ -56,7 +65,8 @@ fn parse_args() -> Args {
         }
         i += 2;
     }
-    if !["gpu", "cpu", "both"].contains(&a.device.as_str()) || !["tiled", "naive", "both"].contains(&a.kernel.as_str()) {
+    if !["gpu", "cpu", "both"].contains(&a.device.as_str()) || !["tiled", "naive", "both"].contains(&a.kernel.as_str())
+    {
         usage();
     }
     a
@@ -78,7 +88,13 @@ impl Bench {
         let c = g.matmul(a, b)?;
         g.write(a, &data[0])?;
         g.write(b, &data[1])?;
-        Ok(Bench { g, a, b, c, seed: data[2].clone() })
+        Ok(Bench {
+            g,
+            a,
+            b,
+            c,
+            seed: data[2].clone(),
+        })
     }
     fn forward(&mut self) -> wgrad::Result<()> {
         self.g.forward()?;
@@ -116,7 +132,10 @@ fn median_ms(reps: usize, mut f: impl FnMut() -> wgrad::Result<()>) -> wgrad::Re
 
 fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
     let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
-    got.iter().zip(want).map(|(a, b)| (a - b).abs() / scale).fold(0.0, f32::max)
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs() / scale)
+        .fold(0.0, f32::max)
 }
 
 #[derive(Default)]
@@ -140,7 +159,10 @@ fn main() {
             _ => vec![MatmulKernel::Tiled],
         };
         for k in kernels {
-            match Device::gpu_with(&GpuOptions { matmul: k, ..Default::default() }) {
+            match Device::gpu_with(&GpuOptions {
+                matmul: k,
+                ..Default::default()
+            }) {
                 Ok(d) => backends.push((format!("gpu-{}", format!("{k:?}").to_lowercase()), d)),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -204,7 +226,14 @@ fn main() {
             }
             if let Some(c) = out.iter().find(|r| r.name == "cpu") {
                 for r in out.iter().filter(|r| r.name != "cpu") {
-                    println!("{:<10} {:>16}  speed-up vs CPU: fwd {:.2}x, bwd {:.2}x, fwd+bwd {:.2}x", r.name, r.size, c.fwd_ms / r.fwd_ms, c.bwd_ms / r.bwd_ms, c.both_ms / r.both_ms);
+                    println!(
+                        "{:<10} {:>16}  speed-up vs CPU: fwd {:.2}x, bwd {:.2}x, fwd+bwd {:.2}x",
+                        r.name,
+                        r.size,
+                        c.fwd_ms / r.fwd_ms,
+                        c.bwd_ms / r.bwd_ms,
+                        c.both_ms / r.both_ms
+                    );
                 }
             }
             rows.extend(out);
@@ -217,7 +246,11 @@ fn main() {
     }
     if let Some(path) = &args.json {
         let gpu_name = backends.first().map(|(_, d)| d.info().to_string()).unwrap_or_default();
-        let mut s = format!("{{\n  \"gpu\": {:?},\n  \"cpu\": {:?},\n  \"rows\": [\n", gpu_name, cpu.info().to_string());
+        let mut s = format!(
+            "{{\n  \"gpu\": {:?},\n  \"cpu\": {:?},\n  \"rows\": [\n",
+            gpu_name,
+            cpu.info().to_string()
+        );
         for (i, r) in rows.iter().enumerate() {
             let g = |j: usize, ms: f64| r.flops[j] / (ms * 1e-3) / 1e9;
             s += &format!(

@@ -17,7 +17,12 @@ fn main() {
 
 fn run() -> wgrad::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let device = Device::from_name(&flag("--device").unwrap_or_else(|| "auto".into()))?;
     let out = std::path::PathBuf::from(flag("--out").unwrap_or_else(|| "target/graphs".into()));
     println!("device: {}", device.info());
@@ -31,7 +36,10 @@ fn run() -> wgrad::Result<()> {
     let z = g.square(y)?;
     g.set_name(z, "z = y²")?;
     let mut ok = true;
-    println!("{:>6} {:>14} {:>14} {:>14} {:>10}", "w", "backward", "f3'·f2'·f1'", "finite diff", "|Δ|");
+    println!(
+        "{:>6} {:>14} {:>14} {:>14} {:>10}",
+        "w", "backward", "f3'·f2'·f1'", "finite diff", "|Δ|"
+    );
     for w0 in [-2.0f64, -0.5, 0.0, 0.5, 1.5] {
         g.write(w, &[w0 as f32])?;
         g.zero_grad()?;
@@ -53,7 +61,11 @@ fn run() -> wgrad::Result<()> {
     }
     let path = out.join("chain_rule.dot");
     let svg = g.save_dot(&path, Some(z))?;
-    println!("graph: {}{}", path.display(), svg.map(|p| format!(", {}", p.display())).unwrap_or_default());
+    println!(
+        "graph: {}{}",
+        path.display(),
+        svg.map(|p| format!(", {}", p.display())).unwrap_or_default()
+    );
     if !ok {
         eprintln!("chain rule check FAILED");
         std::process::exit(1);

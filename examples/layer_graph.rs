@@ -74,7 +74,11 @@ fn run() -> wgrad::Result<()> {
     println!("max |device − hand| = {err:.3e}");
     let path = std::path::PathBuf::from(flag("--dot").unwrap_or_else(|| "target/graphs/layer_graph.dot".into()));
     let svg = g.save_dot(&path, Some(loss))?;
-    println!("graph: {}{}", path.display(), svg.map(|p| format!(", {}", p.display())).unwrap_or_default());
+    println!(
+        "graph: {}{}",
+        path.display(),
+        svg.map(|p| format!(", {}", p.display())).unwrap_or_default()
+    );
     if err > 1e-5 {
         eprintln!("gradient check FAILED");
         std::process::exit(1);

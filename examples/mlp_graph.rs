@@ -18,7 +18,12 @@ fn main() {
 
 fn run() -> wgrad::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let device = Device::from_name(&flag("--device").unwrap_or_else(|| "auto".into()))?;
     let out = std::path::PathBuf::from(flag("--out").unwrap_or_else(|| "target/graphs".into()));
     println!("device: {}", device.info());
@@ -46,15 +51,28 @@ fn run() -> wgrad::Result<()> {
     g.write(x, &feats)?;
     g.write_labels(labels, &labs)?;
     g.backward(loss)?;
-    println!("loss on {batch} digits with the initial weights: {:.4}", g.scalar(loss)?);
+    println!(
+        "loss on {batch} digits with the initial weights: {:.4}",
+        g.scalar(loss)?
+    );
     let all: Vec<_> = g.ids().collect();
     for id in all {
         let got = g.grad(id).is_ok();
-        println!("  {:<32} {:<22} {:?}{}", g.name(id)?, g.op_name(id)?, g.shape(id)?, if got { "  ∇" } else { "" });
+        println!(
+            "  {:<32} {:<22} {:?}{}",
+            g.name(id)?,
+            g.op_name(id)?,
+            g.shape(id)?,
+            if got { "  ∇" } else { "" }
+        );
     }
     let path = out.join("mlp_graph.dot");
     let svg = g.save_dot(&path, Some(loss))?;
-    println!("graph: {}{}", path.display(), svg.map(|p| format!(", {}", p.display())).unwrap_or_default());
+    println!(
+        "graph: {}{}",
+        path.display(),
+        svg.map(|p| format!(", {}", p.display())).unwrap_or_default()
+    );
     for p in mlp.layers.iter().flat_map(|l| [l.weight, l.bias]) {
         if g.grad(p).is_err() {
             eprintln!("parameter {} received no gradient", g.name(p)?);

@@ -18,7 +18,12 @@ fn main() {
 
 fn run() -> wgrad::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let device = Device::from_name(&flag("--device").unwrap_or_else(|| "auto".into()))?;
     println!("device: {}", device.info());
 

@@ -7,8 +7,9 @@
 //                                  SGD  [lr, momentum, weight_decay]
 //                                  Adam [lr, β1, β2, ε, weight_decay, 1−β1^t, 1−β2^t]
 //   3  param  storage, read_write
-//   4  s1     storage, read_write  SGD velocity / Adam first moment
-//   5  s2     storage, read_write  Adam second moment (unused by SGD)
+//   4  state  storage, read_write  SGD: velocity [len]; Adam: first moment [0, len) then
+//                                  second moment [len, 2·len), packed so the kernels need
+//                                  four storage bindings (the downlevel limit)
 // One thread per element; workgroups of 256 folded into 2-D past the per-dimension limit.
 
 struct Params {
@@ -22,8 +23,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read> hyper: array<f32>;
 @group(0) @binding(3) var<storage, read_write> param: array<f32>;
-@group(0) @binding(4) var<storage, read_write> s1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> s2: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state: array<f32>;
 
 fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid;
@@ -34,8 +34,8 @@ fn sgd_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let i = flat(wid, nwg, lid);
     if (i >= p.len) { return; }
     let d = grad[i] + hyper[2] * param[i];
-    let v = hyper[1] * s1[i] + d;
-    s1[i] = v;
+    let v = hyper[1] * state[i] + d;
+    state[i] = v;
     param[i] = param[i] - hyper[0] * v;
 }
 
@@ -44,9 +44,9 @@ fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let i = flat(wid, nwg, lid);
     if (i >= p.len) { return; }
     let d = grad[i] + hyper[4] * param[i];
-    let m = hyper[1] * s1[i] + (1.0 - hyper[1]) * d;
-    let v = hyper[2] * s2[i] + (1.0 - hyper[2]) * d * d;
-    s1[i] = m;
-    s2[i] = v;
+    let m = hyper[1] * state[i] + (1.0 - hyper[1]) * d;
+    let v = hyper[2] * state[p.len + i] + (1.0 - hyper[2]) * d * d;
+    state[i] = m;
+    state[p.len + i] = v;
     param[i] = param[i] - hyper[0] * (m / hyper[5]) / (sqrt(v / hyper[6]) + hyper[3]);
 }

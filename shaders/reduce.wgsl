@@ -68,10 +68,15 @@ fn reduce_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
+// NaN test on the bits: `v != v` may be folded away by drivers that compile with fast-math.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // Max with the index of its first occurrence; a NaN anywhere wins, so NaN propagates.
 fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
-    let v_nan = v != v;
-    let b_nan = bv != bv;
+    let v_nan = is_nan(v);
+    let b_nan = is_nan(bv);
     if (v_nan != b_nan) { return v_nan; }
     if (v_nan || v == bv) { return i < bi; }
     return v > bv;

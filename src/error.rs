@@ -148,6 +148,22 @@ pub enum Error {
         /// Its value.
         limit: u64,
     },
+    /// `check_finite` found a NaN or infinity.
+    #[error("non-finite {what} at node {node} ({name}, {op}): element {index} is {value}")]
+    NonFinite {
+        /// Node index (the first in topological order with a non-finite entry).
+        node: usize,
+        /// Node name.
+        name: String,
+        /// The op computing it.
+        op: &'static str,
+        /// "value" or "gradient".
+        what: &'static str,
+        /// Flat index of the first non-finite element.
+        index: usize,
+        /// That element.
+        value: f32,
+    },
     /// No optimizer was configured before `step`.
     #[error("no optimizer configured: call Graph::set_optimizer first")]
     NoOptimizer,

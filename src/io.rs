@@ -157,7 +157,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })?;
     if let Err(e) = std::fs::write(&tmp, bytes) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(tmp.display().to_string(), e));
+        // Name the file the caller asked for, not the hidden temporary beside it.
+        return Err(Error::io(shown, e));
     }
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);

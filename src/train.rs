@@ -330,9 +330,9 @@ impl Classifier {
     /// a multiple of `n_features`.
     pub fn logits(&mut self, features: &[f32]) -> Result<Vec<f32>> {
         let nf = self.n_features;
-        if features.len() % nf != 0 {
+        if !features.len().is_multiple_of(nf) {
             return Err(Error::arg(
-                "Classifier::predict",
+                "Classifier::logits",
                 format!("{} feature values are not whole rows of {nf} features", features.len()),
             ));
         }

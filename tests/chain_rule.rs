@@ -19,18 +19,12 @@ fn scalar_chain_is_the_product_of_local_derivatives() {
             let y = g.sigmoid(x).unwrap(); // f2
             let z = g.square(y).unwrap(); // f3
             g.backward(z).unwrap();
-            let (xv, yv) = ((w0 as f32) as f64, 0.0);
-            let _ = yv;
-            let x_ = xv.exp();
+            let x_ = ((w0 as f32) as f64).exp();
             let y_ = sig(x_);
             // dz/dw = f3'(y) · f2'(x) · f1'(w)
             let want = (2.0 * y_) * (y_ * (1.0 - y_)) * x_;
             let got = g.grad(w).unwrap()[0] as f64;
-            assert!(
-                (got - want).abs() <= 1e-6 + 1e-5 * want.abs(),
-                "{}: w={w0}: dz/dw {got} vs {want}",
-                dev.info()
-            );
+            approx::assert_relative_eq!(got, want, epsilon = 1e-6, max_relative = 1e-5);
         }
     }
 }
@@ -309,5 +303,59 @@ fn hundred_training_steps_are_one_submission_each_and_allocate_nothing() {
             c1.live_buffers,
             c1.live_bytes
         );
+    }
+}
+
+#[test]
+fn fused_layer_backward_matches_the_unfused_kernels() {
+    use wgrad::nn::Activation;
+    for dev in devices() {
+        for act in [Activation::Sigmoid, Activation::Relu, Activation::Tanh] {
+            for (n, d, h) in [(1, 1, 1), (33, 17, 65), (130, 20, 257)] {
+                let mut results = Vec::new();
+                for fusion in [true, false] {
+                    let mut rng = wgrad::data::Rng::new(21);
+                    let mut g = Graph::new(&dev);
+                    g.set_fusion(fusion);
+                    let x = g.input_with_grad("X", &[n, d]).unwrap();
+                    let w = g.parameter("W", &[d, h], &random(&mut rng, d * h, -1.0, 1.0)).unwrap();
+                    let b = g.parameter("B", &[h], &random(&mut rng, h, -1.0, 1.0)).unwrap();
+                    let xw = g.matmul(x, w).unwrap();
+                    let z = g.bias_add(xw, b).unwrap();
+                    let y = act.apply(&mut g, z).unwrap();
+                    let r = g.input("R", &[n, h]).unwrap();
+                    let yr = g.mul(y, r).unwrap();
+                    let loss = g.sum(yr).unwrap();
+                    g.write(x, &random(&mut rng, n * d, -1.0, 1.0)).unwrap();
+                    g.write(r, &random(&mut rng, n * h, -1.0, 1.0)).unwrap();
+                    g.backward(loss).unwrap();
+                    let dispatches = g.counters().dispatches;
+                    results.push((
+                        [
+                            g.grad(x).unwrap(),
+                            g.grad(w).unwrap(),
+                            g.grad(b).unwrap(),
+                            g.grad(z).unwrap(),
+                            g.grad(xw).unwrap(),
+                        ],
+                        dispatches,
+                    ));
+                }
+                let what = format!("{} {act:?} {n}x{d}x{h}", dev.info());
+                for (i, name) in ["dX", "dW", "dB", "dZ", "dXW"].iter().enumerate() {
+                    assert_close(
+                        &results[0].0[i],
+                        &results[1].0[i],
+                        1e-6,
+                        1e-5,
+                        &format!("{what} {name}"),
+                    );
+                }
+                assert!(
+                    results[0].1 < results[1].1,
+                    "{what}: fusion should dispatch fewer kernels"
+                );
+            }
+        }
     }
 }

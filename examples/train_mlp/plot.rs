@@ -61,6 +61,17 @@ pub struct Panel {
     pub series: Vec<Series>,
     /// Fixed y range; `None` fits the data.
     pub y_range: Option<(f64, f64)>,
+    /// Where the legend goes (pick the corner the lines avoid).
+    pub legend: Corner,
+}
+
+/// A corner of the plot area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corner {
+    /// Top right.
+    TopRight,
+    /// Bottom right.
+    BottomRight,
 }
 
 const PANEL_W: f64 = 460.0;
@@ -103,7 +114,12 @@ fn render_panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
     let (x0, y0) = (ox + MARGIN_L, oy + MARGIN_T);
     let (w, h) = (PANEL_W - MARGIN_L - MARGIN_R, PANEL_H - MARGIN_T - MARGIN_B);
     let finite = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
-    let pts: Vec<(f64, f64)> = p.series.iter().flat_map(|se| se.points.iter().copied()).filter(finite).collect();
+    let pts: Vec<(f64, f64)> = p
+        .series
+        .iter()
+        .flat_map(|se| se.points.iter().copied())
+        .filter(finite)
+        .collect();
 
     let _ = writeln!(
         s,
@@ -116,8 +132,14 @@ fn render_panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
     let (ylo, yhi) = p.y_range.unwrap_or_else(|| span(pts.iter().map(|q| q.1)));
     let xt = ticks(xlo, xhi, 6);
     let yt = ticks(ylo, yhi, 6);
-    let (xa, xb) = (xt.first().copied().unwrap_or(xlo).min(xlo), xt.last().copied().unwrap_or(xhi).max(xhi));
-    let (ya, yb) = (yt.first().copied().unwrap_or(ylo).min(ylo), yt.last().copied().unwrap_or(yhi).max(yhi));
+    let (xa, xb) = (
+        xt.first().copied().unwrap_or(xlo).min(xlo),
+        xt.last().copied().unwrap_or(xhi).max(xhi),
+    );
+    let (ya, yb) = (
+        yt.first().copied().unwrap_or(ylo).min(ylo),
+        yt.last().copied().unwrap_or(yhi).max(yhi),
+    );
     let sx = |x: f64| x0 + (x - xa) / (xb - xa) * w;
     let sy = |y: f64| y0 + h - (y - ya) / (yb - ya) * h;
 
@@ -125,8 +147,17 @@ fn render_panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
     let xdec = decimals(&xt);
     for &t in &xt {
         let x = sx(t);
-        let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" stroke="#e6e6e6"/>"##, y0 + h);
-        let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#333"/>"##, y0 + h, y0 + h + 5.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" stroke="#e6e6e6"/>"##,
+            y0 + h
+        );
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#333"/>"##,
+            y0 + h,
+            y0 + h + 5.0
+        );
         let _ = writeln!(
             s,
             r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="11">{:.*}</text>"#,
@@ -138,8 +169,16 @@ fn render_panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
     let ydec = decimals(&yt);
     for &t in &yt {
         let y = sy(t);
-        let _ = writeln!(s, r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e6e6e6"/>"##, x0 + w);
-        let _ = writeln!(s, r##"<line x1="{:.1}" y1="{y:.1}" x2="{x0:.1}" y2="{y:.1}" stroke="#333"/>"##, x0 - 5.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e6e6e6"/>"##,
+            x0 + w
+        );
+        let _ = writeln!(
+            s,
+            r##"<line x1="{:.1}" y1="{y:.1}" x2="{x0:.1}" y2="{y:.1}" stroke="#333"/>"##,
+            x0 - 5.0
+        );
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11">{:.*}</text>"#,
@@ -206,7 +245,13 @@ fn render_panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         }
         if se.markers {
             for &(x, y) in se.points.iter().filter(|q| finite(q)) {
-                let _ = writeln!(s, r#"<circle cx="{:.2}" cy="{:.2}" r="2.8" fill="{}"/>"#, sx(x), sy(y), se.color);
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.2}" cy="{:.2}" r="2.8" fill="{}"/>"#,
+                    sx(x),
+                    sy(y),
+                    se.color
+                );
             }
         }
     }
@@ -217,7 +262,11 @@ fn render_panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         let longest = p.series.iter().map(|se| se.name.chars().count()).max().unwrap_or(0) as f64;
         let lw = 36.0 + longest * 6.4;
         let lh = 8.0 + 18.0 * p.series.len() as f64;
-        let (bx, by) = (x0 + w - lw - 8.0, y0 + 8.0);
+        let bx = x0 + w - lw - 8.0;
+        let by = match p.legend {
+            Corner::TopRight => y0 + 8.0,
+            Corner::BottomRight => y0 + h - lh - 8.0,
+        };
         let _ = writeln!(
             s,
             r##"<rect x="{bx:.1}" y="{by:.1}" width="{lw:.1}" height="{lh:.1}" fill="white" fill-opacity="0.85" stroke="#bbb"/>"##
@@ -299,7 +348,10 @@ fn decimals(ticks: &[f64]) -> usize {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -310,19 +362,43 @@ mod tests {
     fn nice_ticks() {
         let t = ticks(0.0, 1.0, 6);
         assert_eq!(t.len(), 6);
-        assert!(t.iter().zip([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]).all(|(a, b)| (a - b).abs() < 1e-12));
+        assert!(t
+            .iter()
+            .zip([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+            .all(|(a, b)| (a - b).abs() < 1e-12));
         let t = ticks(1.0, 20.0, 6);
         assert_eq!(t.first(), Some(&0.0));
         assert!(*t.last().unwrap() >= 20.0);
-        assert_eq!(decimals(&ticks(0.05, 0.31, 6)), 2);
+        assert_eq!(decimals(&ticks(0.05, 0.31, 6)), 1);
+        assert_eq!(decimals(&ticks(0.05, 0.15, 6)), 2);
     }
 
     #[test]
     fn renders_degenerate_input() {
-        let svg = render("t", &[Panel { title: "a".into(), x_label: "x".into(), y_label: "y".into(), series: vec![], y_range: None }]);
+        let svg = render(
+            "t",
+            &[Panel {
+                title: "a".into(),
+                x_label: "x".into(),
+                y_label: "y".into(),
+                series: vec![],
+                y_range: None,
+                legend: Corner::TopRight,
+            }],
+        );
         assert!(svg.contains("no data"));
         let one = Series::new("s", "red", vec![(1.0, f64::NAN), (1.0, 2.0)]);
-        let svg = render("t<&>", &[Panel { title: "a".into(), x_label: "x".into(), y_label: "y".into(), series: vec![one], y_range: None }]);
+        let svg = render(
+            "t<&>",
+            &[Panel {
+                title: "a".into(),
+                x_label: "x".into(),
+                y_label: "y".into(),
+                series: vec![one],
+                y_range: None,
+                legend: Corner::BottomRight,
+            }],
+        );
         assert!(svg.contains("t&lt;&amp;&gt;"));
         assert!(!svg.contains("NaN"));
     }

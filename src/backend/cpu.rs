@@ -36,6 +36,8 @@ pub trait Real:
     fn ln(self) -> Self;
     /// tanh x
     fn tanh(self) -> Self;
+    /// True for NaN.
+    fn is_nan(self) -> bool;
     /// C = alpha·op(A)·op(B) + beta·C over strided views.
     ///
     /// # Safety
@@ -83,6 +85,9 @@ impl Real for f32 {
     fn tanh(self) -> Self {
         f32::tanh(self)
     }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
     unsafe fn gemm(
         m: usize,
         k: usize,
@@ -119,6 +124,9 @@ impl Real for f64 {
     }
     fn tanh(self) -> Self {
         f64::tanh(self)
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
     }
     unsafe fn gemm(
         m: usize,
@@ -259,7 +267,7 @@ fn dot4(idx: &[usize; 4], strides: &[usize; 4]) -> usize {
 pub fn binary<T: Real>(op: BinaryOp, a: &[T], b: &[T], out: &mut [T], bc: &Bcast) {
     let sa = Bcast::strides(&bc.a_shape);
     let sb = Bcast::strides(&bc.b_shape);
-    for (i, o) in out.iter_mut().enumerate().take(bc.len()) {
+    for (i, o) in out.iter_mut().enumerate().take(bc.numel()) {
         let idx = unravel(i, &bc.out);
         *o = binary_value(op, a[dot4(&idx, &sa)], b[dot4(&idx, &sb)]);
     }
@@ -283,10 +291,10 @@ pub fn binary_backward<T: Real>(
     let st = Bcast::strides(&target);
     let n: usize = target.iter().product();
     let mut sums = vec![T::zero(); n];
-    for i in 0..bc.len() {
+    for (i, &gi) in g.iter().enumerate().take(bc.numel()) {
         let idx = unravel(i, &bc.out);
         let (av, bv) = (a[dot4(&idx, &sa)], b[dot4(&idx, &sb)]);
-        sums[dot4(&idx, &st)] += g[i] * binary_partial(op, av, bv, which);
+        sums[dot4(&idx, &st)] += gi * binary_partial(op, av, bv, which);
     }
     for (o, s) in out.iter_mut().zip(sums) {
         put(o, s, acc);
@@ -324,7 +332,7 @@ pub fn reduce<T: Real>(
                     let (mut best, mut besti) = (at(0), 0);
                     for a in 1..axis {
                         // NaN propagates: a NaN anywhere makes the max NaN, as IEEE max-with-NaN does in NumPy.
-                        if at(a) > best || (at(a) != at(a) && best == best) {
+                        if at(a) > best || (at(a).is_nan() && !best.is_nan()) {
                             best = at(a);
                             besti = a;
                         }
@@ -434,8 +442,8 @@ pub fn softmax_xent_backward<T: Real>(
     acc: bool,
 ) {
     let scale = g / T::from_f64(rows as f64);
-    for r in 0..rows {
-        let label = labels[r].to_f64() as usize;
+    for (r, &lab) in labels.iter().enumerate().take(rows) {
+        let label = lab.to_f64() as usize;
         for c in 0..cols {
             let i = r * cols + c;
             let onehot = if c == label { T::one() } else { T::zero() };
@@ -444,26 +452,26 @@ pub fn softmax_xent_backward<T: Real>(
     }
 }
 
-/// Applies one optimizer update in place.
-pub fn optim<T: Real>(rule: OptimRule, p: &mut [T], g: &[T], s1: &mut [T], s2: &mut [T], h: &[T]) {
+/// Applies one optimizer update in place. `state` is the velocity (SGD) or the first moment
+/// followed by the second moment (Adam).
+pub fn optim<T: Real>(rule: OptimRule, p: &mut [T], g: &[T], state: &mut [T], h: &[T]) {
     match rule {
         OptimRule::Sgd => {
             let (lr, mu, wd) = (h[0], h[1], h[2]);
-            for i in 0..p.len() {
-                let d = g[i] + wd * p[i];
-                s1[i] = mu * s1[i] + d;
-                p[i] = p[i] - lr * s1[i];
+            for ((pi, &gi), vi) in p.iter_mut().zip(g).zip(state.iter_mut()) {
+                *vi = mu * *vi + (gi + wd * *pi);
+                *pi = *pi - lr * *vi;
             }
         }
         OptimRule::Adam => {
             let (lr, b1, b2, eps, wd, c1, c2) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6]);
+            let (m, v) = state.split_at_mut(p.len());
             for i in 0..p.len() {
                 let d = g[i] + wd * p[i];
-                s1[i] = b1 * s1[i] + (T::one() - b1) * d;
-                s2[i] = b2 * s2[i] + (T::one() - b2) * d * d;
-                let mhat = s1[i] / c1;
-                let vhat = s2[i] / c2;
-                p[i] = p[i] - lr * mhat / (T::from_f64(vhat.to_f64().sqrt()) + eps);
+                m[i] = b1 * m[i] + (T::one() - b1) * d;
+                v[i] = b2 * v[i] + (T::one() - b2) * d * d;
+                let vhat = v[i] / c2;
+                p[i] = p[i] - lr * (m[i] / c1) / (T::from_f64(vhat.to_f64().sqrt()) + eps);
             }
         }
     }
@@ -495,6 +503,7 @@ impl<T: Real> CpuExecutor<T> {
             SoftmaxXent { probs, .. } => *probs,
             SoftmaxXentBackward { out, .. } | Mse { out, .. } | MseBackward { out, .. } | Transpose { out, .. } => *out,
             Optim { param, .. } => *param,
+            BiasActBackward { dz, .. } => *dz,
         };
         let mut o = std::mem::take(&mut self.bufs[out_id]);
         let b = &self.bufs;
@@ -628,26 +637,48 @@ impl<T: Real> CpuExecutor<T> {
                     }
                 }
             }
+            BiasActBackward {
+                op,
+                z,
+                y,
+                g,
+                dx,
+                db,
+                rows,
+                cols,
+                acc_dx,
+                acc_db,
+                ..
+            } => {
+                let mut dxv = std::mem::take(&mut self.bufs[dx]);
+                let mut dbv = std::mem::take(&mut self.bufs[db]);
+                let (zb, yb, gb) = (&self.bufs[z], &self.bufs[y], &self.bufs[g]);
+                let mut sums = vec![T::zero(); cols];
+                for r in 0..rows {
+                    for (c, sum) in sums.iter_mut().enumerate() {
+                        let i = r * cols + c;
+                        let d = gb[i] * unary_derivative(op, zb[i], yb[i]);
+                        o[i] = d;
+                        put(&mut dxv[i], d, acc_dx);
+                        *sum += d;
+                    }
+                }
+                for (v, s) in dbv.iter_mut().zip(sums) {
+                    put(v, s, acc_db);
+                }
+                self.bufs[dx] = dxv;
+                self.bufs[db] = dbv;
+            }
             Optim {
                 rule,
                 grad,
-                s1,
-                s2,
+                state,
                 hyper,
                 ..
             } => {
-                // SGD has one state buffer and passes it twice; take it once.
-                let mut m1 = std::mem::take(&mut self.bufs[s1]);
-                let mut m2 = if s2 == s1 {
-                    Vec::new()
-                } else {
-                    std::mem::take(&mut self.bufs[s2])
-                };
-                optim(rule, &mut o, &self.bufs[grad], &mut m1, &mut m2, &self.bufs[hyper]);
-                self.bufs[s1] = m1;
-                if s2 != s1 {
-                    self.bufs[s2] = m2;
-                }
+                let mut st = std::mem::take(&mut self.bufs[state]);
+                optim(rule, &mut o, &self.bufs[grad], &mut st, &self.bufs[hyper]);
+                self.bufs[state] = st;
             }
         }
         self.bufs[out_id] = o;
@@ -664,6 +695,12 @@ impl<T: Real> Executor for CpuExecutor<T> {
         self.counters.live_buffers += 1;
         self.counters.live_bytes += bytes;
         Ok(self.bufs.len() - 1)
+    }
+    fn free(&mut self, buf: BufId) {
+        let v = std::mem::take(&mut self.bufs[buf]);
+        let bytes = (v.len() * std::mem::size_of::<T>()) as u64;
+        self.counters.live_buffers -= 1;
+        self.counters.live_bytes -= bytes;
     }
     fn write(&mut self, buf: BufId, data: &[f64]) -> Result<()> {
         for (d, &s) in self.bufs[buf].iter_mut().zip(data) {
@@ -708,6 +745,9 @@ impl<T: Real> Executor for CpuExecutor<T> {
     }
     fn wait(&mut self) -> Result<()> {
         Ok(())
+    }
+    fn max_storage_buffers(&self) -> u32 {
+        u32::MAX
     }
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture> {
         let v = self.read_f32(buf);

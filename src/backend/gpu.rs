@@ -22,6 +22,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("softmax", include_str!("../../shaders/softmax.wgsl")),
     ("loss", include_str!("../../shaders/loss.wgsl")),
     ("optim", include_str!("../../shaders/optim.wgsl")),
+    ("fused", include_str!("../../shaders/fused.wgsl")),
 ];
 
 /// Options for opening a GPU device.
@@ -120,6 +121,9 @@ pub fn enumerate_adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter
     }
 }
 
+/// Bind-group and pipeline layouts by binding signature ((binding, read-only) pairs).
+type LayoutCache = HashMap<Vec<(u32, bool)>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>;
+
 /// The GPU context shared by every graph on it: device, queue, pipeline cache, buffer pool.
 pub struct GpuDevice {
     adapter: wgpu::Adapter,
@@ -127,7 +131,7 @@ pub struct GpuDevice {
     pub(crate) queue: wgpu::Queue,
     info: DeviceInfo,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    layouts: Mutex<HashMap<Vec<(u32, bool)>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
+    layouts: Mutex<LayoutCache>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -179,7 +183,11 @@ impl GpuDevice {
     }
 
     /// Creates the device on a given adapter, with the adapter's own limits unless `limits` is set.
-    pub fn from_adapter(adapter: wgpu::Adapter, limits: Option<wgpu::Limits>, matmul: MatmulKernel) -> Result<Arc<GpuDevice>> {
+    pub fn from_adapter(
+        adapter: wgpu::Adapter,
+        limits: Option<wgpu::Limits>,
+        matmul: MatmulKernel,
+    ) -> Result<Arc<GpuDevice>> {
         let ai = adapter.get_info();
         let required_limits = limits.unwrap_or_else(|| adapter.limits());
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -489,12 +497,14 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
             tb,
             acc,
         } => {
-            let (tile, entry) = match mm {
-                MatmulKernel::Tiled => (64, "matmul"),
-                MatmulKernel::Naive => (16, "matmul_naive"),
+            let aligned = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
+            let (tw, th, entry) = match mm {
+                MatmulKernel::Tiled if aligned => (128, 32, "matmul_reg"),
+                MatmulKernel::Tiled => (64, 64, "matmul"),
+                MatmulKernel::Naive => (16, 16, "matmul_naive"),
             };
-            let gx = n.div_ceil(tile);
-            let gy = m.div_ceil(tile);
+            let gx = n.div_ceil(tw);
+            let gy = m.div_ceil(th);
             if gx > max_dim as usize || gy > max_dim as usize {
                 return Err(Error::LimitExceeded {
                     what: format!("matmul {m}×{k}·{k}×{n} dispatch"),
@@ -508,7 +518,11 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
                 entry,
                 consts: vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)],
                 params: vec![u(m), u(k), u(n), b(acc)],
-                binds: vec![(1, a, true), (2, bb, true), (3, out, false)],
+                binds: if entry == "matmul_reg" {
+                    vec![(4, a, true), (5, bb, true), (3, out, false)]
+                } else {
+                    vec![(1, a, true), (2, bb, true), (3, out, false)]
+                },
                 groups: [gx.max(1) as u32, gy.max(1) as u32, 1],
             }
         }
@@ -538,14 +552,14 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
         },
         Binary { op, a, b: bb, out, bc } => {
             let mut params = bcast_params(&bc, &bc.out);
-            params.extend([u(bc.len()), 0, 0, 0]);
+            params.extend([u(bc.numel()), 0, 0, 0]);
             Launch {
                 shader: "binary",
                 entry: "binary_forward",
                 consts: vec![("OP", op.code() as f64)],
                 params,
                 binds: vec![(1, a, true), (2, bb, true), (4, out, false)],
-                groups: elems(bc.len())?,
+                groups: elems(bc.numel())?,
             }
         }
         BinaryBackward {
@@ -718,12 +732,38 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
             binds: vec![(1, p, true), (2, t, true), (3, g, true), (4, out, false)],
             groups: elems(len)?,
         },
+        BiasActBackward {
+            op,
+            z,
+            y,
+            g,
+            dz,
+            dx,
+            db,
+            rows,
+            cols,
+            acc_dx,
+            acc_db,
+        } => Launch {
+            shader: "fused",
+            entry: "bias_act_backward",
+            consts: vec![("OP", op.code() as f64)],
+            params: vec![u(rows), u(cols), b(acc_dx), b(acc_db)],
+            binds: vec![
+                (1, z, true),
+                (2, y, true),
+                (3, g, true),
+                (4, dz, false),
+                (5, dx, false),
+                (6, db, false),
+            ],
+            groups: grid(cols.div_ceil(64), max_dim)?,
+        },
         Optim {
             rule,
             param,
             grad,
-            s1,
-            s2,
+            state,
             hyper,
             len,
         } => {
@@ -731,16 +771,12 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
                 OptimRule::Sgd => "sgd_step",
                 OptimRule::Adam => "adam_step",
             };
-            let mut binds = vec![(1, grad, true), (2, hyper, true), (3, param, false), (4, s1, false)];
-            if rule == OptimRule::Adam {
-                binds.push((5, s2, false));
-            }
             Launch {
                 shader: "optim",
                 entry,
                 consts: vec![],
                 params: vec![u(len), 0, 0, 0],
-                binds,
+                binds: vec![(1, grad, true), (2, hyper, true), (3, param, false), (4, state, false)],
                 groups: elems(len)?,
             }
         }
@@ -934,6 +970,20 @@ impl Executor for GpuExecutor {
         Ok(self.bufs.len() - 1)
     }
 
+    fn free(&mut self, buf: BufId) {
+        if let Some(s) = self.bufs[buf].take() {
+            self.counters.live_buffers -= 1;
+            self.counters.live_bytes -= s.class;
+            self.dev
+                .pool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(s.class)
+                .or_default()
+                .push(s.buffer);
+        }
+    }
+
     fn write(&mut self, buf: BufId, data: &[f64]) -> Result<()> {
         let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
         self.write_f32(buf, &v)
@@ -1002,7 +1052,10 @@ impl Executor for GpuExecutor {
     fn compile(&mut self, kernels: Vec<Kernel>) -> Result<ProgramId> {
         let dev = self.dev.clone();
         let max_dim = dev.device.limits().max_compute_workgroups_per_dimension;
-        let launches = kernels.iter().map(|k| lower(k, max_dim, dev.matmul)).collect::<Result<Vec<_>>>()?;
+        let launches = kernels
+            .iter()
+            .map(|k| lower(k, max_dim, dev.matmul))
+            .collect::<Result<Vec<_>>>()?;
         let align = (dev.device.limits().min_uniform_buffer_offset_alignment as u64).max(PARAM_SLOT);
         let params_bytes = align * launches.len() as u64;
         let params = if launches.is_empty() {
@@ -1116,11 +1169,18 @@ impl Executor for GpuExecutor {
         self.counters
     }
 
+    fn max_storage_buffers(&self) -> u32 {
+        self.dev.device.limits().max_storage_buffers_per_shader_stage
+    }
+
     fn wait(&mut self) -> Result<()> {
         self.dev
             .device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu { during: "synchronize", detail: e.to_string() })?;
+            .map_err(|e| Error::Gpu {
+                during: "synchronize",
+                detail: e.to_string(),
+            })?;
         self.dev.check_alive()
     }
 }

@@ -140,7 +140,7 @@ pub struct Bcast {
 
 impl Bcast {
     /// Elements of the output.
-    pub fn len(&self) -> usize {
+    pub fn numel(&self) -> usize {
         self.out.iter().product()
     }
     /// Element strides of a contiguous tensor, 0 on axes of extent 1.
@@ -316,13 +316,28 @@ pub(crate) enum Kernel {
         cols: usize,
         acc: bool,
     },
+    /// Fused VJP of H = f(Z), Z = XW + b: dz = g ⊙ f'(z, y); dx (+)= dz; db (+)= column sums of dz.
+    BiasActBackward {
+        op: UnaryOp,
+        z: BufId,
+        y: BufId,
+        g: BufId,
+        dz: BufId,
+        dx: BufId,
+        db: BufId,
+        rows: usize,
+        cols: usize,
+        acc_dx: bool,
+        acc_db: bool,
+    },
     /// In-place parameter update from its gradient and state buffers.
     Optim {
         rule: OptimRule,
         param: BufId,
         grad: BufId,
-        s1: BufId,
-        s2: BufId,
+        /// SGD: velocity (len). Adam: first moment then second moment (2·len), packed so the
+        /// kernel needs four storage bindings (the downlevel limit).
+        state: BufId,
         hyper: BufId,
         len: usize,
     },
@@ -354,6 +369,8 @@ pub struct Counters {
 pub(crate) trait Executor {
     /// A zero-filled buffer of `len` elements.
     fn alloc(&mut self, len: usize, what: &str) -> Result<BufId>;
+    /// Releases a buffer (GPU: back to the device pool). The id must not be used again.
+    fn free(&mut self, buf: BufId);
     fn write(&mut self, buf: BufId, data: &[f64]) -> Result<()>;
     fn write_f32(&mut self, buf: BufId, data: &[f32]) -> Result<()>;
     fn read(&mut self, buf: BufId) -> Result<Vec<f64>>;
@@ -367,6 +384,8 @@ pub(crate) trait Executor {
     fn counters(&self) -> Counters;
     /// Blocks until submitted work has finished.
     fn wait(&mut self) -> Result<()>;
+    /// Storage buffers one kernel may bind (fused kernels need more than the downlevel 4).
+    fn max_storage_buffers(&self) -> u32;
     /// Submit a copy and return a future that resolves with the data (GPU) or at once (CPU).
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture>;
 }

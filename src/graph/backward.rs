@@ -11,9 +11,9 @@
 //!    `zero_grad`.
 
 use super::{Graph, Node};
-use crate::backend::{Kernel, ProgramId};
+use crate::backend::{Kernel, ProgramId, UnaryOp};
 use crate::error::{Error, Result};
-use crate::ops::{numel, Arg, GradTarget};
+use crate::ops::{numel, Arg, GradTarget, Op};
 
 /// Nodes through which the gradient of `loss` flows, as a mask over node indices.
 fn reached(nodes: &[Node], loss: usize) -> Vec<bool> {
@@ -31,6 +31,49 @@ fn reached(nodes: &[Node], loss: usize) -> Vec<bool> {
         }
     }
     needs
+}
+
+/// The layer pattern H = f(XW + b) with f ∈ {σ, ReLU, tanh}, seen from the activation node
+/// `k`: when Z = XW + b feeds only f and both XW and b need gradients, one fused kernel
+/// computes d_Z, d_XW and d_b (see `shaders/fused.wgsl`). Returns None when it does not apply.
+fn fused_layer_vjp(
+    nodes: &[Node],
+    k: usize,
+    needs: &[bool],
+    uses: &[usize],
+    written: &mut [bool],
+    grad: impl Fn(usize) -> crate::backend::BufId,
+) -> Option<Kernel> {
+    let Op::Unary { op, x: z } = nodes[k].op else {
+        return None;
+    };
+    if !matches!(op, UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Tanh) || uses[z] != 1 || !needs[z] {
+        return None;
+    }
+    let Op::BiasAdd { x: xw, bias } = nodes[z].op else {
+        return None;
+    };
+    if !needs[xw] || !needs[bias] || xw == bias || written[z] {
+        return None;
+    }
+    let (rows, cols) = (nodes[z].shape[0], nodes[z].shape[1]);
+    let kernel = Kernel::BiasActBackward {
+        op,
+        z: nodes[z].value,
+        y: nodes[k].value,
+        g: grad(k),
+        dz: grad(z),
+        dx: grad(xw),
+        db: grad(bias),
+        rows,
+        cols,
+        acc_dx: nodes[xw].is_leaf() || written[xw],
+        acc_db: nodes[bias].is_leaf() || written[bias],
+    };
+    written[z] = true;
+    written[xw] = true;
+    written[bias] = true;
+    Some(kernel)
 }
 
 impl Graph {
@@ -55,15 +98,18 @@ impl Graph {
             ));
         }
         if seeded && n.is_leaf() {
-            return Err(Error::arg("backward_from", format!("'{}' is an input or parameter, not the result of an op", n.name)));
+            return Err(Error::arg(
+                "backward_from",
+                format!("'{}' is an input or parameter, not the result of an op", n.name),
+            ));
         }
         if let Some(&p) = self.backward_progs.get(&(loss, seeded)) {
             return Ok(p);
         }
         let needs = reached(&self.nodes, loss);
         // Intermediate gradient buffers are allocated once, the first time a backward needs them.
-        for i in 0..=loss {
-            if needs[i] && self.nodes[i].grad.is_none() {
+        for (i, &need) in needs.iter().enumerate().take(loss + 1) {
+            if need && self.nodes[i].grad.is_none() {
                 let name = format!("gradient of {}", self.nodes[i].name);
                 let g = self.exec.alloc(numel(&self.nodes[i].shape), &name)?;
                 self.nodes[i].grad = Some(g);
@@ -74,12 +120,32 @@ impl Graph {
         let mut written = vec![false; nodes.len()];
         let mut ks = Vec::new();
         if !seeded {
-            ks.push(Kernel::Fill { out: grad(loss), len: 1, value: 1.0, acc: nodes[loss].is_leaf() });
+            ks.push(Kernel::Fill {
+                out: grad(loss),
+                len: 1,
+                value: 1.0,
+                acc: nodes[loss].is_leaf(),
+            });
         }
         written[loss] = true;
+        let fuse = self.fusion && self.exec.max_storage_buffers() >= 6;
+        let mut uses = vec![0usize; nodes.len()];
+        for n in nodes.iter() {
+            n.op.inputs().into_iter().for_each(|j| uses[j] += 1);
+        }
+        let mut fused = vec![false; nodes.len()];
         for i in (0..=loss).rev() {
-            if !needs[i] || nodes[i].is_leaf() {
+            if !needs[i] || nodes[i].is_leaf() || fused[i] {
                 continue;
+            }
+            if fuse {
+                if let Some(k) = fused_layer_vjp(nodes, i, &needs, &uses, &mut written, grad) {
+                    ks.push(k);
+                    if let Op::Unary { x, .. } = nodes[i].op {
+                        fused[x] = true;
+                    }
+                    continue;
+                }
             }
             let node = &nodes[i];
             let inputs = node.op.inputs();

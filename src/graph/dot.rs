@@ -60,14 +60,21 @@ impl Graph {
 impl Graph {
     /// Writes [`Graph::to_dot_with`] to `path`; when Graphviz's `dot` program is installed, also
     /// renders it to SVG beside it (same name, `.svg`) and returns that path.
-    pub fn save_dot(&self, path: &std::path::Path, loss: Option<super::NodeId>) -> crate::Result<Option<std::path::PathBuf>> {
+    pub fn save_dot(
+        &self,
+        path: &std::path::Path,
+        loss: Option<super::NodeId>,
+    ) -> crate::Result<Option<std::path::PathBuf>> {
         let text = self.to_dot_with(loss);
         let io = |e| crate::Error::io(path.display().to_string(), e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         std::fs::write(path, &text).map_err(io)?;
-        let svg = path.with_extension("svg");
+        let mut svg = path.with_extension("svg");
+        if svg == path {
+            svg = std::path::PathBuf::from(format!("{}.svg", path.display()));
+        }
         let rendered = std::process::Command::new("dot")
             .arg("-Tsvg")
             .arg(path)

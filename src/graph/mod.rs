@@ -79,6 +79,8 @@ struct OptimState {
     t: u64,
     hyper: BufId,
     program: ProgramId,
+    /// Every buffer the optimizer owns (hyper-parameters and per-parameter state).
+    buffers: Vec<BufId>,
 }
 
 /// A computational graph on one [`Device`].
@@ -97,6 +99,8 @@ pub struct Graph {
     backward_progs: HashMap<(usize, bool), ProgramId>,
     zero_prog: Option<ProgramId>,
     optim: Option<OptimState>,
+    /// Use fused kernels where the graph has their pattern.
+    fusion: bool,
 }
 
 impl std::fmt::Debug for Graph {
@@ -127,6 +131,17 @@ impl Graph {
             backward_progs: HashMap::new(),
             zero_prog: None,
             optim: None,
+            fusion: true,
+        }
+    }
+
+    /// Enables or disables kernel fusion (on by default): the layer pattern H = f(XW + b)
+    /// then runs its backward as one kernel instead of three. Results are the same either
+    /// way; the switch exists to measure what fusion saves.
+    pub fn set_fusion(&mut self, on: bool) {
+        if on != self.fusion {
+            self.fusion = on;
+            self.invalidate();
         }
     }
 
@@ -648,10 +663,18 @@ impl Graph {
         let len = numel(&self.nodes[i].shape);
         if seed.len() != len {
             let n = &self.nodes[i];
-            return Err(Error::LengthMismatch { node: i, name: n.name.clone(), shape: n.shape.as_slice().into(), expected: len, got: seed.len() });
+            return Err(Error::LengthMismatch {
+                node: i,
+                name: n.name.clone(),
+                shape: n.shape.as_slice().into(),
+                expected: len,
+                got: seed.len(),
+            });
         }
         let bp = self.backward_program(i, true)?;
-        let g = self.nodes[i].grad.expect("the backward program allocates the seed's gradient buffer");
+        let g = self.nodes[i]
+            .grad
+            .expect("the backward program allocates the seed's gradient buffer");
         self.exec.write_f32(g, seed)?;
         let mut progs = self.pending_forward()?;
         progs.push(bp);
@@ -703,38 +726,56 @@ impl Graph {
             Optimizer::Sgd(_) => OptimRule::Sgd,
             Optimizer::Adam(_) => OptimRule::Adam,
         };
+        // Build the new state first; on failure free what was made and keep the old optimizer.
+        let mut buffers = Vec::new();
+        let built = self.build_optimizer(rule, &mut buffers);
+        let (hyper, program) = match built {
+            Ok(v) => v,
+            Err(e) => {
+                for b in buffers {
+                    self.exec.free(b);
+                }
+                return Err(e);
+            }
+        };
         if let Some(old) = self.optim.take() {
             self.exec.discard(old.program);
+            for b in old.buffers {
+                self.exec.free(b);
+            }
         }
-        let hyper = self.exec.alloc(8, "optimizer hyper-parameters")?;
-        let mut ks = Vec::new();
-        for n in self.nodes.iter().filter(|n| n.op == Op::Parameter) {
-            let len = numel(&n.shape);
-            let s1 = self.exec.alloc(len, &format!("optimizer state of {}", n.name))?;
-            let s2 = if rule == OptimRule::Adam {
-                self.exec.alloc(len, &format!("optimizer state of {}", n.name))?
-            } else {
-                s1
-            };
-            let grad = n.grad.expect("parameters always own a gradient buffer");
-            ks.push(Kernel::Optim {
-                rule,
-                param: n.value,
-                grad,
-                s1,
-                s2,
-                hyper,
-                len,
-            });
-        }
-        let program = self.exec.compile(ks)?;
         self.optim = Some(OptimState {
             opt,
             t: 0,
             hyper,
             program,
+            buffers,
         });
         Ok(())
+    }
+
+    fn build_optimizer(&mut self, rule: OptimRule, buffers: &mut Vec<BufId>) -> Result<(BufId, ProgramId)> {
+        let hyper = self.exec.alloc(8, "optimizer hyper-parameters")?;
+        buffers.push(hyper);
+        let mut ks = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.op == Op::Parameter) {
+            let len = numel(&n.shape);
+            let slots = if rule == OptimRule::Adam { 2 } else { 1 };
+            let state = self
+                .exec
+                .alloc(slots * len, &format!("optimizer state of {}", n.name))?;
+            buffers.push(state);
+            let grad = n.grad.expect("parameters always own a gradient buffer");
+            ks.push(Kernel::Optim {
+                rule,
+                param: n.value,
+                grad,
+                state,
+                hyper,
+                len,
+            });
+        }
+        Ok((hyper, self.exec.compile(ks)?))
     }
 
     /// Changes the learning rate of the configured optimizer (for schedules).
@@ -849,6 +890,35 @@ impl Graph {
     pub fn grad_async(&mut self, id: NodeId) -> Result<ReadFuture> {
         let g = self.grad_buf(id)?;
         self.exec.read_async(g)
+    }
+
+    /// Opt-in numerical check: reads back every value (and every gradient the last backward
+    /// computed) and returns [`Error::NonFinite`] for the first node, in topological order,
+    /// holding a NaN or an infinity. Costs one readback per buffer; meant for debugging.
+    pub fn check_finite(&mut self) -> Result<()> {
+        self.ensure_current()?;
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            let mut bufs = vec![("value", n.value)];
+            if let (Some(g), true) = (n.grad, n.grad_ready) {
+                bufs.push(("gradient", g));
+            }
+            for (what, b) in bufs {
+                let v = self.exec.read_f32(b)?;
+                if let Some(index) = v.iter().position(|x| !x.is_finite()) {
+                    let n = &self.nodes[i];
+                    return Err(Error::NonFinite {
+                        node: i,
+                        name: n.name.clone(),
+                        op: n.op.name(),
+                        what,
+                        index,
+                        value: v[index],
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes a DOT description of the graph (see [`Graph::to_dot_with`] for options).

@@ -8,11 +8,30 @@ use wgrad::{Device, Graph, NodeId, Result};
 
 /// The GPU device for tests, opened once. `None` (with a loud message) when there is no
 /// adapter; under `WGRAD_REQUIRE_GPU=1` a missing adapter fails the test instead.
+/// `WGRAD_TEST_LIMITS=downlevel` requests WebGPU's downlevel limits (256 invocations per
+/// workgroup, 16 KiB of workgroup memory) instead of the adapter's own.
 pub fn gpu() -> Option<Device> {
     static GPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
-    match GPU.get_or_init(|| Device::gpu().map_err(|e| e.to_string())) {
+    let open = || {
+        let mut opts = wgrad::GpuOptions::default();
+        if std::env::var("WGRAD_TEST_LIMITS").as_deref() == Ok("downlevel") {
+            opts.limits = Some(wgrad::wgpu::Limits::downlevel_defaults());
+        }
+        Device::gpu_with(&opts).map_err(|e| e.to_string())
+    };
+    match GPU.get_or_init(open) {
         Ok(d) => {
-            eprintln!("GPU adapter: {}", d.info());
+            let limits = match d {
+                Device::Gpu(g) => {
+                    let l = g.limits();
+                    format!(
+                        " [limits: {} invocations/workgroup, {} B workgroup memory]",
+                        l.max_compute_invocations_per_workgroup, l.max_compute_workgroup_storage_size
+                    )
+                }
+                _ => String::new(),
+            };
+            eprintln!("GPU adapter: {}{limits}", d.info());
             Some(d.clone())
         }
         Err(e) => {

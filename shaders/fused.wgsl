@@ -1,0 +1,74 @@
+// Fused vector-Jacobian products for the layer pattern H = f(Z), Z = XW + b.
+//
+// `bias_act_backward`: from d_H, in one pass over the rows×cols gradient,
+//   d_Z  = d_H ⊙ f'(Z, H)          (written to dz; Z's only consumer is f)
+//   d_XW (+)= d_Z                   (bias-add passes the gradient through unchanged)
+//   d_b  (+)= Σ_rows d_Z            (the bias gradient: a column sum)
+// replacing three kernels (activation VJP, copy, column-sum reduction) and two full passes
+// over memory. One workgroup of 64 columns × 4 row-lanes; each thread walks its column in
+// steps of 4 rows (consecutive threads touch consecutive columns), and the four partial sums
+// of a column are combined in a fixed order, so results are deterministic.
+//
+// Bindings (group 0):
+//   0  p    uniform Params
+//   1  z    storage, read        Z = XW + b (the activation's input)
+//   2  y    storage, read        H = f(Z) (the saved output)
+//   3  g    storage, read        d_H
+//   4  dz   storage, read_write  d_Z
+//   5  dx   storage, read_write  d_XW
+//   6  db   storage, read_write  d_b
+// Override OP: the activation, with codes as in unary.wgsl (0 sigmoid, 1 relu, 2 tanh).
+
+override OP: u32 = 0u;
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    acc_dx: u32,
+    acc_db: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dz: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read_write> db: array<f32>;
+
+var<workgroup> part: array<f32, 256>;
+
+fn df(zv: f32, yv: f32) -> f32 {
+    if (OP == 0u) { return yv * (1.0 - yv); }
+    if (OP == 1u) { return select(0.0, 1.0, zv > 0.0); }
+    return 1.0 - yv * yv;
+}
+
+@compute @workgroup_size(64, 4)
+fn bias_act_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = (wid.y * nwg.x + wid.x) * 64u + lid.x;
+    var s = 0.0;
+    if (c < p.cols) {
+        for (var r = lid.y; r < p.rows; r += 4u) {
+            let i = r * p.cols + c;
+            let d = g[i] * df(z[i], y[i]);
+            dz[i] = d;
+            if (p.acc_dx != 0u) {
+                dx[i] = dx[i] + d;
+            } else {
+                dx[i] = d;
+            }
+            s += d;
+        }
+    }
+    part[lid.y * 64u + lid.x] = s;
+    workgroupBarrier();
+    if (lid.y == 0u && c < p.cols) {
+        let total = ((part[lid.x] + part[64u + lid.x]) + part[128u + lid.x]) + part[192u + lid.x];
+        if (p.acc_db != 0u) {
+            db[c] = db[c] + total;
+        } else {
+            db[c] = total;
+        }
+    }
+}
