@@ -10,13 +10,25 @@
 //   1  a    storage, read
 //   2  b    storage, read
 //   3  c    storage, read_write
+//   4  av4  storage, read — A as array<vec4<f32>> (`matmul_reg` only)
+//   5  bv4  storage, read — B as array<vec4<f32>> (`matmul_reg` only)
 //
-// `matmul`: a BM×BN tile of C per workgroup of (BN/TN)×(BM/TM) threads; each thread keeps a
-// TM×TN block of C in registers. Every BK-deep step stages a BK×BM slice of op(A) and a
-// BK×BN slice of op(B) in workgroup memory (both k-major, so the inner loop reads contiguous
-// vec4s), then does TM·TN multiply-adds per k. Loads are arranged so consecutive threads read
-// consecutive addresses for either orientation. Edges are zero-padded on load and masked on
-// store, so any m, k, n is correct.
+// `matmul` (real GPUs): a BM×BN tile of C per workgroup of (BN/TN)×(BM/TM) threads; each
+// thread keeps a TM×TN block of C in registers. Every BK-deep step stages a BK×BM slice of op(A)
+// and a BK×BN slice of op(B) in workgroup memory (both k-major, so the inner loop reads
+// contiguous vec4s), then does TM·TN multiply-adds per k. Loads are arranged so consecutive
+// threads read consecutive addresses for either orientation. Edges are zero-padded on load and
+// masked on store, so any m, k, n is correct.
+// `matmul_reg` (CPU-like adapters such as llvmpipe, which run the invocations of a workgroup as
+// SIMD lanes, pay per lane for every buffer or workgroup-memory load and a coroutine switch per
+// barrier): no workgroup memory and no barriers. Each invocation computes an 8×8 block of C in
+// 16 vec4 accumulators, reading op(A) and op(B) straight from the storage buffers through vec4
+// views (bindings 4 and 5, the same buffers as 1 and 2) — 16 vec4 loads per 256 multiply-adds,
+// each a 4-deep step in k. Each operand is read as vec4s along its contiguous dimension: A along k
+// (TA = 0) or m (TA = 1), B along n (TB = 0) or k (TB = 1). Requires k % 4 == 0, and m % 4 == 0
+// when TA = 1, n % 4 == 0 when TB = 0 (the host falls back to `matmul` otherwise); rows and
+// columns past the edge are clamped on load and masked on store. Workgroup shape RWX×RWY is
+// set per adapter by the host; a workgroup covers (RWY·8) rows × (RWX·8) columns.
 // `matmul_naive`: one output per thread, the simple baseline the benchmark compares against.
 
 override TA: u32 = 0u;
@@ -145,6 +157,12 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+override RWX: u32 = 16u;  // `matmul_reg` workgroup shape (invocations along n, along m)
+override RWY: u32 = 4u;
+
+@group(0) @binding(4) var<storage, read> av4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> bv4: array<vec4<f32>>;
+
 // Stores (or adds) four consecutive outputs of row `row` from column `col`, masked to C.
 fn put4(row: u32, col: u32, x: vec4<f32>) {
     if (row >= p.m) { return; }
@@ -156,217 +174,123 @@ fn put4(row: u32, col: u32, x: vec4<f32>) {
     }
 }
 
-// ---- register-blocked kernel without workgroup memory (CPU-like adapters) ----
-@group(0) @binding(4) var<storage, read> av4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> bv4: array<vec4<f32>>;
-
-@compute @workgroup_size(16, 4)
+// The inner step is written out by hand: on llvmpipe, loops over small register arrays are
+// not unrolled and turn into indexed stack accesses, several times slower.
+@compute @workgroup_size(RWX, RWY)
 fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m = p.m;
-    let k = p.k;
     let n = p.n;
-    let row0 = (wid.y * 4u + lid.y) * 8u;
-    let cg0 = (wid.x * 16u + lid.x) * 2u;
-    let n4 = (n + 3u) / 4u;
+    let k4 = p.k / 4u;
     let m4 = (m + 3u) / 4u;
-    let k4 = k / 4u;
-    let r0 = min(row0 + 0u, m - 1u);
-    let r1 = min(row0 + 1u, m - 1u);
-    let r2 = min(row0 + 2u, m - 1u);
-    let r3 = min(row0 + 3u, m - 1u);
-    let r4 = min(row0 + 4u, m - 1u);
-    let r5 = min(row0 + 5u, m - 1u);
-    let r6 = min(row0 + 6u, m - 1u);
-    let r7 = min(row0 + 7u, m - 1u);
-    let g0 = min(cg0 + 0u, n4 - 1u);
-    let g1 = min(cg0 + 1u, n4 - 1u);
-    let rg0 = min(row0 / 4u + 0u, m4 - 1u);
+    let n4 = (n + 3u) / 4u;
+    let row0 = (wid.y * RWY + lid.y) * 8u;  // rows row0 .. row0+8
+    let cg0 = (wid.x * RWX + lid.x) * 2u;   // vec4 column groups cg0, cg0+1 (columns 4·cg0 .. +8)
+    // Clamped indices: every load stays inside the operands; outputs past the edge are not stored.
+    let r0 = min(row0, m - 1u);      let r1 = min(row0 + 1u, m - 1u);
+    let r2 = min(row0 + 2u, m - 1u); let r3 = min(row0 + 3u, m - 1u);
+    let r4 = min(row0 + 4u, m - 1u); let r5 = min(row0 + 5u, m - 1u);
+    let r6 = min(row0 + 6u, m - 1u); let r7 = min(row0 + 7u, m - 1u);
+    let rg0 = min(row0 / 4u, m4 - 1u);
     let rg1 = min(row0 / 4u + 1u, m4 - 1u);
-    let cb0_0 = min(cg0 * 4u + 0u, n - 1u);
-    let cb0_1 = min(cg0 * 4u + 1u, n - 1u);
-    let cb0_2 = min(cg0 * 4u + 2u, n - 1u);
-    let cb0_3 = min(cg0 * 4u + 3u, n - 1u);
-    let cb1_0 = min(cg0 * 4u + 4u, n - 1u);
-    let cb1_1 = min(cg0 * 4u + 5u, n - 1u);
-    let cb1_2 = min(cg0 * 4u + 6u, n - 1u);
-    let cb1_3 = min(cg0 * 4u + 7u, n - 1u);
-    var c0_0 = vec4<f32>();
-    var c0_1 = vec4<f32>();
-    var c1_0 = vec4<f32>();
-    var c1_1 = vec4<f32>();
-    var c2_0 = vec4<f32>();
-    var c2_1 = vec4<f32>();
-    var c3_0 = vec4<f32>();
-    var c3_1 = vec4<f32>();
-    var c4_0 = vec4<f32>();
-    var c4_1 = vec4<f32>();
-    var c5_0 = vec4<f32>();
-    var c5_1 = vec4<f32>();
-    var c6_0 = vec4<f32>();
-    var c6_1 = vec4<f32>();
-    var c7_0 = vec4<f32>();
-    var c7_1 = vec4<f32>();
-    let kmain = k4 / 1u * 1u;
-    for (var t = 0u; t < kmain; t += 1u) {
-        {
-                var a0: vec4<f32>;
-                var a1: vec4<f32>;
-                var a2: vec4<f32>;
-                var a3: vec4<f32>;
-                var a4: vec4<f32>;
-                var a5: vec4<f32>;
-                var a6: vec4<f32>;
-                var a7: vec4<f32>;
-                if (TA != 0u) {
-                    let ab0 = (4u * (t + 0u) + 0u) * m4;
-                    let x0_0 = av4[ab0 + rg0];
-                    let x0_1 = av4[ab0 + rg1];
-                    let ab1 = (4u * (t + 0u) + 1u) * m4;
-                    let x1_0 = av4[ab1 + rg0];
-                    let x1_1 = av4[ab1 + rg1];
-                    let ab2 = (4u * (t + 0u) + 2u) * m4;
-                    let x2_0 = av4[ab2 + rg0];
-                    let x2_1 = av4[ab2 + rg1];
-                    let ab3 = (4u * (t + 0u) + 3u) * m4;
-                    let x3_0 = av4[ab3 + rg0];
-                    let x3_1 = av4[ab3 + rg1];
-                    a0 = vec4<f32>(x0_0.x, x1_0.x, x2_0.x, x3_0.x);
-                    a1 = vec4<f32>(x0_0.y, x1_0.y, x2_0.y, x3_0.y);
-                    a2 = vec4<f32>(x0_0.z, x1_0.z, x2_0.z, x3_0.z);
-                    a3 = vec4<f32>(x0_0.w, x1_0.w, x2_0.w, x3_0.w);
-                    a4 = vec4<f32>(x0_1.x, x1_1.x, x2_1.x, x3_1.x);
-                    a5 = vec4<f32>(x0_1.y, x1_1.y, x2_1.y, x3_1.y);
-                    a6 = vec4<f32>(x0_1.z, x1_1.z, x2_1.z, x3_1.z);
-                    a7 = vec4<f32>(x0_1.w, x1_1.w, x2_1.w, x3_1.w);
-                } else {
-                    a0 = av4[r0 * k4 + t + 0u];
-                    a1 = av4[r1 * k4 + t + 0u];
-                    a2 = av4[r2 * k4 + t + 0u];
-                    a3 = av4[r3 * k4 + t + 0u];
-                    a4 = av4[r4 * k4 + t + 0u];
-                    a5 = av4[r5 * k4 + t + 0u];
-                    a6 = av4[r6 * k4 + t + 0u];
-                    a7 = av4[r7 * k4 + t + 0u];
-                }
-                var b0_0: vec4<f32>;
-                var b0_1: vec4<f32>;
-                var b1_0: vec4<f32>;
-                var b1_1: vec4<f32>;
-                var b2_0: vec4<f32>;
-                var b2_1: vec4<f32>;
-                var b3_0: vec4<f32>;
-                var b3_1: vec4<f32>;
-                if (TB != 0u) {
-                    let y0_0 = bv4[cb0_0 * k4 + t + 0u];
-                    let y0_1 = bv4[cb0_1 * k4 + t + 0u];
-                    let y0_2 = bv4[cb0_2 * k4 + t + 0u];
-                    let y0_3 = bv4[cb0_3 * k4 + t + 0u];
-                    let y1_0 = bv4[cb1_0 * k4 + t + 0u];
-                    let y1_1 = bv4[cb1_1 * k4 + t + 0u];
-                    let y1_2 = bv4[cb1_2 * k4 + t + 0u];
-                    let y1_3 = bv4[cb1_3 * k4 + t + 0u];
-                    b0_0 = vec4<f32>(y0_0.x, y0_1.x, y0_2.x, y0_3.x);
-                    b0_1 = vec4<f32>(y1_0.x, y1_1.x, y1_2.x, y1_3.x);
-                    b1_0 = vec4<f32>(y0_0.y, y0_1.y, y0_2.y, y0_3.y);
-                    b1_1 = vec4<f32>(y1_0.y, y1_1.y, y1_2.y, y1_3.y);
-                    b2_0 = vec4<f32>(y0_0.z, y0_1.z, y0_2.z, y0_3.z);
-                    b2_1 = vec4<f32>(y1_0.z, y1_1.z, y1_2.z, y1_3.z);
-                    b3_0 = vec4<f32>(y0_0.w, y0_1.w, y0_2.w, y0_3.w);
-                    b3_1 = vec4<f32>(y1_0.w, y1_1.w, y1_2.w, y1_3.w);
-                } else {
-                    let bb0 = (4u * (t + 0u) + 0u) * n4;
-                    b0_0 = bv4[bb0 + g0];
-                    b0_1 = bv4[bb0 + g1];
-                    let bb1 = (4u * (t + 0u) + 1u) * n4;
-                    b1_0 = bv4[bb1 + g0];
-                    b1_1 = bv4[bb1 + g1];
-                    let bb2 = (4u * (t + 0u) + 2u) * n4;
-                    b2_0 = bv4[bb2 + g0];
-                    b2_1 = bv4[bb2 + g1];
-                    let bb3 = (4u * (t + 0u) + 3u) * n4;
-                    b3_0 = bv4[bb3 + g0];
-                    b3_1 = bv4[bb3 + g1];
-                }
-                c0_0 = fma(vec4<f32>(a0.x), b0_0, c0_0);
-                c0_1 = fma(vec4<f32>(a0.x), b0_1, c0_1);
-                c1_0 = fma(vec4<f32>(a1.x), b0_0, c1_0);
-                c1_1 = fma(vec4<f32>(a1.x), b0_1, c1_1);
-                c2_0 = fma(vec4<f32>(a2.x), b0_0, c2_0);
-                c2_1 = fma(vec4<f32>(a2.x), b0_1, c2_1);
-                c3_0 = fma(vec4<f32>(a3.x), b0_0, c3_0);
-                c3_1 = fma(vec4<f32>(a3.x), b0_1, c3_1);
-                c4_0 = fma(vec4<f32>(a4.x), b0_0, c4_0);
-                c4_1 = fma(vec4<f32>(a4.x), b0_1, c4_1);
-                c5_0 = fma(vec4<f32>(a5.x), b0_0, c5_0);
-                c5_1 = fma(vec4<f32>(a5.x), b0_1, c5_1);
-                c6_0 = fma(vec4<f32>(a6.x), b0_0, c6_0);
-                c6_1 = fma(vec4<f32>(a6.x), b0_1, c6_1);
-                c7_0 = fma(vec4<f32>(a7.x), b0_0, c7_0);
-                c7_1 = fma(vec4<f32>(a7.x), b0_1, c7_1);
-                c0_0 = fma(vec4<f32>(a0.y), b1_0, c0_0);
-                c0_1 = fma(vec4<f32>(a0.y), b1_1, c0_1);
-                c1_0 = fma(vec4<f32>(a1.y), b1_0, c1_0);
-                c1_1 = fma(vec4<f32>(a1.y), b1_1, c1_1);
-                c2_0 = fma(vec4<f32>(a2.y), b1_0, c2_0);
-                c2_1 = fma(vec4<f32>(a2.y), b1_1, c2_1);
-                c3_0 = fma(vec4<f32>(a3.y), b1_0, c3_0);
-                c3_1 = fma(vec4<f32>(a3.y), b1_1, c3_1);
-                c4_0 = fma(vec4<f32>(a4.y), b1_0, c4_0);
-                c4_1 = fma(vec4<f32>(a4.y), b1_1, c4_1);
-                c5_0 = fma(vec4<f32>(a5.y), b1_0, c5_0);
-                c5_1 = fma(vec4<f32>(a5.y), b1_1, c5_1);
-                c6_0 = fma(vec4<f32>(a6.y), b1_0, c6_0);
-                c6_1 = fma(vec4<f32>(a6.y), b1_1, c6_1);
-                c7_0 = fma(vec4<f32>(a7.y), b1_0, c7_0);
-                c7_1 = fma(vec4<f32>(a7.y), b1_1, c7_1);
-                c0_0 = fma(vec4<f32>(a0.z), b2_0, c0_0);
-                c0_1 = fma(vec4<f32>(a0.z), b2_1, c0_1);
-                c1_0 = fma(vec4<f32>(a1.z), b2_0, c1_0);
-                c1_1 = fma(vec4<f32>(a1.z), b2_1, c1_1);
-                c2_0 = fma(vec4<f32>(a2.z), b2_0, c2_0);
-                c2_1 = fma(vec4<f32>(a2.z), b2_1, c2_1);
-                c3_0 = fma(vec4<f32>(a3.z), b2_0, c3_0);
-                c3_1 = fma(vec4<f32>(a3.z), b2_1, c3_1);
-                c4_0 = fma(vec4<f32>(a4.z), b2_0, c4_0);
-                c4_1 = fma(vec4<f32>(a4.z), b2_1, c4_1);
-                c5_0 = fma(vec4<f32>(a5.z), b2_0, c5_0);
-                c5_1 = fma(vec4<f32>(a5.z), b2_1, c5_1);
-                c6_0 = fma(vec4<f32>(a6.z), b2_0, c6_0);
-                c6_1 = fma(vec4<f32>(a6.z), b2_1, c6_1);
-                c7_0 = fma(vec4<f32>(a7.z), b2_0, c7_0);
-                c7_1 = fma(vec4<f32>(a7.z), b2_1, c7_1);
-                c0_0 = fma(vec4<f32>(a0.w), b3_0, c0_0);
-                c0_1 = fma(vec4<f32>(a0.w), b3_1, c0_1);
-                c1_0 = fma(vec4<f32>(a1.w), b3_0, c1_0);
-                c1_1 = fma(vec4<f32>(a1.w), b3_1, c1_1);
-                c2_0 = fma(vec4<f32>(a2.w), b3_0, c2_0);
-                c2_1 = fma(vec4<f32>(a2.w), b3_1, c2_1);
-                c3_0 = fma(vec4<f32>(a3.w), b3_0, c3_0);
-                c3_1 = fma(vec4<f32>(a3.w), b3_1, c3_1);
-                c4_0 = fma(vec4<f32>(a4.w), b3_0, c4_0);
-                c4_1 = fma(vec4<f32>(a4.w), b3_1, c4_1);
-                c5_0 = fma(vec4<f32>(a5.w), b3_0, c5_0);
-                c5_1 = fma(vec4<f32>(a5.w), b3_1, c5_1);
-                c6_0 = fma(vec4<f32>(a6.w), b3_0, c6_0);
-                c6_1 = fma(vec4<f32>(a6.w), b3_1, c6_1);
-                c7_0 = fma(vec4<f32>(a7.w), b3_0, c7_0);
-                c7_1 = fma(vec4<f32>(a7.w), b3_1, c7_1);
+    let g0 = min(cg0, n4 - 1u);
+    let g1 = min(cg0 + 1u, n4 - 1u);
+    let j0 = cg0 * 4u;
+    let q0 = min(j0, n - 1u);      let q1 = min(j0 + 1u, n - 1u);
+    let q2 = min(j0 + 2u, n - 1u); let q3 = min(j0 + 3u, n - 1u);
+    let q4 = min(j0 + 4u, n - 1u); let q5 = min(j0 + 5u, n - 1u);
+    let q6 = min(j0 + 6u, n - 1u); let q7 = min(j0 + 7u, n - 1u);
+    // cI_V: row I, columns of group V.
+    var c0_0 = vec4<f32>(); var c0_1 = vec4<f32>();
+    var c1_0 = vec4<f32>(); var c1_1 = vec4<f32>();
+    var c2_0 = vec4<f32>(); var c2_1 = vec4<f32>();
+    var c3_0 = vec4<f32>(); var c3_1 = vec4<f32>();
+    var c4_0 = vec4<f32>(); var c4_1 = vec4<f32>();
+    var c5_0 = vec4<f32>(); var c5_1 = vec4<f32>();
+    var c6_0 = vec4<f32>(); var c6_1 = vec4<f32>();
+    var c7_0 = vec4<f32>(); var c7_1 = vec4<f32>();
+    for (var t = 0u; t < k4; t++) {
+        // aI = op(A)[row I, 4t .. 4t+4].
+        var a0: vec4<f32>; var a1: vec4<f32>; var a2: vec4<f32>; var a3: vec4<f32>;
+        var a4: vec4<f32>; var a5: vec4<f32>; var a6: vec4<f32>; var a7: vec4<f32>;
+        if (TA != 0u) {
+            // A stored k×m: one vec4 holds four rows at one k.
+            let x00 = av4[(4u * t) * m4 + rg0];      let x01 = av4[(4u * t) * m4 + rg1];
+            let x10 = av4[(4u * t + 1u) * m4 + rg0]; let x11 = av4[(4u * t + 1u) * m4 + rg1];
+            let x20 = av4[(4u * t + 2u) * m4 + rg0]; let x21 = av4[(4u * t + 2u) * m4 + rg1];
+            let x30 = av4[(4u * t + 3u) * m4 + rg0]; let x31 = av4[(4u * t + 3u) * m4 + rg1];
+            a0 = vec4<f32>(x00.x, x10.x, x20.x, x30.x); a1 = vec4<f32>(x00.y, x10.y, x20.y, x30.y);
+            a2 = vec4<f32>(x00.z, x10.z, x20.z, x30.z); a3 = vec4<f32>(x00.w, x10.w, x20.w, x30.w);
+            a4 = vec4<f32>(x01.x, x11.x, x21.x, x31.x); a5 = vec4<f32>(x01.y, x11.y, x21.y, x31.y);
+            a6 = vec4<f32>(x01.z, x11.z, x21.z, x31.z); a7 = vec4<f32>(x01.w, x11.w, x21.w, x31.w);
+        } else {
+            // A stored m×k: one vec4 holds four k of one row.
+            a0 = av4[r0 * k4 + t]; a1 = av4[r1 * k4 + t]; a2 = av4[r2 * k4 + t]; a3 = av4[r3 * k4 + t];
+            a4 = av4[r4 * k4 + t]; a5 = av4[r5 * k4 + t]; a6 = av4[r6 * k4 + t]; a7 = av4[r7 * k4 + t];
         }
+        // bK_V = op(B)[4t+K, columns of group V].
+        var b0_0: vec4<f32>; var b0_1: vec4<f32>; var b1_0: vec4<f32>; var b1_1: vec4<f32>;
+        var b2_0: vec4<f32>; var b2_1: vec4<f32>; var b3_0: vec4<f32>; var b3_1: vec4<f32>;
+        if (TB != 0u) {
+            // B stored n×k: one vec4 holds four k of one column.
+            let y0 = bv4[q0 * k4 + t]; let y1 = bv4[q1 * k4 + t];
+            let y2 = bv4[q2 * k4 + t]; let y3 = bv4[q3 * k4 + t];
+            let y4 = bv4[q4 * k4 + t]; let y5 = bv4[q5 * k4 + t];
+            let y6 = bv4[q6 * k4 + t]; let y7 = bv4[q7 * k4 + t];
+            b0_0 = vec4<f32>(y0.x, y1.x, y2.x, y3.x); b0_1 = vec4<f32>(y4.x, y5.x, y6.x, y7.x);
+            b1_0 = vec4<f32>(y0.y, y1.y, y2.y, y3.y); b1_1 = vec4<f32>(y4.y, y5.y, y6.y, y7.y);
+            b2_0 = vec4<f32>(y0.z, y1.z, y2.z, y3.z); b2_1 = vec4<f32>(y4.z, y5.z, y6.z, y7.z);
+            b3_0 = vec4<f32>(y0.w, y1.w, y2.w, y3.w); b3_1 = vec4<f32>(y4.w, y5.w, y6.w, y7.w);
+        } else {
+            // B stored k×n: one vec4 holds four columns at one k.
+            b0_0 = bv4[(4u * t) * n4 + g0];      b0_1 = bv4[(4u * t) * n4 + g1];
+            b1_0 = bv4[(4u * t + 1u) * n4 + g0]; b1_1 = bv4[(4u * t + 1u) * n4 + g1];
+            b2_0 = bv4[(4u * t + 2u) * n4 + g0]; b2_1 = bv4[(4u * t + 2u) * n4 + g1];
+            b3_0 = bv4[(4u * t + 3u) * n4 + g0]; b3_1 = bv4[(4u * t + 3u) * n4 + g1];
+        }
+        // k = 4t + 0
+        c0_0 = fma(vec4<f32>(a0.x), b0_0, c0_0); c0_1 = fma(vec4<f32>(a0.x), b0_1, c0_1);
+        c1_0 = fma(vec4<f32>(a1.x), b0_0, c1_0); c1_1 = fma(vec4<f32>(a1.x), b0_1, c1_1);
+        c2_0 = fma(vec4<f32>(a2.x), b0_0, c2_0); c2_1 = fma(vec4<f32>(a2.x), b0_1, c2_1);
+        c3_0 = fma(vec4<f32>(a3.x), b0_0, c3_0); c3_1 = fma(vec4<f32>(a3.x), b0_1, c3_1);
+        c4_0 = fma(vec4<f32>(a4.x), b0_0, c4_0); c4_1 = fma(vec4<f32>(a4.x), b0_1, c4_1);
+        c5_0 = fma(vec4<f32>(a5.x), b0_0, c5_0); c5_1 = fma(vec4<f32>(a5.x), b0_1, c5_1);
+        c6_0 = fma(vec4<f32>(a6.x), b0_0, c6_0); c6_1 = fma(vec4<f32>(a6.x), b0_1, c6_1);
+        c7_0 = fma(vec4<f32>(a7.x), b0_0, c7_0); c7_1 = fma(vec4<f32>(a7.x), b0_1, c7_1);
+        // k = 4t + 1
+        c0_0 = fma(vec4<f32>(a0.y), b1_0, c0_0); c0_1 = fma(vec4<f32>(a0.y), b1_1, c0_1);
+        c1_0 = fma(vec4<f32>(a1.y), b1_0, c1_0); c1_1 = fma(vec4<f32>(a1.y), b1_1, c1_1);
+        c2_0 = fma(vec4<f32>(a2.y), b1_0, c2_0); c2_1 = fma(vec4<f32>(a2.y), b1_1, c2_1);
+        c3_0 = fma(vec4<f32>(a3.y), b1_0, c3_0); c3_1 = fma(vec4<f32>(a3.y), b1_1, c3_1);
+        c4_0 = fma(vec4<f32>(a4.y), b1_0, c4_0); c4_1 = fma(vec4<f32>(a4.y), b1_1, c4_1);
+        c5_0 = fma(vec4<f32>(a5.y), b1_0, c5_0); c5_1 = fma(vec4<f32>(a5.y), b1_1, c5_1);
+        c6_0 = fma(vec4<f32>(a6.y), b1_0, c6_0); c6_1 = fma(vec4<f32>(a6.y), b1_1, c6_1);
+        c7_0 = fma(vec4<f32>(a7.y), b1_0, c7_0); c7_1 = fma(vec4<f32>(a7.y), b1_1, c7_1);
+        // k = 4t + 2
+        c0_0 = fma(vec4<f32>(a0.z), b2_0, c0_0); c0_1 = fma(vec4<f32>(a0.z), b2_1, c0_1);
+        c1_0 = fma(vec4<f32>(a1.z), b2_0, c1_0); c1_1 = fma(vec4<f32>(a1.z), b2_1, c1_1);
+        c2_0 = fma(vec4<f32>(a2.z), b2_0, c2_0); c2_1 = fma(vec4<f32>(a2.z), b2_1, c2_1);
+        c3_0 = fma(vec4<f32>(a3.z), b2_0, c3_0); c3_1 = fma(vec4<f32>(a3.z), b2_1, c3_1);
+        c4_0 = fma(vec4<f32>(a4.z), b2_0, c4_0); c4_1 = fma(vec4<f32>(a4.z), b2_1, c4_1);
+        c5_0 = fma(vec4<f32>(a5.z), b2_0, c5_0); c5_1 = fma(vec4<f32>(a5.z), b2_1, c5_1);
+        c6_0 = fma(vec4<f32>(a6.z), b2_0, c6_0); c6_1 = fma(vec4<f32>(a6.z), b2_1, c6_1);
+        c7_0 = fma(vec4<f32>(a7.z), b2_0, c7_0); c7_1 = fma(vec4<f32>(a7.z), b2_1, c7_1);
+        // k = 4t + 3
+        c0_0 = fma(vec4<f32>(a0.w), b3_0, c0_0); c0_1 = fma(vec4<f32>(a0.w), b3_1, c0_1);
+        c1_0 = fma(vec4<f32>(a1.w), b3_0, c1_0); c1_1 = fma(vec4<f32>(a1.w), b3_1, c1_1);
+        c2_0 = fma(vec4<f32>(a2.w), b3_0, c2_0); c2_1 = fma(vec4<f32>(a2.w), b3_1, c2_1);
+        c3_0 = fma(vec4<f32>(a3.w), b3_0, c3_0); c3_1 = fma(vec4<f32>(a3.w), b3_1, c3_1);
+        c4_0 = fma(vec4<f32>(a4.w), b3_0, c4_0); c4_1 = fma(vec4<f32>(a4.w), b3_1, c4_1);
+        c5_0 = fma(vec4<f32>(a5.w), b3_0, c5_0); c5_1 = fma(vec4<f32>(a5.w), b3_1, c5_1);
+        c6_0 = fma(vec4<f32>(a6.w), b3_0, c6_0); c6_1 = fma(vec4<f32>(a6.w), b3_1, c6_1);
+        c7_0 = fma(vec4<f32>(a7.w), b3_0, c7_0); c7_1 = fma(vec4<f32>(a7.w), b3_1, c7_1);
     }
-    put4(row0 + 0u, (cg0 + 0u) * 4u, c0_0);
-    put4(row0 + 0u, (cg0 + 1u) * 4u, c0_1);
-    put4(row0 + 1u, (cg0 + 0u) * 4u, c1_0);
-    put4(row0 + 1u, (cg0 + 1u) * 4u, c1_1);
-    put4(row0 + 2u, (cg0 + 0u) * 4u, c2_0);
-    put4(row0 + 2u, (cg0 + 1u) * 4u, c2_1);
-    put4(row0 + 3u, (cg0 + 0u) * 4u, c3_0);
-    put4(row0 + 3u, (cg0 + 1u) * 4u, c3_1);
-    put4(row0 + 4u, (cg0 + 0u) * 4u, c4_0);
-    put4(row0 + 4u, (cg0 + 1u) * 4u, c4_1);
-    put4(row0 + 5u, (cg0 + 0u) * 4u, c5_0);
-    put4(row0 + 5u, (cg0 + 1u) * 4u, c5_1);
-    put4(row0 + 6u, (cg0 + 0u) * 4u, c6_0);
-    put4(row0 + 6u, (cg0 + 1u) * 4u, c6_1);
-    put4(row0 + 7u, (cg0 + 0u) * 4u, c7_0);
-    put4(row0 + 7u, (cg0 + 1u) * 4u, c7_1);
+
+    put4(row0 + 0u, j0, c0_0); put4(row0 + 0u, j0 + 4u, c0_1);
+    put4(row0 + 1u, j0, c1_0); put4(row0 + 1u, j0 + 4u, c1_1);
+    put4(row0 + 2u, j0, c2_0); put4(row0 + 2u, j0 + 4u, c2_1);
+    put4(row0 + 3u, j0, c3_0); put4(row0 + 3u, j0 + 4u, c3_1);
+    put4(row0 + 4u, j0, c4_0); put4(row0 + 4u, j0 + 4u, c4_1);
+    put4(row0 + 5u, j0, c5_0); put4(row0 + 5u, j0 + 4u, c5_1);
+    put4(row0 + 6u, j0, c6_0); put4(row0 + 6u, j0 + 4u, c6_1);
+    put4(row0 + 7u, j0, c7_0); put4(row0 + 7u, j0 + 4u, c7_1);
 }

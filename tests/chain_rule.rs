@@ -351,10 +351,19 @@ fn fused_layer_backward_matches_the_unfused_kernels() {
                         &format!("{what} {name}"),
                     );
                 }
-                assert!(
-                    results[0].1 < results[1].1,
-                    "{what}: fusion should dispatch fewer kernels"
-                );
+                // The fused kernel binds six storage buffers; under smaller limits it is not used.
+                let can_fuse = match &dev {
+                    wgrad::Device::Gpu(gd) => gd.limits().max_storage_buffers_per_shader_stage >= 6,
+                    _ => true,
+                };
+                if can_fuse {
+                    assert!(
+                        results[0].1 < results[1].1,
+                        "{what}: fusion should dispatch fewer kernels"
+                    );
+                } else {
+                    assert_eq!(results[0].1, results[1].1, "{what}: no fusion under these limits");
+                }
             }
         }
     }

@@ -52,6 +52,41 @@ pub enum MatmulKernel {
     Naive,
 }
 
+/// Matmul kernel shapes of a device, chosen from its adapter class and limits when it is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MatmulConfig {
+    kernel: MatmulKernel,
+    /// Workgroup shape (x along n, y along m) of the register-blocked `matmul_reg` kernel (8×8
+    /// outputs per invocation, no workgroup memory), used for shapes it supports; `None`: the
+    /// workgroup-memory `matmul` kernel runs every shape.
+    reg: Option<(u32, u32)>,
+}
+
+impl MatmulConfig {
+    /// CPU adapters (llvmpipe, SwiftShader, WARP) run a workgroup's invocations as SIMD lanes and
+    /// pay per lane for each load and a context switch per barrier: they get `matmul_reg`, 16×4
+    /// invocations (a 32×128 tile of C). Real GPUs get the classic 64×64 workgroup-memory tile
+    /// (16×16 invocations, 8 KiB of workgroup memory); a device whose limits cannot hold that
+    /// falls back to `matmul_reg` with a shape that fits.
+    fn choose(kernel: MatmulKernel, ty: wgpu::DeviceType, l: &wgpu::Limits) -> MatmulConfig {
+        let fits = |x: u32, y: u32, shared: u32| {
+            x * y <= l.max_compute_invocations_per_workgroup
+                && x <= l.max_compute_workgroup_size_x
+                && y <= l.max_compute_workgroup_size_y
+                && shared <= l.max_compute_workgroup_storage_size
+        };
+        let reg = [(16, 4), (8, 4), (4, 2), (1, 1)]
+            .into_iter()
+            .find(|&(x, y)| fits(x, y, 0));
+        let reg = if ty == wgpu::DeviceType::Cpu || !fits(16, 16, 8192) {
+            reg
+        } else {
+            None
+        };
+        MatmulConfig { kernel, reg }
+    }
+}
+
 /// What was opened: adapter name, backend and device type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -137,7 +172,7 @@ pub struct GpuDevice {
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines_compiled: AtomicU64,
-    matmul: MatmulKernel,
+    matmul: MatmulConfig,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -224,6 +259,7 @@ impl GpuDevice {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
+        let matmul = MatmulConfig::choose(matmul, ai.device_type, &device.limits());
         Ok(Arc::new(GpuDevice {
             adapter,
             device,
@@ -437,7 +473,7 @@ fn grid(n: usize, max_dim: u32) -> Result<[u32; 3]> {
     Ok([max as u32, y as u32, 1])
 }
 
-fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
+fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch> {
     use Kernel::*;
     let elems = |len: usize| grid(len.div_ceil(256), max_dim);
     let b = |acc: bool| acc as u32;
@@ -497,11 +533,16 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
             tb,
             acc,
         } => {
-            let aligned = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
-            let (tw, th, entry) = match mm {
-                MatmulKernel::Tiled if aligned => (128, 32, "matmul_reg"),
-                MatmulKernel::Tiled => (64, 64, "matmul"),
-                MatmulKernel::Naive => (16, 16, "matmul_naive"),
+            // `matmul_reg` reads each operand as vec4s along its contiguous dimension.
+            let vec4_ok = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
+            let reg = match (mm.kernel, mm.reg) {
+                (MatmulKernel::Tiled, Some(wg)) if vec4_ok => Some(wg),
+                _ => None,
+            };
+            let (tw, th, entry) = match (mm.kernel, reg) {
+                (MatmulKernel::Naive, _) => (16, 16, "matmul_naive"),
+                (MatmulKernel::Tiled, Some((x, y))) => (8 * x as usize, 8 * y as usize, "matmul_reg"),
+                (MatmulKernel::Tiled, None) => (64, 64, "matmul"),
             };
             let gx = n.div_ceil(tw);
             let gy = m.div_ceil(th);
@@ -513,16 +554,20 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulKernel) -> Result<Launch> {
                     limit: max_dim as u64,
                 });
             }
+            let mut consts = vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)];
+            let binds = match reg {
+                Some((x, y)) => {
+                    consts.extend([("RWX", x as f64), ("RWY", y as f64)]);
+                    vec![(4, a, true), (5, bb, true), (3, out, false)]
+                }
+                None => vec![(1, a, true), (2, bb, true), (3, out, false)],
+            };
             Launch {
                 shader: "matmul",
                 entry,
-                consts: vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)],
+                consts,
                 params: vec![u(m), u(k), u(n), b(acc)],
-                binds: if entry == "matmul_reg" {
-                    vec![(4, a, true), (5, bb, true), (3, out, false)]
-                } else {
-                    vec![(1, a, true), (2, bb, true), (3, out, false)]
-                },
+                binds,
                 groups: [gx.max(1) as u32, gy.max(1) as u32, 1],
             }
         }
@@ -1276,4 +1321,234 @@ mod tests {
         assert_eq!(grid(65535 * 3 + 1, 65535).unwrap(), [65535, 4, 1]);
         assert!(grid(65535usize * 65535 + 1, 65535).is_err());
     }
+}
+
+/// A compute pipeline the crate can create: shader family, entry point and override constants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineVariant {
+    /// Shader family (a key of [`SHADERS`]).
+    pub shader: &'static str,
+    /// Entry point.
+    pub entry: &'static str,
+    /// Pipeline-overridable constants.
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+/// Every (shader, entry point, constants) combination the kernels lower to, under every matmul
+/// configuration an adapter class can get. The naga translation test checks each on every
+/// target language, so a variant that only some adapter would compile is still covered.
+pub fn pipeline_variants() -> Vec<PipelineVariant> {
+    use super::{Bcast, BinaryOp, UnaryOp};
+    let unary = [
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Neg,
+        UnaryOp::Scale(2.0),
+        UnaryOp::Square,
+    ];
+    let bc = Bcast {
+        out: [1, 1, 2, 3],
+        a_shape: [1, 1, 2, 3],
+        b_shape: [1, 1, 1, 3],
+    };
+    let mut ks = vec![
+        Kernel::Fill {
+            out: 0,
+            len: 5,
+            value: 1.0,
+            acc: false,
+        },
+        Kernel::Copy {
+            x: 0,
+            out: 1,
+            len: 5,
+            acc: true,
+        },
+        Kernel::BiasAdd {
+            x: 0,
+            bias: 1,
+            out: 2,
+            rows: 2,
+            cols: 3,
+        },
+        Kernel::Transpose {
+            x: 0,
+            out: 1,
+            rows: 2,
+            cols: 3,
+            acc: false,
+        },
+        Kernel::Softmax {
+            x: 0,
+            out: 1,
+            rows: 2,
+            cols: 3,
+        },
+        Kernel::SoftmaxBackward {
+            y: 0,
+            g: 1,
+            out: 2,
+            rows: 2,
+            cols: 3,
+            acc: false,
+        },
+        Kernel::SoftmaxXent {
+            logits: 0,
+            labels: 1,
+            probs: 2,
+            loss_rows: 3,
+            rows: 2,
+            cols: 3,
+        },
+        Kernel::SoftmaxXentBackward {
+            probs: 0,
+            labels: 1,
+            g: 2,
+            out: 3,
+            rows: 2,
+            cols: 3,
+            acc: false,
+        },
+        Kernel::Mse {
+            p: 0,
+            t: 1,
+            out: 2,
+            len: 5,
+        },
+        Kernel::MseBackward {
+            p: 0,
+            t: 1,
+            g: 2,
+            out: 3,
+            len: 5,
+            which: 1,
+            acc: false,
+        },
+    ];
+    for op in unary {
+        ks.push(Kernel::Unary {
+            op,
+            x: 0,
+            out: 1,
+            len: 5,
+        });
+        ks.push(Kernel::UnaryBackward {
+            op,
+            x: 0,
+            y: 1,
+            g: 2,
+            out: 3,
+            len: 5,
+            acc: false,
+        });
+    }
+    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+        ks.push(Kernel::Binary {
+            op,
+            a: 0,
+            b: 1,
+            out: 2,
+            bc,
+        });
+        for which in 0..2 {
+            ks.push(Kernel::BinaryBackward {
+                op,
+                a: 0,
+                b: 1,
+                g: 2,
+                out: 3,
+                bc,
+                which,
+                acc: false,
+            });
+        }
+    }
+    for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+        ks.push(Kernel::Reduce {
+            op,
+            x: 0,
+            out: 1,
+            arg: 2,
+            outer: 2,
+            axis: 3,
+            inner: 1,
+            acc: false,
+        });
+        ks.push(Kernel::ReduceBackward {
+            op,
+            g: 0,
+            arg: 1,
+            out: 2,
+            outer: 2,
+            axis: 3,
+            inner: 1,
+            acc: false,
+        });
+    }
+    for rule in [OptimRule::Sgd, OptimRule::Adam] {
+        ks.push(Kernel::Optim {
+            rule,
+            param: 0,
+            grad: 1,
+            state: 2,
+            hyper: 3,
+            len: 5,
+        });
+    }
+    for op in [UnaryOp::Sigmoid, UnaryOp::Relu, UnaryOp::Tanh] {
+        ks.push(Kernel::BiasActBackward {
+            op,
+            z: 0,
+            y: 1,
+            g: 2,
+            dz: 3,
+            dx: 4,
+            db: 5,
+            rows: 2,
+            cols: 3,
+            acc_dx: false,
+            acc_db: false,
+        });
+    }
+    for (m, k, n) in [(4, 4, 4), (3, 5, 7)] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            ks.push(Kernel::MatMul {
+                a: 0,
+                b: 1,
+                out: 2,
+                m,
+                k,
+                n,
+                ta,
+                tb,
+                acc: false,
+            });
+        }
+    }
+    let mut configs = Vec::new();
+    for kernel in [MatmulKernel::Tiled, MatmulKernel::Naive] {
+        for ty in [wgpu::DeviceType::Cpu, wgpu::DeviceType::DiscreteGpu] {
+            for limits in [wgpu::Limits::default(), wgpu::Limits::downlevel_defaults()] {
+                configs.push(MatmulConfig::choose(kernel, ty, &limits));
+            }
+        }
+    }
+    let mut out: Vec<PipelineVariant> = Vec::new();
+    for cfg in configs {
+        for k in &ks {
+            let l = lower(k, 65535, cfg).expect("representative kernels lower for every configuration");
+            let v = PipelineVariant {
+                shader: l.shader,
+                entry: l.entry,
+                constants: l.consts,
+            };
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
