@@ -1,4 +1,7 @@
-// Fused vector-Jacobian products for the layer pattern H = f(Z), Z = XW + b.
+// Fused kernels for the layer pattern H = f(Z), Z = XW + b, f ∈ {σ, ReLU, tanh}.
+//
+// `bias_act_forward`: Z = XW + b and H = f(Z) in one pass over XW (both are written: Z stays
+// readable and ReLU's VJP needs it), replacing the bias-add and activation kernels.
 //
 // `bias_act_backward`: from d_H, in one pass over the rows×cols gradient,
 //   d_Z  = d_H ⊙ f'(Z, H)          (written to dz; Z's only consumer is f)
@@ -17,6 +20,10 @@
 //   4  dz   storage, read_write  d_Z
 //   5  dx   storage, read_write  d_XW
 //   6  db   storage, read_write  d_b
+//   7  xw   storage, read        XW (forward)
+//   8  bias storage, read        b (forward)
+//   9  zo   storage, read_write  Z (forward)
+//  10  yo   storage, read_write  H (forward)
 // Override OP: the activation, with codes as in unary.wgsl (0 sigmoid, 1 relu, 2 tanh).
 
 override OP: u32 = 0u;
@@ -36,7 +43,28 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> db: array<f32>;
 
+@group(0) @binding(7) var<storage, read> xw: array<f32>;
+@group(0) @binding(8) var<storage, read> bias: array<f32>;
+@group(0) @binding(9) var<storage, read_write> zo: array<f32>;
+@group(0) @binding(10) var<storage, read_write> yo: array<f32>;
+
 var<workgroup> part: array<f32, 256>;
+
+fn f(v: f32) -> f32 {
+    if (OP == 0u) { return 1.0 / (1.0 + exp(-v)); }
+    if (OP == 1u) { return max(v, 0.0); }
+    return tanh(clamp(v, -15.0, 15.0));
+}
+
+// One thread per element of the rows×cols output; 1-D grid folded into 2-D past the limit.
+@compute @workgroup_size(256)
+fn bias_act_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    if (i >= p.rows * p.cols) { return; }
+    let zv = xw[i] + bias[i % p.cols];
+    zo[i] = zv;
+    yo[i] = f(zv);
+}
 
 fn df(zv: f32, yv: f32) -> f32 {
     if (OP == 0u) { return yv * (1.0 - yv); }

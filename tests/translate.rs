@@ -7,6 +7,9 @@ use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use naga::{Module, ShaderStage};
 
+/// Writes one entry point of a validated module in a target language.
+type Backend = fn(&Module, &ModuleInfo, &str) -> Result<(), String>;
+
 fn validate(module: &Module) -> Result<ModuleInfo, String> {
     // No optional capability: a shader needing one (f16, subgroups, f64) must be caught here.
     Validator::new(ValidationFlags::all(), Capabilities::empty())
@@ -88,8 +91,7 @@ fn every_entry_point_translates_to_every_backend() {
         "expected every kernel variant, got {}",
         variants.len()
     );
-    let targets: [(&str, fn(&Module, &ModuleInfo, &str) -> Result<(), String>); 4] =
-        [("SPIR-V", spirv), ("MSL", msl), ("HLSL", hlsl), ("GLSL ES 3.1", glsl)];
+    let targets: [(&str, Backend); 4] = [("SPIR-V", spirv), ("MSL", msl), ("HLSL", hlsl), ("GLSL ES 3.1", glsl)];
     let mut failures = Vec::new();
     let mut done = 0;
     for v in &variants {

@@ -504,6 +504,7 @@ impl<T: Real> CpuExecutor<T> {
             SoftmaxXentBackward { out, .. } | Mse { out, .. } | MseBackward { out, .. } | Transpose { out, .. } => *out,
             Optim { param, .. } => *param,
             BiasActBackward { dz, .. } => *dz,
+            BiasActForward { y, .. } => *y,
         };
         let mut o = std::mem::take(&mut self.bufs[out_id]);
         let b = &self.bufs;
@@ -636,6 +637,27 @@ impl<T: Real> CpuExecutor<T> {
                         put(&mut o[c * rows + r], b[x][r * cols + c], acc);
                     }
                 }
+            }
+            BiasActForward {
+                op,
+                xw,
+                bias,
+                z,
+                rows,
+                cols,
+                ..
+            } => {
+                let mut zv = std::mem::take(&mut self.bufs[z]);
+                let (xb, bb) = (&self.bufs[xw], &self.bufs[bias]);
+                for r in 0..rows {
+                    let row = r * cols..(r + 1) * cols;
+                    let zs = zv[row.clone()].iter_mut().zip(&mut o[row.clone()]);
+                    for ((zi, yi), (&xi, &bi)) in zs.zip(xb[row].iter().zip(bb)) {
+                        *zi = xi + bi;
+                        *yi = unary_value(op, *zi);
+                    }
+                }
+                self.bufs[z] = zv;
             }
             BiasActBackward {
                 op,

@@ -777,6 +777,22 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch> {
             binds: vec![(1, p, true), (2, t, true), (3, g, true), (4, out, false)],
             groups: elems(len)?,
         },
+        BiasActForward {
+            op,
+            xw,
+            bias,
+            z,
+            y,
+            rows,
+            cols,
+        } => Launch {
+            shader: "fused",
+            entry: "bias_act_forward",
+            consts: vec![("OP", op.code() as f64)],
+            params: vec![u(rows), u(cols), 0, 0],
+            binds: vec![(7, xw, true), (8, bias, true), (9, z, false), (10, y, false)],
+            groups: elems(rows * cols)?,
+        },
         BiasActBackward {
             op,
             z,
@@ -1499,6 +1515,15 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
         });
     }
     for op in [UnaryOp::Sigmoid, UnaryOp::Relu, UnaryOp::Tanh] {
+        ks.push(Kernel::BiasActForward {
+            op,
+            xw: 0,
+            bias: 1,
+            z: 2,
+            y: 3,
+            rows: 2,
+            cols: 3,
+        });
         ks.push(Kernel::BiasActBackward {
             op,
             z: 0,

@@ -316,6 +316,16 @@ pub(crate) enum Kernel {
         cols: usize,
         acc: bool,
     },
+    /// Fused forward of Z = XW + b, H = f(Z): writes both Z and H.
+    BiasActForward {
+        op: UnaryOp,
+        xw: BufId,
+        bias: BufId,
+        z: BufId,
+        y: BufId,
+        rows: usize,
+        cols: usize,
+    },
     /// Fused VJP of H = f(Z), Z = XW + b: dz = g ⊙ f'(z, y); dx (+)= dz; db (+)= column sums of dz.
     BiasActBackward {
         op: UnaryOp,

@@ -601,7 +601,50 @@ impl Graph {
             return Ok(p);
         }
         let mut ks = Vec::new();
+        let fuse = self.fusion && self.exec.max_storage_buffers() >= 4;
+        let mut uses = vec![0usize; self.nodes.len()];
         for n in &self.nodes {
+            n.op.inputs().into_iter().for_each(|j| uses[j] += 1);
+        }
+        let mut skip = vec![false; self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            if skip[i] {
+                continue;
+            }
+            // Z = XW + b feeding only f ∈ {σ, ReLU, tanh}: one kernel computes Z and H = f(Z).
+            if let Op::BiasAdd { x, bias } = n.op {
+                let next = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .skip(i + 1)
+                    .find(|(_, m)| m.op.inputs().contains(&i));
+                if let Some((
+                    k,
+                    Node {
+                        op: Op::Unary { op, .. },
+                        value,
+                        ..
+                    },
+                )) = next
+                {
+                    if fuse && uses[i] == 1 && matches!(op, UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Tanh) {
+                        let (rows, cols) = (n.shape[0], n.shape[1]);
+                        let (xw, bias) = (self.nodes[x].value, self.nodes[bias].value);
+                        ks.push(Kernel::BiasActForward {
+                            op: *op,
+                            xw,
+                            bias,
+                            z: n.value,
+                            y: *value,
+                            rows,
+                            cols,
+                        });
+                        skip[k] = true;
+                        continue;
+                    }
+                }
+            }
             let args: Vec<Arg> =
                 n.op.inputs()
                     .iter()
