@@ -2,7 +2,8 @@
 //! cross-entropy, SGD, batch 128, random data), on the GPU and on the CPU backend side by side.
 //! A step is write inputs + zero grads + forward + backward + SGD update: one submission.
 //!
-//! Run: `cargo run --release --example bench_step [-- --steps 200] [--device gpu|cpu|both]`
+//! Run: `cargo run --release --example bench_step [-- --steps 200] [--device gpu|cpu|both] [--no-fusion]`
+//! (`--no-fusion` runs the layer pattern as separate kernels, to measure what fusion saves).
 
 use std::time::Instant;
 use wgrad::nn::{Activation, Mlp};
@@ -21,6 +22,7 @@ fn main() {
         .filter(|&s| s > 0)
         .unwrap_or(200);
     let which = flag("--device").unwrap_or_else(|| "both".into());
+    let fusion = !args.iter().any(|a| a == "--no-fusion");
     let mut devices = Vec::new();
     if which != "cpu" {
         match Device::gpu() {
@@ -33,12 +35,12 @@ fn main() {
     }
     let mut results = Vec::new();
     for dev in &devices {
-        match run(dev, steps) {
+        match run(dev, steps, fusion) {
             Ok(ms) => {
+                let tag = if fusion { "fused" } else { "unfused" };
                 println!(
-                    "{:<70} {:>8.3} ms/step {:>9.1} steps/s",
+                    "{:<70} {tag:<8} {ms:>8.3} ms/step {:>9.1} steps/s",
                     dev.info().to_string(),
-                    ms,
                     1e3 / ms
                 );
                 results.push(ms);
@@ -58,9 +60,10 @@ fn main() {
     }
 }
 
-fn run(dev: &Device, steps: usize) -> wgrad::Result<f64> {
+fn run(dev: &Device, steps: usize, fusion: bool) -> wgrad::Result<f64> {
     let batch = 128;
     let mut g = Graph::new(dev);
+    g.set_fusion(fusion);
     let x = g.input("x", &[batch, 784])?;
     let y = g.input("y", &[batch])?;
     let mlp = Mlp::new(&mut g, &[784, 256, 256, 10], Activation::Sigmoid, 0)?;
