@@ -162,13 +162,15 @@ pub fn exp_f32(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5·2^23 rounds to the nearest integer without SSE4.1's roundps.
     const ROUND: f32 = 12_582_912.0;
-    // max/min (not clamp) so the loop vectorises; they map NaN to the bound, restored below.
+    // max/min (not clamp) so the loop vectorises: they map NaN to a bound (never NaN, so the
+    // integer conversion below is sound); NaN is restored at the end.
+    #[allow(clippy::manual_clamp)]
     let xc = x.max(-104.0).min(89.0);
     let n = (xc * LOG2E + ROUND) - ROUND;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e = p * r * r + r + 1.0;
     // SAFETY: n is an integer in [-150, 129] (xc is finite and bounded), so the conversion is exact.
     let ni: i32 = unsafe { n.to_int_unchecked() };
