@@ -23,7 +23,40 @@
 //! # Ok(()) }
 //! ```
 //!
-//! See the README for the model in more depth.
+//! ## The model in one page
+//!
+//! - **Nodes own buffers.** A [`Graph`] is a list of nodes: inputs ([`Graph::input`]), written
+//!   by you; parameters ([`Graph::parameter`]), trainable; and op results ([`Graph::matmul`],
+//!   [`Graph::sigmoid`], …). Each node owns a device buffer for its value and, once a backward
+//!   pass needs it, one for its gradient. Shapes are checked when a node is added, so a bad
+//!   graph never reaches the device ([`Error::ShapeMismatch`] names the op and both shapes).
+//! - **Forward runs in creation order.** An op can only read nodes created before it, so
+//!   creation order is a topological order. [`Graph::forward`] lowers every node to its
+//!   kernels (the `forward` match in `src/ops/mod.rs`), compiles them once into a program
+//!   (cached pipelines, bind groups made once — `src/backend/gpu.rs`) and replays it as one
+//!   command encoder and one queue submission.
+//! - **Backward runs in reverse order, with VJPs, not Jacobians.** [`Graph::backward`] seeds
+//!   d(loss) = 1 and visits the nodes that lead to the loss from the last to the first
+//!   (`src/graph/backward.rs`, one screen). Each op contributes its vector-Jacobian product,
+//!   `(∂y/∂x)ᵀ · d_y` for each input x (the `vjp` match in `src/ops/mod.rs`): matmul's
+//!   dA = G·Bᵀ and dB = Aᵀ·G read the operands transposed inside the kernel
+//!   (`shaders/matmul.wgsl`), bias-add's db is a column sum, sigmoid's VJP uses the saved
+//!   output, G ⊙ y ⊙ (1 − y). No Jacobian is ever formed; [`Graph::backward_from`] runs the same
+//!   pass from any node with any seed, which yields one row of a Jacobian when you want one.
+//! - **Fan-out accumulates.** A node read by several ops receives the sum of their
+//!   gradients: the first contribution writes, later ones add (`written` in
+//!   `src/graph/backward.rs`). Parameter gradients also add up across backward calls until
+//!   [`Graph::zero_grad`].
+//! - **Build once, run many.** After the first run nothing is allocated: new data goes into
+//!   the same buffers ([`Graph::write`]), and [`Graph::train_step`] records zero-grad, forward,
+//!   backward and the optimizer update ([`Sgd`], [`Adam`], run on the device) as one
+//!   submission. [`Graph::counters`] shows buffers, bind groups, pipelines and submissions.
+//! - **Two backends, one API.** [`Device::gpu`] (wgpu: Vulkan, Metal, DX12, GL) and
+//!   [`Device::cpu`], the reference implementation every GPU result is tested against
+//!   (`src/backend/cpu.rs`); [`Device::auto`] falls back to it when no adapter exists.
+//!
+//! Errors never panic: every fallible call returns [`Result`], including wgpu validation,
+//! out-of-memory and device-lost errors, which are caught with error scopes.
 
 #![warn(missing_docs)]
 

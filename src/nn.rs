@@ -145,7 +145,7 @@ impl Mlp {
         })
     }
 
-    /// Adds the forward pass for input `x` (batch×sizes[0]); returns the logits node.
+    /// Adds the forward pass for input `x` (`batch × sizes[0]`); returns the logits node.
     pub fn forward(&self, g: &mut Graph, x: NodeId) -> Result<NodeId> {
         let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {

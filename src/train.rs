@@ -106,7 +106,7 @@ pub struct Classifier {
     pub mlp: Mlp,
     /// Input features, batch × n_features.
     pub x: NodeId,
-    /// Class labels of the batch, shape [batch].
+    /// Class labels of the batch, shape `[batch]`.
     pub labels: NodeId,
     /// Output logits, batch × n_classes.
     pub logits: NodeId,

@@ -256,7 +256,8 @@ fn io_err(path: &Path, e: std::io::Error) -> wgrad::Error {
     }
 }
 
-/// Runs the whole job; `Ok(false)` when training produced a non-finite loss.
+/// Runs the whole job; `Ok(false)` when training produced a non-finite loss or device memory
+/// grew between the first epoch and the end.
 fn run(args: &Args) -> wgrad::Result<bool> {
     let device = Device::from_name(&args.device)?;
     let info = device.info();
@@ -335,6 +336,8 @@ fn run(args: &Args) -> wgrad::Result<bool> {
     let mut step_losses: Vec<(f64, f64)> = Vec::new();
     let mut finite = true;
     let width = args.epochs.to_string().len();
+    // Device memory after the first epoch, compared with the end: it must not grow.
+    let mut after_first: Option<wgrad::Counters> = None;
     for epoch in 0..args.epochs {
         let bar = ProgressBar::new((train.len() / args.batch) as u64);
         bar.set_style(style.clone());
@@ -378,6 +381,7 @@ fn run(args: &Args) -> wgrad::Result<bool> {
             stats.seconds,
             stats.samples_per_sec()
         );
+        after_first.get_or_insert(clf.graph.counters());
         epochs.push(EpochRecord {
             train_loss: stats.mean_loss,
             test_accuracy: acc,
@@ -411,7 +415,19 @@ fn run(args: &Args) -> wgrad::Result<bool> {
     }
 
     let mem = clf.graph.counters();
-    println!("device memory held by the training graph: {} buffers, {} bytes (flat across steps: nothing is allocated after the first)", mem.live_buffers, mem.live_bytes);
+    println!(
+        "device memory held by the training graph: {} buffers, {} bytes",
+        mem.live_buffers, mem.live_bytes
+    );
+    if let Some(first) = after_first {
+        if (first.live_buffers, first.live_bytes, first.buffers_created)
+            != (mem.live_buffers, mem.live_bytes, mem.buffers_created)
+        {
+            eprintln!("error: device memory grew during training: {first:?} after epoch 1, {mem:?} at the end");
+            return Ok(false);
+        }
+        println!("memory flat: the same buffers and bytes after epoch 1 and after the last step");
+    }
 
     for path in [&args.save, &args.plot, &args.graph, &args.json].into_iter().flatten() {
         create_parent(path)?;

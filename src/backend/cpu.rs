@@ -246,7 +246,7 @@ pub fn unary_value<T: Real>(op: UnaryOp, x: T) -> T {
     }
 }
 
-/// dst[i] = f(src[i]), with the choice of f outside the loop so each loop vectorises.
+/// `dst[i] = f(src[i])`, with the choice of f outside the loop so each loop vectorises.
 pub fn unary_map<T: Real>(op: UnaryOp, src: &[T], dst: &mut [T]) {
     let it = dst.iter_mut().zip(src);
     match op {

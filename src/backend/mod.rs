@@ -1,6 +1,6 @@
 //! Backends run kernels on buffers; they know nothing about graphs.
 //!
-//! The graph lowers itself into a list of [`Kernel`]s (plain data: "matmul these buffers into
+//! The graph lowers itself into a list of `Kernel`s (plain data: "matmul these buffers into
 //! that one"), compiles it once into a program, and runs programs by id. The GPU backend turns
 //! each kernel into a cached pipeline, a bind group created once and a dispatch; the CPU backend
 //! interprets the same list with the reference implementations in [`cpu`].
@@ -21,7 +21,7 @@ pub(crate) type ProgramId = usize;
 pub enum UnaryOp {
     /// σ(x) = 1 / (1 + e^(−x)); its VJP uses the saved output: g·y·(1−y).
     Sigmoid,
-    /// max(x, 0); VJP g·[x > 0].
+    /// max(x, 0); VJP `g·[x > 0]`.
     Relu,
     /// tanh(x); VJP g·(1 − y²).
     Tanh,

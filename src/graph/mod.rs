@@ -2,7 +2,7 @@
 //! as nodes are added, and forward/backward/optimizer programs compiled once and replayed.
 //!
 //! Nodes are append-only and an op can only read earlier nodes, so the node order is a
-//! topological order: forward walks it from the front, backward (see [`backward`]) from the
+//! topological order: forward walks it from the front, backward (see `backward.rs`) from the
 //! loss towards the front.
 
 mod backward;
@@ -472,8 +472,8 @@ impl Graph {
         self.add_op(Op::Softmax { x }, None)
     }
 
-    /// Mean over the batch of −log softmax(logits)[label], computed in the stable logsumexp form.
-    /// `logits` is batch×classes; `labels` is an input of shape [batch] holding class indices
+    /// Mean over the batch of `−log softmax(logits)[label]`, computed in the stable logsumexp form.
+    /// `logits` is batch×classes; `labels` is an input of shape `[batch]` holding class indices
     /// (write it with [`Graph::write_labels`]).
     pub fn softmax_cross_entropy(&mut self, logits: NodeId, labels: NodeId) -> Result<NodeId> {
         let (l, y) = (self.check(logits)?, self.check(labels)?);

@@ -1,0 +1,60 @@
+//! Asynchronous readback and the DOT export.
+
+mod common;
+use common::*;
+use wgrad::Graph;
+
+#[test]
+fn async_reads_match_blocking_reads() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let w = g.parameter("w", &[3], &[1.0, -2.0, 0.5]).unwrap();
+        let s = g.square(w).unwrap();
+        let l = g.sum(s).unwrap();
+        g.backward(l).unwrap();
+        let v = pollster::block_on(g.value_async(s).unwrap()).unwrap();
+        let d = pollster::block_on(g.grad_async(w).unwrap()).unwrap();
+        assert_eq!(v, g.value(s).unwrap(), "{}", dev.info());
+        assert_eq!(d, vec![2.0, -4.0, 1.0], "{}", dev.info());
+        assert!(
+            g.grad_async(s).is_ok(),
+            "intermediate gradients are readable after backward"
+        );
+    }
+}
+
+#[test]
+fn dot_export_names_ops_shapes_edges_parameters_and_loss() {
+    let mut g = Graph::new(&wgrad::Device::cpu());
+    let x = g.input("X", &[4, 3]).unwrap();
+    let w = g.parameter("W", &[3, 2], &[0.0; 6]).unwrap();
+    let b = g.parameter("B", &[2], &[0.0; 2]).unwrap();
+    let xw = g.matmul(x, w).unwrap();
+    let z = g.bias_add(xw, b).unwrap();
+    let h = g.sigmoid(z).unwrap();
+    let loss = g.mean(h).unwrap();
+    let before = g.to_dot_with(Some(loss));
+    assert!(before.starts_with("digraph wgrad {"));
+    assert_eq!(
+        before.matches(" -> ").count(),
+        6,
+        "one edge per input of every op:\n{before}"
+    );
+    for needle in [
+        "matmul [4, 2]",
+        "bias_add [4, 2]",
+        "sigmoid [4, 2]",
+        "mean []",
+        "parameter [3, 2]",
+        "input [4, 3]",
+    ] {
+        assert!(before.contains(needle), "missing {needle:?}:\n{before}");
+    }
+    assert_eq!(before.matches("peripheries=2").count(), 1, "the loss is marked once");
+    assert_eq!(before.matches("fillcolor=\"#cfe2ff\"").count(), 2, "two parameters");
+    assert!(!before.contains("∇ computed"));
+    g.backward(loss).unwrap();
+    let after = g.to_dot_with(Some(loss));
+    // W, B, XW, Z, H and the loss hold gradients; the input X does not.
+    assert_eq!(after.matches("∇ computed").count(), 6, "{after}");
+}
