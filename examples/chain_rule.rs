@@ -6,26 +6,18 @@
 //!
 //! Run: `cargo run --example chain_rule [-- --device cpu|gpu|auto] [--out DIR]`
 
-use wgrad::{Device, Graph};
+use wgrad::Graph;
+
+mod common;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::run_checked(run, "chain rule check");
 }
 
-fn run() -> wgrad::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let device = Device::from_name(&flag("--device").unwrap_or_else(|| "auto".into()))?;
-    let out = std::path::PathBuf::from(flag("--out").unwrap_or_else(|| "target/graphs".into()));
-    println!("device: {}", device.info());
+fn run() -> wgrad::Result<bool> {
+    let cli = common::Cli::new();
+    let device = cli.device()?;
+    let out = cli.out_dir();
 
     let mut g = Graph::new(&device);
     let w = g.parameter("w", &[1], &[0.5])?;
@@ -60,16 +52,9 @@ fn run() -> wgrad::Result<()> {
         println!("{w0:>6.2} {device_grad:>14.8} {by_hand:>14.8} {fd:>14.8} {diff:>10.2e}");
     }
     let path = out.join("chain_rule.dot");
-    let svg = g.save_dot(&path, Some(z))?;
-    println!(
-        "graph: {}{}",
-        path.display(),
-        svg.map(|p| format!(", {}", p.display())).unwrap_or_default()
-    );
-    if !ok {
-        eprintln!("chain rule check FAILED");
-        std::process::exit(1);
+    common::save_graph(&g, &path, z)?;
+    if ok {
+        println!("backward = product of local derivatives = finite difference");
     }
-    println!("chain rule check passed: backward = product of local derivatives = finite difference");
-    Ok(())
+    Ok(ok)
 }

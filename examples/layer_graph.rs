@@ -7,25 +7,17 @@
 //! (the DOT file defaults to target/graphs/layer_graph.dot; an SVG is rendered beside it when
 //! Graphviz's `dot` is installed).
 
-use wgrad::{Device, Graph};
+use wgrad::Graph;
+
+mod common;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::run_checked(run, "gradient check");
 }
 
-fn run() -> wgrad::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let device = Device::from_name(&flag("--device").unwrap_or_else(|| "auto".into()))?;
-    println!("device: {}", device.info());
+fn run() -> wgrad::Result<bool> {
+    let cli = common::Cli::new();
+    let device = cli.device()?;
 
     let (n, d, h) = (4, 3, 2);
     let mut g = Graph::new(&device);
@@ -72,17 +64,10 @@ fn run() -> wgrad::Result<()> {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     println!("max |device − hand| = {err:.3e}");
-    let path = std::path::PathBuf::from(flag("--dot").unwrap_or_else(|| "target/graphs/layer_graph.dot".into()));
-    let svg = g.save_dot(&path, Some(loss))?;
-    println!(
-        "graph: {}{}",
-        path.display(),
-        svg.map(|p| format!(", {}", p.display())).unwrap_or_default()
+    let path = std::path::PathBuf::from(
+        cli.flag("--dot")
+            .unwrap_or_else(|| "target/graphs/layer_graph.dot".into()),
     );
-    if err > 1e-5 {
-        eprintln!("gradient check FAILED");
-        std::process::exit(1);
-    }
-    println!("gradient check passed");
-    Ok(())
+    common::save_graph(&g, &path, loss)?;
+    Ok(err <= 1e-5)
 }

@@ -7,26 +7,18 @@
 //! Run: `cargo run --example mlp_graph [-- --device cpu|gpu|auto] [--out DIR]`
 
 use wgrad::nn::{Activation, Mlp};
-use wgrad::{Device, Graph};
+use wgrad::Graph;
+
+mod common;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::run_checked(run, "gradient flow check");
 }
 
-fn run() -> wgrad::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let device = Device::from_name(&flag("--device").unwrap_or_else(|| "auto".into()))?;
-    let out = std::path::PathBuf::from(flag("--out").unwrap_or_else(|| "target/graphs".into()));
-    println!("device: {}", device.info());
+fn run() -> wgrad::Result<bool> {
+    let cli = common::Cli::new();
+    let device = cli.device()?;
+    let out = cli.out_dir();
 
     let (batch, sizes) = (16, [64, 128, 10]);
     let mut g = Graph::new(&device);
@@ -67,18 +59,13 @@ fn run() -> wgrad::Result<()> {
         );
     }
     let path = out.join("mlp_graph.dot");
-    let svg = g.save_dot(&path, Some(loss))?;
-    println!(
-        "graph: {}{}",
-        path.display(),
-        svg.map(|p| format!(", {}", p.display())).unwrap_or_default()
-    );
+    common::save_graph(&g, &path, loss)?;
+    let mut ok = true;
     for p in mlp.layers.iter().flat_map(|l| [l.weight, l.bias]) {
         if g.grad(p).is_err() {
             eprintln!("parameter {} received no gradient", g.name(p)?);
-            std::process::exit(1);
+            ok = false;
         }
     }
-    println!("every parameter received a gradient");
-    Ok(())
+    Ok(ok)
 }

@@ -7,25 +7,17 @@
 //!
 //! Run: `cargo run --example vector_chain [-- --device cpu|gpu|auto]`
 
-use wgrad::{Device, Graph};
+use wgrad::Graph;
+
+mod common;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::run_checked(run, "vector chain rule check");
 }
 
-fn run() -> wgrad::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let device = Device::from_name(&flag("--device").unwrap_or_else(|| "auto".into()))?;
-    println!("device: {}", device.info());
+fn run() -> wgrad::Result<bool> {
+    let cli = common::Cli::new();
+    let device = cli.device()?;
 
     let a = [0.8f32, -0.4, 0.3, 1.1];
     let xv = [0.6f32, -0.9];
@@ -86,10 +78,5 @@ fn run() -> wgrad::Result<()> {
         err = err.max((jt_grad[i] - grad_x[i]).abs());
     }
     println!("max disagreement {err:.2e}");
-    if err > 1e-5 {
-        eprintln!("vector chain rule check FAILED");
-        std::process::exit(1);
-    }
-    println!("vector chain rule check passed");
-    Ok(())
+    Ok(err <= 1e-5)
 }

@@ -227,3 +227,22 @@ fn device_selection_errors_are_clear() {
     assert!(matches!(e, Error::NoAdapter(_)), "{e:?}");
     assert_eq!(Device::cpu().info().kind, "cpu");
 }
+
+#[test]
+fn parameters_added_after_set_optimizer_are_not_silently_skipped() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let w = g.parameter("w", &[2], &[1.0, 2.0]).unwrap();
+        g.set_optimizer(Sgd::new(0.1)).unwrap();
+        let v = g.parameter("v", &[2], &[3.0, 4.0]).unwrap();
+        let p = g.mul(w, v).unwrap();
+        let l = g.sum(p).unwrap();
+        let e = g.train_step(l).unwrap_err();
+        assert!(e.to_string().contains("call set_optimizer again"), "{e}");
+        g.set_optimizer(Sgd::new(0.1)).unwrap();
+        g.train_step(l).unwrap();
+        // w −= 0.1·v and v −= 0.1·w (both from the values before the step).
+        assert_eq!(g.value(w).unwrap(), vec![0.7, 1.6]);
+        assert_eq!(g.value(v).unwrap(), vec![2.9, 3.8]);
+    }
+}

@@ -81,6 +81,8 @@ struct OptimState {
     program: ProgramId,
     /// Every buffer the optimizer owns (hyper-parameters and per-parameter state).
     buffers: Vec<BufId>,
+    /// Parameters it updates (those that existed when it was set).
+    params: usize,
 }
 
 /// A computational graph on one [`Device`].
@@ -276,18 +278,31 @@ impl Graph {
         let input_shapes: Vec<Vec<usize>> = op.inputs().iter().map(|&i| self.nodes[i].shape.clone()).collect();
         let refs: Vec<&[usize]> = input_shapes.iter().map(|s| s.as_slice()).collect();
         let aux_sizes = op.aux_sizes(&refs, &shape);
-        // Allocate everything first so a failed allocation leaves the graph unchanged
-        // (the executor keeps any buffers it did create; they are freed with the graph).
-        let value = self.exec.alloc(numel(&shape), &format!("value of {name} ({opname})"))?;
-        let grad = if requires_grad && matches!(op, Op::Parameter | Op::Input) {
-            Some(self.exec.alloc(numel(&shape), &format!("gradient of {name}"))?)
-        } else {
-            None
-        };
-        let aux = aux_sizes
-            .iter()
-            .map(|&n| self.exec.alloc(n, &format!("saved state of {name} ({opname})")))
-            .collect::<Result<Vec<_>>>()?;
+        // Allocate everything first; on failure give back what was made, so a refused node
+        // leaves the graph (and its memory) as it was.
+        let is_leaf = matches!(op, Op::Parameter | Op::Input);
+        let mut sizes = vec![(numel(&shape), format!("value of {name} ({opname})"))];
+        if requires_grad && is_leaf {
+            sizes.push((numel(&shape), format!("gradient of {name}")));
+        }
+        sizes.extend(
+            aux_sizes
+                .iter()
+                .map(|&n| (n, format!("saved state of {name} ({opname})"))),
+        );
+        let mut bufs = Vec::with_capacity(sizes.len());
+        for (n, what) in &sizes {
+            match self.exec.alloc(*n, what) {
+                Ok(b) => bufs.push(b),
+                Err(e) => {
+                    bufs.into_iter().for_each(|b| self.exec.free(b));
+                    return Err(e);
+                }
+            }
+        }
+        let value = bufs[0];
+        let grad = (requires_grad && is_leaf).then(|| bufs[1]);
+        let aux = bufs[1 + grad.is_some() as usize..].to_vec();
         self.invalidate();
         self.nodes.push(Node {
             name,
@@ -787,12 +802,14 @@ impl Graph {
                 self.exec.free(b);
             }
         }
+        let params = self.parameters().len();
         self.optim = Some(OptimState {
             opt,
             t: 0,
             hyper,
             program,
             buffers,
+            params,
         });
         Ok(())
     }
@@ -835,7 +852,17 @@ impl Graph {
     }
 
     fn optim_program(&mut self) -> Result<ProgramId> {
+        let params = self.parameters().len();
         let st = self.optim.as_mut().ok_or(Error::NoOptimizer)?;
+        if st.params != params {
+            return Err(Error::arg(
+                "step",
+                format!(
+                    "{} parameters were added after set_optimizer; call set_optimizer again to include them",
+                    params - st.params
+                ),
+            ));
+        }
         st.t += 1;
         let (hyper, words, p) = (st.hyper, st.opt.hyper(st.t), st.program);
         self.exec.write(hyper, &words)?;
