@@ -26,9 +26,11 @@
 // views (bindings 4 and 5, the same buffers as 1 and 2) — 16 vec4 loads per 256 multiply-adds,
 // each a 4-deep step in k. Each operand is read as vec4s along its contiguous dimension: A along k
 // (TA = 0) or m (TA = 1), B along n (TB = 0) or k (TB = 1). Requires k % 4 == 0, and m % 4 == 0
-// when TA = 1, n % 4 == 0 when TB = 0 (the host falls back to `matmul` otherwise); rows and
+// when TA = 1, n % 4 == 0 when TB = 0 (the host runs `matmul_reg_any` otherwise); rows and
 // columns past the edge are clamped on load and masked on store. Workgroup shape RWX×RWY is
 // set per adapter by the host; a workgroup covers (RWY·8) rows × (RWX·8) columns.
+// `matmul_reg_any`: `matmul_reg` for any m, k, n (unaligned vec4s cut from aligned pairs; see
+// its comment). Bindings 4, 5 and 3, like `matmul_reg`.
 // `matmul_naive`: one output per thread, the simple baseline the benchmark compares against.
 
 override TA: u32 = 0u;
@@ -246,6 +248,221 @@ fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             b1_0 = bv4[(4u * t + 1u) * n4 + g0]; b1_1 = bv4[(4u * t + 1u) * n4 + g1];
             b2_0 = bv4[(4u * t + 2u) * n4 + g0]; b2_1 = bv4[(4u * t + 2u) * n4 + g1];
             b3_0 = bv4[(4u * t + 3u) * n4 + g0]; b3_1 = bv4[(4u * t + 3u) * n4 + g1];
+        }
+        // k = 4t + 0
+        c0_0 = fma(vec4<f32>(a0.x), b0_0, c0_0); c0_1 = fma(vec4<f32>(a0.x), b0_1, c0_1);
+        c1_0 = fma(vec4<f32>(a1.x), b0_0, c1_0); c1_1 = fma(vec4<f32>(a1.x), b0_1, c1_1);
+        c2_0 = fma(vec4<f32>(a2.x), b0_0, c2_0); c2_1 = fma(vec4<f32>(a2.x), b0_1, c2_1);
+        c3_0 = fma(vec4<f32>(a3.x), b0_0, c3_0); c3_1 = fma(vec4<f32>(a3.x), b0_1, c3_1);
+        c4_0 = fma(vec4<f32>(a4.x), b0_0, c4_0); c4_1 = fma(vec4<f32>(a4.x), b0_1, c4_1);
+        c5_0 = fma(vec4<f32>(a5.x), b0_0, c5_0); c5_1 = fma(vec4<f32>(a5.x), b0_1, c5_1);
+        c6_0 = fma(vec4<f32>(a6.x), b0_0, c6_0); c6_1 = fma(vec4<f32>(a6.x), b0_1, c6_1);
+        c7_0 = fma(vec4<f32>(a7.x), b0_0, c7_0); c7_1 = fma(vec4<f32>(a7.x), b0_1, c7_1);
+        // k = 4t + 1
+        c0_0 = fma(vec4<f32>(a0.y), b1_0, c0_0); c0_1 = fma(vec4<f32>(a0.y), b1_1, c0_1);
+        c1_0 = fma(vec4<f32>(a1.y), b1_0, c1_0); c1_1 = fma(vec4<f32>(a1.y), b1_1, c1_1);
+        c2_0 = fma(vec4<f32>(a2.y), b1_0, c2_0); c2_1 = fma(vec4<f32>(a2.y), b1_1, c2_1);
+        c3_0 = fma(vec4<f32>(a3.y), b1_0, c3_0); c3_1 = fma(vec4<f32>(a3.y), b1_1, c3_1);
+        c4_0 = fma(vec4<f32>(a4.y), b1_0, c4_0); c4_1 = fma(vec4<f32>(a4.y), b1_1, c4_1);
+        c5_0 = fma(vec4<f32>(a5.y), b1_0, c5_0); c5_1 = fma(vec4<f32>(a5.y), b1_1, c5_1);
+        c6_0 = fma(vec4<f32>(a6.y), b1_0, c6_0); c6_1 = fma(vec4<f32>(a6.y), b1_1, c6_1);
+        c7_0 = fma(vec4<f32>(a7.y), b1_0, c7_0); c7_1 = fma(vec4<f32>(a7.y), b1_1, c7_1);
+        // k = 4t + 2
+        c0_0 = fma(vec4<f32>(a0.z), b2_0, c0_0); c0_1 = fma(vec4<f32>(a0.z), b2_1, c0_1);
+        c1_0 = fma(vec4<f32>(a1.z), b2_0, c1_0); c1_1 = fma(vec4<f32>(a1.z), b2_1, c1_1);
+        c2_0 = fma(vec4<f32>(a2.z), b2_0, c2_0); c2_1 = fma(vec4<f32>(a2.z), b2_1, c2_1);
+        c3_0 = fma(vec4<f32>(a3.z), b2_0, c3_0); c3_1 = fma(vec4<f32>(a3.z), b2_1, c3_1);
+        c4_0 = fma(vec4<f32>(a4.z), b2_0, c4_0); c4_1 = fma(vec4<f32>(a4.z), b2_1, c4_1);
+        c5_0 = fma(vec4<f32>(a5.z), b2_0, c5_0); c5_1 = fma(vec4<f32>(a5.z), b2_1, c5_1);
+        c6_0 = fma(vec4<f32>(a6.z), b2_0, c6_0); c6_1 = fma(vec4<f32>(a6.z), b2_1, c6_1);
+        c7_0 = fma(vec4<f32>(a7.z), b2_0, c7_0); c7_1 = fma(vec4<f32>(a7.z), b2_1, c7_1);
+        // k = 4t + 3
+        c0_0 = fma(vec4<f32>(a0.w), b3_0, c0_0); c0_1 = fma(vec4<f32>(a0.w), b3_1, c0_1);
+        c1_0 = fma(vec4<f32>(a1.w), b3_0, c1_0); c1_1 = fma(vec4<f32>(a1.w), b3_1, c1_1);
+        c2_0 = fma(vec4<f32>(a2.w), b3_0, c2_0); c2_1 = fma(vec4<f32>(a2.w), b3_1, c2_1);
+        c3_0 = fma(vec4<f32>(a3.w), b3_0, c3_0); c3_1 = fma(vec4<f32>(a3.w), b3_1, c3_1);
+        c4_0 = fma(vec4<f32>(a4.w), b3_0, c4_0); c4_1 = fma(vec4<f32>(a4.w), b3_1, c4_1);
+        c5_0 = fma(vec4<f32>(a5.w), b3_0, c5_0); c5_1 = fma(vec4<f32>(a5.w), b3_1, c5_1);
+        c6_0 = fma(vec4<f32>(a6.w), b3_0, c6_0); c6_1 = fma(vec4<f32>(a6.w), b3_1, c6_1);
+        c7_0 = fma(vec4<f32>(a7.w), b3_0, c7_0); c7_1 = fma(vec4<f32>(a7.w), b3_1, c7_1);
+    }
+
+    put4(row0 + 0u, j0, c0_0); put4(row0 + 0u, j0 + 4u, c0_1);
+    put4(row0 + 1u, j0, c1_0); put4(row0 + 1u, j0 + 4u, c1_1);
+    put4(row0 + 2u, j0, c2_0); put4(row0 + 2u, j0 + 4u, c2_1);
+    put4(row0 + 3u, j0, c3_0); put4(row0 + 3u, j0 + 4u, c3_1);
+    put4(row0 + 4u, j0, c4_0); put4(row0 + 4u, j0 + 4u, c4_1);
+    put4(row0 + 5u, j0, c5_0); put4(row0 + 5u, j0 + 4u, c5_1);
+    put4(row0 + 6u, j0, c6_0); put4(row0 + 6u, j0 + 4u, c6_1);
+    put4(row0 + 7u, j0, c7_0); put4(row0 + 7u, j0 + 4u, c7_1);
+}
+
+// Four consecutive floats of a row-major operand starting `s` (0..3) floats into `lo`: the
+// unaligned window of the aligned vec4 pair (lo, hi).
+fn window(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
+    let x1 = vec4<f32>(lo.yzw, hi.x);
+    let x2 = vec4<f32>(lo.zw, hi.xy);
+    let x3 = vec4<f32>(lo.w, hi.xyz);
+    return select(select(select(lo, x1, s == 1u), x2, s == 2u), x3, s == 3u);
+}
+
+// `matmul_reg` for any m, k, n: the same 8×8 block per invocation and the same vec4 views, but
+// every vec4 is cut out of two aligned loads at the operand's real offset (`window`), so rows of
+// any stride are read in place. Along the contiguous dimension of a row-major operand the
+// offset is fixed per row, and the aligned vec4 loaded for step t is the low half of step t + 1:
+// it is carried, one new load per row per step (as in `matmul_reg`). Across rows (A with TA = 1,
+// B with TB = 0) the eight values of one k sit at an offset shared by the whole workgroup: three
+// loads instead of two. Values past k are zeroed with `select` (never multiplied: the padding of a
+// pooled buffer is arbitrary), indices are clamped to the operand, and rows or columns past the
+// edge are masked on store.
+@compute @workgroup_size(RWX, RWY)
+fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m = p.m;
+    let n = p.n;
+    let k = p.k;
+    let kt = (k + 3u) / 4u;                       // steps of 4 in k, the last one possibly partial
+    let alast = (m * k + 3u) / 4u - 1u;           // last vec4 holding an element of A
+    let blast = (k * n + 3u) / 4u - 1u;
+    let row0 = (wid.y * RWY + lid.y) * 8u;
+    let j0 = (wid.x * RWX + lid.x) * 8u;
+
+    let r0 = min(row0 + 0u, m - 1u);
+    let r1 = min(row0 + 1u, m - 1u);
+    let r2 = min(row0 + 2u, m - 1u);
+    let r3 = min(row0 + 3u, m - 1u);
+    let r4 = min(row0 + 4u, m - 1u);
+    let r5 = min(row0 + 5u, m - 1u);
+    let r6 = min(row0 + 6u, m - 1u);
+    let r7 = min(row0 + 7u, m - 1u);
+    let q0 = min(j0 + 0u, n - 1u);
+    let q1 = min(j0 + 1u, n - 1u);
+    let q2 = min(j0 + 2u, n - 1u);
+    let q3 = min(j0 + 3u, n - 1u);
+    let q4 = min(j0 + 4u, n - 1u);
+    let q5 = min(j0 + 5u, n - 1u);
+    let q6 = min(j0 + 6u, n - 1u);
+    let q7 = min(j0 + 7u, n - 1u);
+    var c0_0 = vec4<f32>(); var c0_1 = vec4<f32>();
+    var c1_0 = vec4<f32>(); var c1_1 = vec4<f32>();
+    var c2_0 = vec4<f32>(); var c2_1 = vec4<f32>();
+    var c3_0 = vec4<f32>(); var c3_1 = vec4<f32>();
+    var c4_0 = vec4<f32>(); var c4_1 = vec4<f32>();
+    var c5_0 = vec4<f32>(); var c5_1 = vec4<f32>();
+    var c6_0 = vec4<f32>(); var c6_1 = vec4<f32>();
+    var c7_0 = vec4<f32>(); var c7_1 = vec4<f32>();
+    // TA = 0: row I starts at float rI·k, aligned vec4 ia_I + t holds the low half of step t.
+    let ia0 = (r0 * k) / 4u; let sa0 = (r0 * k) % 4u; var pa0 = vec4<f32>();
+    let ia1 = (r1 * k) / 4u; let sa1 = (r1 * k) % 4u; var pa1 = vec4<f32>();
+    let ia2 = (r2 * k) / 4u; let sa2 = (r2 * k) % 4u; var pa2 = vec4<f32>();
+    let ia3 = (r3 * k) / 4u; let sa3 = (r3 * k) % 4u; var pa3 = vec4<f32>();
+    let ia4 = (r4 * k) / 4u; let sa4 = (r4 * k) % 4u; var pa4 = vec4<f32>();
+    let ia5 = (r5 * k) / 4u; let sa5 = (r5 * k) % 4u; var pa5 = vec4<f32>();
+    let ia6 = (r6 * k) / 4u; let sa6 = (r6 * k) % 4u; var pa6 = vec4<f32>();
+    let ia7 = (r7 * k) / 4u; let sa7 = (r7 * k) % 4u; var pa7 = vec4<f32>();
+    // TB = 1: column J starts at float qJ·k.
+    let ib0 = (q0 * k) / 4u; let sb0 = (q0 * k) % 4u; var pb0 = vec4<f32>();
+    let ib1 = (q1 * k) / 4u; let sb1 = (q1 * k) % 4u; var pb1 = vec4<f32>();
+    let ib2 = (q2 * k) / 4u; let sb2 = (q2 * k) % 4u; var pb2 = vec4<f32>();
+    let ib3 = (q3 * k) / 4u; let sb3 = (q3 * k) % 4u; var pb3 = vec4<f32>();
+    let ib4 = (q4 * k) / 4u; let sb4 = (q4 * k) % 4u; var pb4 = vec4<f32>();
+    let ib5 = (q5 * k) / 4u; let sb5 = (q5 * k) % 4u; var pb5 = vec4<f32>();
+    let ib6 = (q6 * k) / 4u; let sb6 = (q6 * k) % 4u; var pb6 = vec4<f32>();
+    let ib7 = (q7 * k) / 4u; let sb7 = (q7 * k) % 4u; var pb7 = vec4<f32>();
+    if (TA == 0u) {
+        pa0 = av4[ia0];
+        pa1 = av4[ia1];
+        pa2 = av4[ia2];
+        pa3 = av4[ia3];
+        pa4 = av4[ia4];
+        pa5 = av4[ia5];
+        pa6 = av4[ia6];
+        pa7 = av4[ia7];
+    }
+    if (TB != 0u) {
+        pb0 = bv4[ib0];
+        pb1 = bv4[ib1];
+        pb2 = bv4[ib2];
+        pb3 = bv4[ib3];
+        pb4 = bv4[ib4];
+        pb5 = bv4[ib5];
+        pb6 = bv4[ib6];
+        pb7 = bv4[ib7];
+    }
+    for (var t = 0u; t < kt; t++) {
+        let kb = 4u * t;
+        let kv = vec4<u32>(kb, kb + 1u, kb + 2u, kb + 3u) < vec4<u32>(k);  // which of the 4 k are real
+        let z = vec4<f32>();
+        var a0: vec4<f32>; var a1: vec4<f32>; var a2: vec4<f32>; var a3: vec4<f32>;
+        var a4: vec4<f32>; var a5: vec4<f32>; var a6: vec4<f32>; var a7: vec4<f32>;
+        if (TA != 0u) {
+            // A stored k×m: the 8 rows at k = kb+K start at float (kb+K)·m + row0, 3 aligned loads.
+            let f0 = min(kb + 0u, k - 1u) * m + row0;
+            let e0 = f0 / 4u; let s0 = f0 % 4u;
+            let v00 = av4[min(e0, alast)]; let v01 = av4[min(e0 + 1u, alast)]; let v02 = av4[min(e0 + 2u, alast)];
+            let x00 = select(z, window(v00, v01, s0), kv[0]); let x01 = select(z, window(v01, v02, s0), kv[0]);
+            let f1 = min(kb + 1u, k - 1u) * m + row0;
+            let e1 = f1 / 4u; let s1 = f1 % 4u;
+            let v10 = av4[min(e1, alast)]; let v11 = av4[min(e1 + 1u, alast)]; let v12 = av4[min(e1 + 2u, alast)];
+            let x10 = select(z, window(v10, v11, s1), kv[1]); let x11 = select(z, window(v11, v12, s1), kv[1]);
+            let f2 = min(kb + 2u, k - 1u) * m + row0;
+            let e2 = f2 / 4u; let s2 = f2 % 4u;
+            let v20 = av4[min(e2, alast)]; let v21 = av4[min(e2 + 1u, alast)]; let v22 = av4[min(e2 + 2u, alast)];
+            let x20 = select(z, window(v20, v21, s2), kv[2]); let x21 = select(z, window(v21, v22, s2), kv[2]);
+            let f3 = min(kb + 3u, k - 1u) * m + row0;
+            let e3 = f3 / 4u; let s3 = f3 % 4u;
+            let v30 = av4[min(e3, alast)]; let v31 = av4[min(e3 + 1u, alast)]; let v32 = av4[min(e3 + 2u, alast)];
+            let x30 = select(z, window(v30, v31, s3), kv[3]); let x31 = select(z, window(v31, v32, s3), kv[3]);
+            a0 = vec4<f32>(x00.x, x10.x, x20.x, x30.x);
+            a1 = vec4<f32>(x00.y, x10.y, x20.y, x30.y);
+            a2 = vec4<f32>(x00.z, x10.z, x20.z, x30.z);
+            a3 = vec4<f32>(x00.w, x10.w, x20.w, x30.w);
+            a4 = vec4<f32>(x01.x, x11.x, x21.x, x31.x);
+            a5 = vec4<f32>(x01.y, x11.y, x21.y, x31.y);
+            a6 = vec4<f32>(x01.z, x11.z, x21.z, x31.z);
+            a7 = vec4<f32>(x01.w, x11.w, x21.w, x31.w);
+        } else {
+            let na0 = av4[min(ia0 + t + 1u, alast)]; a0 = select(z, window(pa0, na0, sa0), kv); pa0 = na0;
+            let na1 = av4[min(ia1 + t + 1u, alast)]; a1 = select(z, window(pa1, na1, sa1), kv); pa1 = na1;
+            let na2 = av4[min(ia2 + t + 1u, alast)]; a2 = select(z, window(pa2, na2, sa2), kv); pa2 = na2;
+            let na3 = av4[min(ia3 + t + 1u, alast)]; a3 = select(z, window(pa3, na3, sa3), kv); pa3 = na3;
+            let na4 = av4[min(ia4 + t + 1u, alast)]; a4 = select(z, window(pa4, na4, sa4), kv); pa4 = na4;
+            let na5 = av4[min(ia5 + t + 1u, alast)]; a5 = select(z, window(pa5, na5, sa5), kv); pa5 = na5;
+            let na6 = av4[min(ia6 + t + 1u, alast)]; a6 = select(z, window(pa6, na6, sa6), kv); pa6 = na6;
+            let na7 = av4[min(ia7 + t + 1u, alast)]; a7 = select(z, window(pa7, na7, sa7), kv); pa7 = na7;
+        }
+        var b0_0: vec4<f32>; var b0_1: vec4<f32>; var b1_0: vec4<f32>; var b1_1: vec4<f32>;
+        var b2_0: vec4<f32>; var b2_1: vec4<f32>; var b3_0: vec4<f32>; var b3_1: vec4<f32>;
+        if (TB != 0u) {
+            let nb0 = bv4[min(ib0 + t + 1u, blast)]; let y0 = select(z, window(pb0, nb0, sb0), kv); pb0 = nb0;
+            let nb1 = bv4[min(ib1 + t + 1u, blast)]; let y1 = select(z, window(pb1, nb1, sb1), kv); pb1 = nb1;
+            let nb2 = bv4[min(ib2 + t + 1u, blast)]; let y2 = select(z, window(pb2, nb2, sb2), kv); pb2 = nb2;
+            let nb3 = bv4[min(ib3 + t + 1u, blast)]; let y3 = select(z, window(pb3, nb3, sb3), kv); pb3 = nb3;
+            let nb4 = bv4[min(ib4 + t + 1u, blast)]; let y4 = select(z, window(pb4, nb4, sb4), kv); pb4 = nb4;
+            let nb5 = bv4[min(ib5 + t + 1u, blast)]; let y5 = select(z, window(pb5, nb5, sb5), kv); pb5 = nb5;
+            let nb6 = bv4[min(ib6 + t + 1u, blast)]; let y6 = select(z, window(pb6, nb6, sb6), kv); pb6 = nb6;
+            let nb7 = bv4[min(ib7 + t + 1u, blast)]; let y7 = select(z, window(pb7, nb7, sb7), kv); pb7 = nb7;
+            b0_0 = vec4<f32>(y0.x, y1.x, y2.x, y3.x); b0_1 = vec4<f32>(y4.x, y5.x, y6.x, y7.x);
+            b1_0 = vec4<f32>(y0.y, y1.y, y2.y, y3.y); b1_1 = vec4<f32>(y4.y, y5.y, y6.y, y7.y);
+            b2_0 = vec4<f32>(y0.z, y1.z, y2.z, y3.z); b2_1 = vec4<f32>(y4.z, y5.z, y6.z, y7.z);
+            b3_0 = vec4<f32>(y0.w, y1.w, y2.w, y3.w); b3_1 = vec4<f32>(y4.w, y5.w, y6.w, y7.w);
+        } else {
+            // B stored k×n: the 8 columns at k = kb+K start at float (kb+K)·n + j0, 3 aligned loads.
+            let f0 = min(kb + 0u, k - 1u) * n + j0;
+            let e0 = f0 / 4u; let s0 = f0 % 4u;
+            let v00 = bv4[min(e0, blast)]; let v01 = bv4[min(e0 + 1u, blast)]; let v02 = bv4[min(e0 + 2u, blast)];
+            b0_0 = select(z, window(v00, v01, s0), kv[0]); b0_1 = select(z, window(v01, v02, s0), kv[0]);
+            let f1 = min(kb + 1u, k - 1u) * n + j0;
+            let e1 = f1 / 4u; let s1 = f1 % 4u;
+            let v10 = bv4[min(e1, blast)]; let v11 = bv4[min(e1 + 1u, blast)]; let v12 = bv4[min(e1 + 2u, blast)];
+            b1_0 = select(z, window(v10, v11, s1), kv[1]); b1_1 = select(z, window(v11, v12, s1), kv[1]);
+            let f2 = min(kb + 2u, k - 1u) * n + j0;
+            let e2 = f2 / 4u; let s2 = f2 % 4u;
+            let v20 = bv4[min(e2, blast)]; let v21 = bv4[min(e2 + 1u, blast)]; let v22 = bv4[min(e2 + 2u, blast)];
+            b2_0 = select(z, window(v20, v21, s2), kv[2]); b2_1 = select(z, window(v21, v22, s2), kv[2]);
+            let f3 = min(kb + 3u, k - 1u) * n + j0;
+            let e3 = f3 / 4u; let s3 = f3 % 4u;
+            let v30 = bv4[min(e3, blast)]; let v31 = bv4[min(e3 + 1u, blast)]; let v32 = bv4[min(e3 + 2u, blast)];
+            b3_0 = select(z, window(v30, v31, s3), kv[3]); b3_1 = select(z, window(v31, v32, s3), kv[3]);
         }
         // k = 4t + 0
         c0_0 = fma(vec4<f32>(a0.x), b0_0, c0_0); c0_1 = fma(vec4<f32>(a0.x), b0_1, c0_1);

@@ -58,8 +58,11 @@ pub(crate) struct MatmulConfig {
     kernel: MatmulKernel,
     /// Workgroup shape (x along n, y along m) of the register-blocked `matmul_reg` kernel (8×8
     /// outputs per invocation, no workgroup memory), used for shapes it supports; `None`: the
-    /// workgroup-memory `matmul` kernel runs every shape.
+    /// workgroup-memory `matmul` kernel runs every shape. This is the shape for wide outputs;
+    /// [`MatmulConfig::reg_shape`] narrows it for a given m×n.
     reg: Option<(u32, u32)>,
+    /// Largest workgroup y extent a narrowed `matmul_reg` shape may use (adapter limit, ≤ 64).
+    reg_max_y: u32,
 }
 
 impl MatmulConfig {
@@ -83,7 +86,31 @@ impl MatmulConfig {
         } else {
             None
         };
-        MatmulConfig { kernel, reg }
+        MatmulConfig {
+            kernel,
+            reg,
+            reg_max_y: l.max_compute_workgroup_size_y.min(64),
+        }
+    }
+
+    /// Workgroup shape of `matmul_reg` / `matmul_reg_any` for an m×n output: the configured shape
+    /// when n fills it; for narrower n, just enough invocations along n (a power of two, each 8
+    /// columns wide) and the freed invocations moved to m, so that lanes past the right edge are
+    /// not run for nothing; then y is halved while that leaves fewer than `MIN_GROUPS` workgroups
+    /// (a software adapter spreads workgroups, not invocations, over its cores), down to 8
+    /// invocations (one 256-bit SIMD batch).
+    fn reg_shape(&self, (x, y): (u32, u32), m: usize, n: usize) -> (u32, u32) {
+        const MIN_GROUPS: usize = 8;
+        let mut rx = x;
+        while rx > 1 && 8 * (rx as usize / 2) >= n {
+            rx /= 2;
+        }
+        let mut ry = (x * y / rx).min(self.reg_max_y).max(1);
+        let groups = |ry: u32| n.div_ceil(8 * rx as usize) * m.div_ceil(8 * ry as usize);
+        while ry > 1 && rx * ry > 8 && groups(ry) < MIN_GROUPS {
+            ry /= 2;
+        }
+        (rx, ry)
     }
 }
 
@@ -533,15 +560,27 @@ fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch> {
             tb,
             acc,
         } => {
-            // `matmul_reg` reads each operand as vec4s along its contiguous dimension.
+            // `matmul_reg` reads each operand as vec4s along its contiguous dimension;
+            // `matmul_reg_any` cuts unaligned vec4s out of aligned pairs and runs every shape.
+            // With A read transposed and m < 512, `matmul_reg` measured 3–13× slower than
+            // `matmul_reg_any` on llvmpipe (256×256×256 dB, 256×128×16 dB); from m = 512 on it is
+            // as fast or faster (benches/NOTES.md).
             let vec4_ok = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
             let reg = match (mm.kernel, mm.reg) {
-                (MatmulKernel::Tiled, Some(wg)) if vec4_ok => Some(wg),
+                (MatmulKernel::Tiled, Some(wg)) => Some(mm.reg_shape(wg, m, n)),
                 _ => None,
             };
             let (tw, th, entry) = match (mm.kernel, reg) {
                 (MatmulKernel::Naive, _) => (16, 16, "matmul_naive"),
-                (MatmulKernel::Tiled, Some((x, y))) => (8 * x as usize, 8 * y as usize, "matmul_reg"),
+                (MatmulKernel::Tiled, Some((x, y))) => (
+                    8 * x as usize,
+                    8 * y as usize,
+                    if vec4_ok && (!ta || m >= 512) {
+                        "matmul_reg"
+                    } else {
+                        "matmul_reg_any"
+                    },
+                ),
                 (MatmulKernel::Tiled, None) => (64, 64, "matmul"),
             };
             let gx = n.div_ceil(tw);
@@ -1538,7 +1577,14 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
             acc_db: false,
         });
     }
-    for (m, k, n) in [(4, 4, 4), (3, 5, 7)] {
+    // Sizes that reach every narrowed `matmul_reg` workgroup shape, aligned and not.
+    let mut mm_shapes = vec![(4, 4, 4), (3, 5, 7)];
+    for m in [1, 8, 16, 32, 64, 128, 256, 512, 1024, 4096] {
+        for n in [1, 9, 17, 33, 65, 129, 1024] {
+            mm_shapes.extend([(m, 4, n), (m, 5, n)]);
+        }
+    }
+    for (m, k, n) in mm_shapes {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             ks.push(Kernel::MatMul {
                 a: 0,
