@@ -1,0 +1,759 @@
+//! Lowering: each backend-neutral `Kernel` becomes one dispatch description (shader, entry
+//! point, override constants, parameter words, bindings, grid), with the matmul kernel shapes
+//! chosen per adapter class.
+
+use super::MatmulKernel;
+use crate::backend::{Bcast, BufId, Kernel, OptimRule, ReduceOp};
+use crate::error::{Error, Result};
+
+/// Matmul kernel shapes of a device, chosen from its adapter class and limits when it is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MatmulConfig {
+    kernel: MatmulKernel,
+    /// Workgroup shape (x along n, y along m) of the register-blocked `matmul_reg` kernel (8×8
+    /// outputs per invocation, no workgroup memory), used for shapes it supports; `None`: the
+    /// workgroup-memory `matmul` kernel runs every shape. This is the shape for wide outputs;
+    /// [`MatmulConfig::reg_shape`] narrows it for a given m×n.
+    reg: Option<(u32, u32)>,
+    /// Largest workgroup y extent a narrowed `matmul_reg` shape may use (adapter limit, ≤ 64).
+    reg_max_y: u32,
+}
+
+impl MatmulConfig {
+    /// CPU adapters (llvmpipe, SwiftShader, WARP) run a workgroup's invocations as SIMD lanes and
+    /// pay per lane for each load and a context switch per barrier: they get `matmul_reg`, 16×4
+    /// invocations (a 32×128 tile of C). Real GPUs get the classic 64×64 workgroup-memory tile
+    /// (16×16 invocations, 8 KiB of workgroup memory); a device whose limits cannot hold that
+    /// falls back to `matmul_reg` with a shape that fits.
+    pub(super) fn choose(kernel: MatmulKernel, ty: wgpu::DeviceType, l: &wgpu::Limits) -> MatmulConfig {
+        let fits = |x: u32, y: u32, shared: u32| {
+            x * y <= l.max_compute_invocations_per_workgroup
+                && x <= l.max_compute_workgroup_size_x
+                && y <= l.max_compute_workgroup_size_y
+                && shared <= l.max_compute_workgroup_storage_size
+        };
+        let reg = [(16, 4), (8, 4), (4, 2), (1, 1)]
+            .into_iter()
+            .find(|&(x, y)| fits(x, y, 0));
+        let reg = if ty == wgpu::DeviceType::Cpu || !fits(16, 16, 8192) {
+            reg
+        } else {
+            None
+        };
+        MatmulConfig {
+            kernel,
+            reg,
+            reg_max_y: l.max_compute_workgroup_size_y.min(64),
+        }
+    }
+
+    /// Workgroup shape of `matmul_reg` / `matmul_reg_any` for an m×n output: the configured shape
+    /// when n fills it; for narrower n, just enough invocations along n (a power of two, each 8
+    /// columns wide) and the freed invocations moved to m, so that lanes past the right edge are
+    /// not run for nothing; then y is halved while that leaves fewer than `MIN_GROUPS` workgroups
+    /// (a software adapter spreads workgroups, not invocations, over its cores), down to 8
+    /// invocations (one 256-bit SIMD batch).
+    fn reg_shape(&self, (x, y): (u32, u32), m: usize, n: usize) -> (u32, u32) {
+        const MIN_GROUPS: usize = 8;
+        let mut rx = x;
+        while rx > 1 && 8 * (rx as usize / 2) >= n {
+            rx /= 2;
+        }
+        let mut ry = (x * y / rx).min(self.reg_max_y).max(1);
+        let groups = |ry: u32| n.div_ceil(8 * rx as usize) * m.div_ceil(8 * ry as usize);
+        while ry > 1 && rx * ry > 8 && groups(ry) < MIN_GROUPS {
+            ry /= 2;
+        }
+        (rx, ry)
+    }
+}
+
+/// One dispatch, described before it is bound: which entry point, its constants, its
+/// parameter words (binding 0) and its storage bindings (binding, buffer, read-only).
+#[derive(Debug)]
+pub(super) struct Launch {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub consts: Vec<(&'static str, f64)>,
+    pub params: Vec<u32>,
+    pub binds: Vec<(u32, BufId, bool)>,
+    pub groups: [u32; 3],
+}
+
+pub(super) const PARAM_SLOT: u64 = 256;
+
+fn u(v: usize) -> u32 {
+    v as u32
+}
+
+/// Workgroup grid covering `n` workgroups, folded into 2-D past the per-dimension limit.
+fn grid(n: usize, max_dim: u32) -> Result<[u32; 3]> {
+    let n = n.max(1) as u64;
+    let max = max_dim as u64;
+    if n <= max {
+        return Ok([n as u32, 1, 1]);
+    }
+    let y = n.div_ceil(max);
+    if y > max {
+        return Err(Error::LimitExceeded {
+            what: format!("dispatch of {n} workgroups"),
+            size: n,
+            limit_name: "max_compute_workgroups_per_dimension²",
+            limit: max * max,
+        });
+    }
+    Ok([max as u32, y as u32, 1])
+}
+
+pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch> {
+    use Kernel::*;
+    let elems = |len: usize| grid(len.div_ceil(256), max_dim);
+    let b = |acc: bool| acc as u32;
+    let l = match *k {
+        Fill { out, len, value, acc } => Launch {
+            shader: "misc",
+            entry: "fill",
+            consts: vec![],
+            params: vec![u(len), b(acc), 0, 0, value.to_bits(), 0, 0, 0],
+            binds: vec![(3, out, false)],
+            groups: elems(len)?,
+        },
+        Copy { x, out, len, acc } => Launch {
+            shader: "misc",
+            entry: "copy",
+            consts: vec![],
+            params: vec![u(len), b(acc), 0, 0, 0, 0, 0, 0],
+            binds: vec![(1, x, true), (3, out, false)],
+            groups: elems(len)?,
+        },
+        BiasAdd {
+            x,
+            bias,
+            out,
+            rows,
+            cols,
+        } => Launch {
+            shader: "misc",
+            entry: "bias_add",
+            consts: vec![],
+            params: vec![u(rows * cols), 0, u(rows), u(cols), 0, 0, 0, 0],
+            binds: vec![(1, x, true), (2, bias, true), (3, out, false)],
+            groups: elems(rows * cols)?,
+        },
+        Transpose {
+            x,
+            out,
+            rows,
+            cols,
+            acc,
+        } => Launch {
+            shader: "misc",
+            entry: "transpose",
+            consts: vec![],
+            params: vec![u(rows * cols), b(acc), u(rows), u(cols), 0, 0, 0, 0],
+            binds: vec![(1, x, true), (3, out, false)],
+            groups: elems(rows * cols)?,
+        },
+        MatMul {
+            a,
+            b: bb,
+            out,
+            m,
+            k,
+            n,
+            ta,
+            tb,
+            acc,
+        } => {
+            // `matmul_reg` reads each operand as vec4s along its contiguous dimension;
+            // `matmul_reg_any` cuts unaligned vec4s out of aligned pairs and runs every shape.
+            // With A read transposed and m < 512, `matmul_reg` measured 3–13× slower than
+            // `matmul_reg_any` on llvmpipe (256×256×256 dB, 256×128×16 dB); from m = 512 on it is
+            // as fast or faster (benches/NOTES.md).
+            let vec4_ok = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
+            let reg = match (mm.kernel, mm.reg) {
+                (MatmulKernel::Tiled, Some(wg)) => Some(mm.reg_shape(wg, m, n)),
+                _ => None,
+            };
+            let (tw, th, entry) = match (mm.kernel, reg) {
+                (MatmulKernel::Naive, _) => (16, 16, "matmul_naive"),
+                (MatmulKernel::Tiled, Some((x, y))) => (
+                    8 * x as usize,
+                    8 * y as usize,
+                    if vec4_ok && (!ta || m >= 512) {
+                        "matmul_reg"
+                    } else {
+                        "matmul_reg_any"
+                    },
+                ),
+                (MatmulKernel::Tiled, None) => (64, 64, "matmul"),
+            };
+            let gx = n.div_ceil(tw);
+            let gy = m.div_ceil(th);
+            if gx > max_dim as usize || gy > max_dim as usize {
+                return Err(Error::LimitExceeded {
+                    what: format!("matmul {m}×{k}·{k}×{n} dispatch"),
+                    size: gx.max(gy) as u64,
+                    limit_name: "max_compute_workgroups_per_dimension",
+                    limit: max_dim as u64,
+                });
+            }
+            let mut consts = vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)];
+            let binds = match reg {
+                Some((x, y)) => {
+                    consts.extend([("RWX", x as f64), ("RWY", y as f64)]);
+                    vec![(4, a, true), (5, bb, true), (3, out, false)]
+                }
+                None => vec![(1, a, true), (2, bb, true), (3, out, false)],
+            };
+            Launch {
+                shader: "matmul",
+                entry,
+                consts,
+                params: vec![u(m), u(k), u(n), b(acc)],
+                binds,
+                groups: [gx.max(1) as u32, gy.max(1) as u32, 1],
+            }
+        }
+        Unary { op, x, out, len } => Launch {
+            shader: "unary",
+            entry: "unary_forward",
+            consts: vec![("OP", op.code() as f64)],
+            params: vec![u(len), 0, op.alpha().to_bits(), 0],
+            binds: vec![(1, x, true), (4, out, false)],
+            groups: elems(len)?,
+        },
+        UnaryBackward {
+            op,
+            x,
+            y,
+            g,
+            out,
+            len,
+            acc,
+        } => Launch {
+            shader: "unary",
+            entry: "unary_backward",
+            consts: vec![("OP", op.code() as f64)],
+            params: vec![u(len), b(acc), op.alpha().to_bits(), 0],
+            binds: vec![(1, x, true), (2, y, true), (3, g, true), (4, out, false)],
+            groups: elems(len)?,
+        },
+        Binary { op, a, b: bb, out, bc } => {
+            let mut params = bcast_params(&bc, &bc.out);
+            params.extend([u(bc.numel()), 0, 0, 0]);
+            Launch {
+                shader: "binary",
+                entry: "binary_forward",
+                consts: vec![("OP", op.code() as f64)],
+                params,
+                binds: vec![(1, a, true), (2, bb, true), (4, out, false)],
+                groups: elems(bc.numel())?,
+            }
+        }
+        BinaryBackward {
+            op,
+            a,
+            b: bb,
+            g,
+            out,
+            bc,
+            which,
+            acc,
+        } => {
+            let target = if which == 0 { bc.a_shape } else { bc.b_shape };
+            let len: usize = target.iter().product();
+            let mut params = bcast_params(&bc, &target);
+            params.extend([u(len), b(acc), which, 0]);
+            Launch {
+                shader: "binary",
+                entry: "binary_backward",
+                consts: vec![("OP", op.code() as f64)],
+                params,
+                binds: vec![(1, a, true), (2, bb, true), (3, g, true), (4, out, false)],
+                groups: elems(len)?,
+            }
+        }
+        Reduce {
+            op,
+            x,
+            out,
+            arg,
+            outer,
+            axis,
+            inner,
+            acc,
+        } => {
+            let params = vec![u(outer), u(axis), u(inner), b(acc)];
+            let groups = grid(outer * inner, max_dim)?;
+            if op == ReduceOp::Max {
+                Launch {
+                    shader: "reduce",
+                    entry: "reduce_max_forward",
+                    consts: vec![],
+                    params,
+                    binds: vec![(1, x, true), (2, arg, false), (3, out, false)],
+                    groups,
+                }
+            } else {
+                Launch {
+                    shader: "reduce",
+                    entry: "reduce_forward",
+                    consts: vec![("MEAN", (op == ReduceOp::Mean) as u32 as f64)],
+                    params,
+                    binds: vec![(1, x, true), (3, out, false)],
+                    groups,
+                }
+            }
+        }
+        ReduceBackward {
+            op,
+            g,
+            arg,
+            out,
+            outer,
+            axis,
+            inner,
+            acc,
+        } => {
+            let params = vec![u(outer), u(axis), u(inner), b(acc)];
+            let groups = elems(outer * axis * inner)?;
+            if op == ReduceOp::Max {
+                Launch {
+                    shader: "reduce",
+                    entry: "reduce_max_backward",
+                    consts: vec![],
+                    params,
+                    binds: vec![(1, g, true), (3, out, false), (4, arg, true)],
+                    groups,
+                }
+            } else {
+                Launch {
+                    shader: "reduce",
+                    entry: "reduce_backward",
+                    consts: vec![("MEAN", (op == ReduceOp::Mean) as u32 as f64)],
+                    params,
+                    binds: vec![(1, g, true), (3, out, false)],
+                    groups,
+                }
+            }
+        }
+        Softmax { x, out, rows, cols } => Launch {
+            shader: "softmax",
+            entry: "softmax_forward",
+            consts: vec![],
+            params: vec![u(rows), u(cols), 0, 0],
+            binds: vec![(1, x, true), (4, out, false)],
+            groups: grid(rows, max_dim)?,
+        },
+        SoftmaxBackward {
+            y,
+            g,
+            out,
+            rows,
+            cols,
+            acc,
+        } => Launch {
+            shader: "softmax",
+            entry: "softmax_backward",
+            consts: vec![],
+            params: vec![u(rows), u(cols), b(acc), 0],
+            binds: vec![(1, y, true), (3, g, true), (4, out, false)],
+            groups: grid(rows, max_dim)?,
+        },
+        SoftmaxXent {
+            logits,
+            labels,
+            probs,
+            loss_rows,
+            rows,
+            cols,
+        } => Launch {
+            shader: "softmax",
+            entry: "softmax_xent_forward",
+            consts: vec![],
+            params: vec![u(rows), u(cols), 0, 0],
+            binds: vec![
+                (1, logits, true),
+                (2, labels, true),
+                (4, probs, false),
+                (5, loss_rows, false),
+            ],
+            groups: grid(rows, max_dim)?,
+        },
+        SoftmaxXentBackward {
+            probs,
+            labels,
+            g,
+            out,
+            rows,
+            cols,
+            acc,
+        } => Launch {
+            shader: "softmax",
+            entry: "softmax_xent_backward",
+            consts: vec![],
+            params: vec![u(rows), u(cols), b(acc), 0],
+            binds: vec![(1, probs, true), (2, labels, true), (3, g, true), (4, out, false)],
+            groups: elems(rows * cols)?,
+        },
+        Mse { p, t, out, len } => Launch {
+            shader: "loss",
+            entry: "mse_forward",
+            consts: vec![],
+            params: vec![u(len), 0, 0, 0],
+            binds: vec![(1, p, true), (2, t, true), (4, out, false)],
+            groups: [1, 1, 1],
+        },
+        MseBackward {
+            p,
+            t,
+            g,
+            out,
+            len,
+            which,
+            acc,
+        } => Launch {
+            shader: "loss",
+            entry: "mse_backward",
+            consts: vec![],
+            params: vec![u(len), b(acc), which, 0],
+            binds: vec![(1, p, true), (2, t, true), (3, g, true), (4, out, false)],
+            groups: elems(len)?,
+        },
+        BiasActForward {
+            op,
+            xw,
+            bias,
+            z,
+            y,
+            rows,
+            cols,
+        } => Launch {
+            shader: "fused",
+            entry: "bias_act_forward",
+            consts: vec![("OP", op.code() as f64)],
+            params: vec![u(rows), u(cols), 0, 0],
+            binds: vec![(7, xw, true), (8, bias, true), (9, z, false), (10, y, false)],
+            groups: elems(rows * cols)?,
+        },
+        BiasActBackward {
+            op,
+            z,
+            y,
+            g,
+            dz,
+            dx,
+            db,
+            rows,
+            cols,
+            acc_dx,
+            acc_db,
+        } => Launch {
+            shader: "fused",
+            entry: "bias_act_backward",
+            consts: vec![("OP", op.code() as f64)],
+            params: vec![u(rows), u(cols), b(acc_dx), b(acc_db)],
+            binds: vec![
+                (1, z, true),
+                (2, y, true),
+                (3, g, true),
+                (4, dz, false),
+                (5, dx, false),
+                (6, db, false),
+            ],
+            groups: grid(cols.div_ceil(64), max_dim)?,
+        },
+        Optim {
+            rule,
+            param,
+            grad,
+            state,
+            hyper,
+            len,
+        } => {
+            let entry = match rule {
+                OptimRule::Sgd => "sgd_step",
+                OptimRule::Adam => "adam_step",
+            };
+            Launch {
+                shader: "optim",
+                entry,
+                consts: vec![],
+                params: vec![u(len), 0, 0, 0],
+                binds: vec![(1, grad, true), (2, hyper, true), (3, param, false), (4, state, false)],
+                groups: elems(len)?,
+            }
+        }
+    };
+    Ok(l)
+}
+
+fn bcast_params(bc: &Bcast, target: &[usize; 4]) -> Vec<u32> {
+    let sa = Bcast::strides(&bc.a_shape);
+    let sb = Bcast::strides(&bc.b_shape);
+    let mut v = Vec::with_capacity(20);
+    v.extend(bc.out.iter().map(|&d| u(d)));
+    v.extend(sa.iter().map(|&d| u(d)));
+    v.extend(sb.iter().map(|&d| u(d)));
+    v.extend(target.iter().map(|&d| u(d)));
+    v
+}
+
+/// A compute pipeline the crate can create: shader family, entry point and override constants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineVariant {
+    /// Shader family (a key of [`SHADERS`](super::SHADERS)).
+    pub shader: &'static str,
+    /// Entry point.
+    pub entry: &'static str,
+    /// Pipeline-overridable constants.
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+/// Every (shader, entry point, constants) combination the kernels lower to, under every matmul
+/// configuration an adapter class can get. The naga translation test checks each on every
+/// target language, so a variant that only some adapter would compile is still covered.
+pub fn pipeline_variants() -> Vec<PipelineVariant> {
+    use crate::backend::{BinaryOp, UnaryOp};
+    let unary = [
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Neg,
+        UnaryOp::Scale(2.0),
+        UnaryOp::Square,
+    ];
+    let bc = Bcast {
+        out: [1, 1, 2, 3],
+        a_shape: [1, 1, 2, 3],
+        b_shape: [1, 1, 1, 3],
+    };
+    let mut ks = vec![
+        Kernel::Fill {
+            out: 0,
+            len: 5,
+            value: 1.0,
+            acc: false,
+        },
+        Kernel::Copy {
+            x: 0,
+            out: 1,
+            len: 5,
+            acc: true,
+        },
+        Kernel::BiasAdd {
+            x: 0,
+            bias: 1,
+            out: 2,
+            rows: 2,
+            cols: 3,
+        },
+        Kernel::Transpose {
+            x: 0,
+            out: 1,
+            rows: 2,
+            cols: 3,
+            acc: false,
+        },
+        Kernel::Softmax {
+            x: 0,
+            out: 1,
+            rows: 2,
+            cols: 3,
+        },
+        Kernel::SoftmaxBackward {
+            y: 0,
+            g: 1,
+            out: 2,
+            rows: 2,
+            cols: 3,
+            acc: false,
+        },
+        Kernel::SoftmaxXent {
+            logits: 0,
+            labels: 1,
+            probs: 2,
+            loss_rows: 3,
+            rows: 2,
+            cols: 3,
+        },
+        Kernel::SoftmaxXentBackward {
+            probs: 0,
+            labels: 1,
+            g: 2,
+            out: 3,
+            rows: 2,
+            cols: 3,
+            acc: false,
+        },
+        Kernel::Mse {
+            p: 0,
+            t: 1,
+            out: 2,
+            len: 5,
+        },
+        Kernel::MseBackward {
+            p: 0,
+            t: 1,
+            g: 2,
+            out: 3,
+            len: 5,
+            which: 1,
+            acc: false,
+        },
+    ];
+    for op in unary {
+        ks.push(Kernel::Unary {
+            op,
+            x: 0,
+            out: 1,
+            len: 5,
+        });
+        ks.push(Kernel::UnaryBackward {
+            op,
+            x: 0,
+            y: 1,
+            g: 2,
+            out: 3,
+            len: 5,
+            acc: false,
+        });
+    }
+    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+        ks.push(Kernel::Binary {
+            op,
+            a: 0,
+            b: 1,
+            out: 2,
+            bc,
+        });
+        for which in 0..2 {
+            ks.push(Kernel::BinaryBackward {
+                op,
+                a: 0,
+                b: 1,
+                g: 2,
+                out: 3,
+                bc,
+                which,
+                acc: false,
+            });
+        }
+    }
+    for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+        ks.push(Kernel::Reduce {
+            op,
+            x: 0,
+            out: 1,
+            arg: 2,
+            outer: 2,
+            axis: 3,
+            inner: 1,
+            acc: false,
+        });
+        ks.push(Kernel::ReduceBackward {
+            op,
+            g: 0,
+            arg: 1,
+            out: 2,
+            outer: 2,
+            axis: 3,
+            inner: 1,
+            acc: false,
+        });
+    }
+    for rule in [OptimRule::Sgd, OptimRule::Adam] {
+        ks.push(Kernel::Optim {
+            rule,
+            param: 0,
+            grad: 1,
+            state: 2,
+            hyper: 3,
+            len: 5,
+        });
+    }
+    for op in [UnaryOp::Sigmoid, UnaryOp::Relu, UnaryOp::Tanh] {
+        ks.push(Kernel::BiasActForward {
+            op,
+            xw: 0,
+            bias: 1,
+            z: 2,
+            y: 3,
+            rows: 2,
+            cols: 3,
+        });
+        ks.push(Kernel::BiasActBackward {
+            op,
+            z: 0,
+            y: 1,
+            g: 2,
+            dz: 3,
+            dx: 4,
+            db: 5,
+            rows: 2,
+            cols: 3,
+            acc_dx: false,
+            acc_db: false,
+        });
+    }
+    // Sizes that reach every narrowed `matmul_reg` workgroup shape, aligned and not.
+    let mut mm_shapes = vec![(4, 4, 4), (3, 5, 7)];
+    for m in [1, 8, 16, 32, 64, 128, 256, 512, 1024, 4096] {
+        for n in [1, 9, 17, 33, 65, 129, 1024] {
+            mm_shapes.extend([(m, 4, n), (m, 5, n)]);
+        }
+    }
+    for (m, k, n) in mm_shapes {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            ks.push(Kernel::MatMul {
+                a: 0,
+                b: 1,
+                out: 2,
+                m,
+                k,
+                n,
+                ta,
+                tb,
+                acc: false,
+            });
+        }
+    }
+    let mut configs = Vec::new();
+    for kernel in [MatmulKernel::Tiled, MatmulKernel::Naive] {
+        for ty in [wgpu::DeviceType::Cpu, wgpu::DeviceType::DiscreteGpu] {
+            for limits in [wgpu::Limits::default(), wgpu::Limits::downlevel_defaults()] {
+                configs.push(MatmulConfig::choose(kernel, ty, &limits));
+            }
+        }
+    }
+    let mut out: Vec<PipelineVariant> = Vec::new();
+    for cfg in configs {
+        for k in &ks {
+            let l = lower(k, 65535, cfg).expect("representative kernels lower for every configuration");
+            let v = PipelineVariant {
+                shader: l.shader,
+                entry: l.entry,
+                constants: l.consts,
+            };
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid;
+
+    #[test]
+    fn huge_vectors_use_a_two_dimensional_grid() {
+        assert_eq!(grid(10, 65535).unwrap(), [10, 1, 1]);
+        assert_eq!(grid(65535 * 3 + 1, 65535).unwrap(), [65535, 4, 1]);
+        assert!(grid(65535usize * 65535 + 1, 65535).is_err());
+    }
+}

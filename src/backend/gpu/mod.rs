@@ -1,0 +1,409 @@
+//! The wgpu backend: device selection, pipeline cache, buffer pool, programs and readback.
+//!
+//! A program is a kernel list prepared once: each kernel gets its cached pipeline, a slot in
+//! one uniform buffer for its parameters and a bind group created at compile time. Running
+//! programs records every dispatch into one command encoder and submits it once; nothing is
+//! allocated on that path. Every wgpu call that can fail runs inside validation and
+//! out-of-memory error scopes, so failures surface as [`Error`] values.
+
+mod exec;
+mod lower;
+
+pub(crate) use exec::GpuExecutor;
+pub use exec::PendingRead;
+pub use lower::{pipeline_variants, PipelineVariant};
+use lower::{Launch, MatmulConfig};
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Every WGSL source of the crate, by family name, as embedded in the binary.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("matmul", include_str!("../../../shaders/matmul.wgsl")),
+    ("misc", include_str!("../../../shaders/misc.wgsl")),
+    ("unary", include_str!("../../../shaders/unary.wgsl")),
+    ("binary", include_str!("../../../shaders/binary.wgsl")),
+    ("reduce", include_str!("../../../shaders/reduce.wgsl")),
+    ("softmax", include_str!("../../../shaders/softmax.wgsl")),
+    ("loss", include_str!("../../../shaders/loss.wgsl")),
+    ("optim", include_str!("../../../shaders/optim.wgsl")),
+    ("fused", include_str!("../../../shaders/fused.wgsl")),
+];
+
+/// Options for opening a GPU device.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Backends to consider. `None`: the `WGPU_BACKEND` environment variable
+    /// (`vulkan`, `metal`, `dx12`, `gl`, comma separated), or all backends.
+    pub backends: Option<wgpu::Backends>,
+    /// Pick the first adapter whose name contains this (case-insensitive). `None`: the
+    /// `WGPU_ADAPTER_NAME` environment variable, or the best adapter.
+    pub adapter_name: Option<String>,
+    /// Limits to request. `None`: the adapter's own limits, so large buffers work wherever the
+    /// hardware allows. Pass smaller limits (e.g. `wgpu::Limits::downlevel_defaults()`) to
+    /// test that code stays within them.
+    pub limits: Option<wgpu::Limits>,
+    /// Matmul kernel family; the tiled kernel unless set (the naive one is the benchmark baseline).
+    pub matmul: MatmulKernel,
+}
+
+/// Which matmul kernel a device runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// Workgroup-memory tiles with a register block of outputs per thread.
+    #[default]
+    Tiled,
+    /// One output per thread, straight from global memory: the simple baseline.
+    Naive,
+}
+
+/// What was opened: adapter name, backend and device type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// "gpu" or "cpu".
+    pub kind: &'static str,
+    /// Adapter name (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"), or the CPU backend's description.
+    pub name: String,
+    /// wgpu backend ("Vulkan", "Metal", "Dx12", "Gl"), or "cpu".
+    pub backend: String,
+    /// Discrete / integrated / virtual GPU, software ("Cpu") or other.
+    pub device_type: String,
+    /// Driver name and version, where reported.
+    pub driver: String,
+}
+
+impl std::fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kind == "cpu" {
+            write!(f, "{} (CPU backend)", self.name)
+        } else {
+            write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
+            if !self.driver.is_empty() {
+                write!(f, ", driver {}", self.driver)?;
+            }
+            write!(f, ")")
+        }
+    }
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    // Native compute APIs before GL, which lacks some limits and is slower to drive.
+    let be = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    (ty, be)
+}
+
+/// Lists the adapters wgpu sees for the given backends (or `WGPU_BACKEND`), best first. With
+/// neither, native APIs (Vulkan, Metal, DX12) are listed, or GL adapters when there are none.
+pub fn enumerate_adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    let list = |backends: wgpu::Backends| {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        adapters.sort_by_key(|a| rank(&a.get_info()));
+        adapters
+    };
+    match backends.or_else(wgpu::Backends::from_env) {
+        Some(b) => list(b),
+        // GL is probed only when no native compute API has an adapter: it is the slowest path
+        // and probing it prints windowing-system warnings on headless machines.
+        None => {
+            let primary = list(wgpu::Backends::PRIMARY);
+            if primary.is_empty() {
+                list(wgpu::Backends::SECONDARY)
+            } else {
+                primary
+            }
+        }
+    }
+}
+
+/// Bind-group and pipeline layouts by binding signature ((binding, read-only) pairs).
+type LayoutCache = HashMap<Vec<(u32, bool)>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>;
+
+/// The GPU context shared by every graph on it: device, queue, pipeline cache, buffer pool.
+pub struct GpuDevice {
+    adapter: wgpu::Adapter,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: DeviceInfo,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    layouts: Mutex<LayoutCache>,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+    pipelines_compiled: AtomicU64,
+    matmul: MatmulConfig,
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuDevice")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GpuDevice {
+    /// Opens the best adapter allowed by `opts` (discrete, then integrated, then software).
+    pub fn open(opts: &GpuOptions) -> Result<Arc<GpuDevice>> {
+        let backends = opts.backends.or_else(wgpu::Backends::from_env);
+        let adapters = enumerate_adapters(backends);
+        if adapters.is_empty() {
+            let which = backends
+                .map(|b| format!("{b:?}"))
+                .unwrap_or_else(|| "all backends".into());
+            return Err(Error::NoAdapter(format!("wgpu found no adapter for {which}")));
+        }
+        let wanted = opts
+            .adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let adapter = match &wanted {
+            Some(name) => {
+                let lower = name.to_lowercase();
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&lower))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "no adapter name contains '{name}' (found: {})",
+                            names.join(", ")
+                        ))
+                    })?
+            }
+            None => adapters.into_iter().next().expect("checked non-empty above"),
+        };
+        Self::from_adapter(adapter, opts.limits.clone(), opts.matmul)
+    }
+
+    /// Creates the device on a given adapter, with the adapter's own limits unless `limits` is set.
+    pub fn from_adapter(
+        adapter: wgpu::Adapter,
+        limits: Option<wgpu::Limits>,
+        matmul: MatmulKernel,
+    ) -> Result<Arc<GpuDevice>> {
+        let ai = adapter.get_info();
+        let required_limits = limits.unwrap_or_else(|| adapter.limits());
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgrad"),
+            required_features: wgpu::Features::empty(),
+            required_limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::DeviceCreation(format!("{} ({:?}): {e}", ai.name, ai.backend)))?;
+        let lost = Arc::new(Mutex::new(None));
+        let l2 = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            *l2.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{reason:?}: {msg}"));
+        });
+        let uncaptured = Arc::new(Mutex::new(None));
+        let u2 = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = u2.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(e.to_string());
+            }
+        }));
+        let info = DeviceInfo {
+            kind: "gpu",
+            name: ai.name.clone(),
+            backend: format!("{:?}", ai.backend),
+            device_type: format!("{:?}", ai.device_type),
+            driver: [ai.driver.as_str(), ai.driver_info.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let matmul = MatmulConfig::choose(matmul, ai.device_type, &device.limits());
+        Ok(Arc::new(GpuDevice {
+            adapter,
+            device,
+            queue,
+            info,
+            modules: Mutex::default(),
+            layouts: Mutex::default(),
+            pipelines: Mutex::default(),
+            pool: Mutex::default(),
+            lost,
+            uncaptured,
+            pipelines_compiled: AtomicU64::new(0),
+            matmul,
+        }))
+    }
+
+    /// Adapter name, backend and type.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// The limits the device was created with.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// The underlying wgpu adapter.
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.adapter
+    }
+
+    /// Pipelines compiled on this device so far (each is compiled once and cached).
+    pub fn pipelines_compiled(&self) -> u64 {
+        self.pipelines_compiled.load(Ordering::Relaxed)
+    }
+
+    fn check_alive(&self) -> Result<()> {
+        if let Some(m) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(Error::DeviceLost(m));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside out-of-memory and validation error scopes.
+    pub(crate) fn scoped<R>(&self, during: &'static str, f: impl FnOnce() -> R) -> Result<R> {
+        self.check_alive()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let r = f();
+        let ve = pollster::block_on(val.pop());
+        let oe = pollster::block_on(oom.pop());
+        if let Some(e) = oe {
+            return Err(Error::OutOfMemory {
+                during,
+                detail: e.to_string(),
+            });
+        }
+        if let Some(e) = ve {
+            return Err(Error::Gpu {
+                during,
+                detail: e.to_string(),
+            });
+        }
+        if let Some(e) = self.uncaptured.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(Error::Gpu { during, detail: e });
+        }
+        self.check_alive()?;
+        Ok(r)
+    }
+
+    fn module(&self, shader: &'static str) -> Result<wgpu::ShaderModule> {
+        let mut mods = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = mods.get(shader) {
+            return Ok(m.clone());
+        }
+        let src = SHADERS
+            .iter()
+            .find(|(n, _)| *n == shader)
+            .map(|(_, s)| *s)
+            .expect("every kernel names a shader listed in SHADERS");
+        let m = self.scoped("shader compilation", || {
+            self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            })
+        })?;
+        mods.insert(shader, m.clone());
+        Ok(m)
+    }
+
+    fn layout(&self, key: &[(u32, bool)]) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = layouts.get(key) {
+            return l.clone();
+        }
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for &(binding, read_only) in key {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: None,
+            entries: &entries,
+        });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: None,
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        layouts.insert(key.to_vec(), (bgl.clone(), pl.clone()));
+        (bgl, pl)
+    }
+
+    /// The cached pipeline for (shader, entry point, constants, binding layout).
+    fn pipeline(&self, l: &Launch) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout, bool)> {
+        let key: Vec<(u32, bool)> = l.binds.iter().map(|&(b, _, ro)| (b, ro)).collect();
+        let (bgl, pl) = self.layout(&key);
+        let name = format!("{}::{}{:?}{:?}", l.shader, l.entry, l.consts, key);
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+            return Ok((p.clone(), bgl, false));
+        }
+        let module = self.module(l.shader)?;
+        let p = self.scoped("pipeline creation", || {
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&name),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(l.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &l.consts,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        })?;
+        self.pipelines_compiled.fetch_add(1, Ordering::Relaxed);
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, p.clone());
+        Ok((p, bgl, true))
+    }
+
+    /// Size class for pooling: powers of two up to 1 MiB, then multiples of 1 MiB, never above `cap`.
+    fn size_class(bytes: u64, cap: u64) -> u64 {
+        let bytes = bytes.max(16).next_multiple_of(16);
+        let class = if bytes <= 1 << 20 {
+            bytes.next_power_of_two()
+        } else {
+            bytes.next_multiple_of(1 << 20)
+        };
+        if class > cap {
+            bytes
+        } else {
+            class
+        }
+    }
+}
