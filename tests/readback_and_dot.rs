@@ -58,3 +58,23 @@ fn dot_export_names_ops_shapes_edges_parameters_and_loss() {
     // W, B, XW, Z, H and the loss hold gradients; the input X does not.
     assert_eq!(after.matches("∇ computed").count(), 6, "{after}");
 }
+
+#[test]
+fn graphs_and_devices_move_between_threads() {
+    fn is_send<T: Send>(_: &T) {}
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let x = g.input_with_grad("x", &[2]).unwrap();
+        g.write(x, &[1.0, 2.0]).unwrap();
+        let s = g.square(x).unwrap();
+        let l = g.sum(s).unwrap();
+        is_send(&g);
+        let grad = std::thread::spawn(move || {
+            g.backward(l).unwrap();
+            g.grad(x).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(grad, vec![2.0, 4.0]);
+    }
+}

@@ -93,7 +93,7 @@ struct OptimState {
 pub struct Graph {
     id: u64,
     device: Device,
-    exec: Box<dyn Executor>,
+    exec: Box<dyn Executor + Send>,
     nodes: Vec<Node>,
     /// Inputs were written or nodes added since the last forward pass.
     dirty: bool,
@@ -118,7 +118,7 @@ impl std::fmt::Debug for Graph {
 impl Graph {
     /// An empty graph on `device`.
     pub fn new(device: &Device) -> Graph {
-        let exec: Box<dyn Executor> = match device {
+        let exec: Box<dyn Executor + Send> = match device {
             Device::Gpu(g) => Box::new(GpuExecutor::new(g.clone())),
             Device::Cpu => Box::new(CpuExecutor::<f32>::new()),
             Device::CpuF64 => Box::new(CpuExecutor::<f64>::new()),
