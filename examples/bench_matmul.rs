@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_matmul -- --sizes 256,512,1024 --reps 10
-//!     [--device gpu|cpu|both] [--kernel tiled|naive|both] [--json PATH]
+//!     [--device gpu|cpu|both] [--kernel auto|tiled|register|naive|both|all] [--json PATH]
 //! ```
 //! Sizes are square (`1024`) or `MxKxN`. Flops: forward 2mkn, backward 4mkn, W1 = 6mkn.
 
@@ -22,7 +22,7 @@ struct Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_matmul [--sizes 256,512,1024|MxKxN,...] [--reps N] [--device gpu|cpu|both] [--kernel tiled|naive|both] [--json PATH]");
+    eprintln!("usage: bench_matmul [--sizes 256,512,1024|MxKxN,...] [--reps N] [--device gpu|cpu|both] [--kernel auto|tiled|register|naive|both|all] [--json PATH]");
     std::process::exit(2);
 }
 
@@ -31,7 +31,7 @@ fn parse_args() -> Args {
         sizes: vec![(256, 256, 256), (512, 512, 512), (1024, 1024, 1024)],
         reps: 10,
         device: "both".into(),
-        kernel: "tiled".into(),
+        kernel: "auto".into(),
         json: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -65,7 +65,8 @@ fn parse_args() -> Args {
         }
         i += 2;
     }
-    if !["gpu", "cpu", "both"].contains(&a.device.as_str()) || !["tiled", "naive", "both"].contains(&a.kernel.as_str())
+    if !["gpu", "cpu", "both"].contains(&a.device.as_str())
+        || !["auto", "tiled", "register", "naive", "both", "all"].contains(&a.kernel.as_str())
     {
         usage();
     }
@@ -155,8 +156,16 @@ fn main() {
     if args.device != "cpu" {
         let kernels: Vec<MatmulKernel> = match args.kernel.as_str() {
             "naive" => vec![MatmulKernel::Naive],
-            "both" => vec![MatmulKernel::Tiled, MatmulKernel::Naive],
-            _ => vec![MatmulKernel::Tiled],
+            "tiled" => vec![MatmulKernel::Tiled],
+            "register" => vec![MatmulKernel::Register],
+            "both" => vec![MatmulKernel::Auto, MatmulKernel::Naive],
+            "all" => vec![
+                MatmulKernel::Auto,
+                MatmulKernel::Tiled,
+                MatmulKernel::Register,
+                MatmulKernel::Naive,
+            ],
+            _ => vec![MatmulKernel::Auto],
         };
         for k in kernels {
             match Device::gpu_with(&GpuOptions {

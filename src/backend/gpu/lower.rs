@@ -35,10 +35,12 @@ impl MatmulConfig {
         let reg = [(16, 4), (8, 4), (4, 2), (1, 1)]
             .into_iter()
             .find(|&(x, y)| fits(x, y, 0));
-        let reg = if ty == wgpu::DeviceType::Cpu || !fits(16, 16, 8192) {
-            reg
-        } else {
-            None
+        let tiles_fit = fits(16, 16, 8192);
+        let reg = match kernel {
+            MatmulKernel::Register | MatmulKernel::Naive => reg,
+            MatmulKernel::Tiled if tiles_fit => None,
+            MatmulKernel::Auto if tiles_fit && ty != wgpu::DeviceType::Cpu => None,
+            _ => reg,
         };
         MatmulConfig {
             kernel,
@@ -172,12 +174,12 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             // as fast or faster (benches/NOTES.md).
             let vec4_ok = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
             let reg = match (mm.kernel, mm.reg) {
-                (MatmulKernel::Tiled, Some(wg)) => Some(mm.reg_shape(wg, m, n)),
-                _ => None,
+                (MatmulKernel::Naive, _) => None,
+                (_, wg) => wg.map(|wg| mm.reg_shape(wg, m, n)),
             };
             let (tw, th, entry) = match (mm.kernel, reg) {
                 (MatmulKernel::Naive, _) => (16, 16, "matmul_naive"),
-                (MatmulKernel::Tiled, Some((x, y))) => (
+                (_, Some((x, y))) => (
                     8 * x as usize,
                     8 * y as usize,
                     if vec4_ok && (!ta || m >= 512) {
@@ -186,7 +188,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                         "matmul_reg_any"
                     },
                 ),
-                (MatmulKernel::Tiled, None) => (64, 64, "matmul"),
+                (_, None) => (64, 64, "matmul"),
             };
             let gx = n.div_ceil(tw);
             let gy = m.div_ceil(th);
@@ -722,7 +724,12 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
         }
     }
     let mut configs = Vec::new();
-    for kernel in [MatmulKernel::Tiled, MatmulKernel::Naive] {
+    for kernel in [
+        MatmulKernel::Auto,
+        MatmulKernel::Tiled,
+        MatmulKernel::Register,
+        MatmulKernel::Naive,
+    ] {
         for ty in [wgpu::DeviceType::Cpu, wgpu::DeviceType::DiscreteGpu] {
             for limits in [wgpu::Limits::default(), wgpu::Limits::downlevel_defaults()] {
                 configs.push(MatmulConfig::choose(kernel, ty, &limits));

@@ -45,20 +45,25 @@ pub struct GpuOptions {
     /// hardware allows. Pass smaller limits (e.g. `wgpu::Limits::downlevel_defaults()`) to
     /// test that code stays within them.
     pub limits: Option<wgpu::Limits>,
-    /// Matmul kernel family; the tiled kernel unless set (the naive one is the benchmark baseline).
+    /// Matmul kernel family; chosen per adapter class unless set.
     pub matmul: MatmulKernel,
 }
 
 /// Which matmul kernel a device runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MatmulKernel {
-    /// Workgroup-memory tiles with a register block of outputs per thread.
+    /// Chosen per adapter class when the device is created: workgroup-memory tiles on GPUs,
+    /// the barrier-free register-blocked kernel on CPU-class adapters (llvmpipe, WARP).
     #[default]
+    Auto,
+    /// Always the workgroup-memory tiled kernel (64×64 tiles, 4×4 outputs per thread), the
+    /// real-GPU kernel — e.g. to test it on a software adapter.
     Tiled,
+    /// Always the register-blocked kernel (8×8 outputs per invocation, no workgroup memory).
+    Register,
     /// One output per thread, straight from global memory: the simple baseline.
     Naive,
 }
-
 /// What was opened: adapter name, backend and device type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
