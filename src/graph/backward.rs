@@ -11,7 +11,7 @@
 //!    `zero_grad`.
 
 use super::{Graph, Node};
-use crate::backend::{Kernel, ProgramId, UnaryOp};
+use crate::backend::{Kernel, ProgramId};
 use crate::error::{Error, Result};
 use crate::ops::{numel, Arg, GradTarget, Op};
 
@@ -33,9 +33,9 @@ fn reached(nodes: &[Node], loss: usize) -> Vec<bool> {
     needs
 }
 
-/// The layer pattern H = f(XW + b) with f ∈ {σ, ReLU, tanh}, seen from the activation node
-/// `k`: when Z = XW + b feeds only f and both XW and b need gradients, one fused kernel
-/// computes d_Z, d_XW and d_b (see `shaders/fused.wgsl`). Returns None when it does not apply.
+/// The fused VJP of the layer pattern H = f(XW + b) (see [`super::layer_pattern`]) at the
+/// activation node `k`, when XW and b both need gradients: one kernel computes d_Z, d_XW and
+/// d_b (`shaders/fused.wgsl`). Returns None when it does not apply.
 fn fused_layer_vjp(
     nodes: &[Node],
     k: usize,
@@ -44,16 +44,8 @@ fn fused_layer_vjp(
     written: &mut [bool],
     grad: impl Fn(usize) -> crate::backend::BufId,
 ) -> Option<Kernel> {
-    let Op::Unary { op, x: z } = nodes[k].op else {
-        return None;
-    };
-    if !matches!(op, UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Tanh) || uses[z] != 1 || !needs[z] {
-        return None;
-    }
-    let Op::BiasAdd { x: xw, bias } = nodes[z].op else {
-        return None;
-    };
-    if !needs[xw] || !needs[bias] || xw == bias || written[z] {
+    let (op, z, xw, bias) = super::layer_pattern(nodes, uses, k)?;
+    if !needs[z] || !needs[xw] || !needs[bias] || written[z] {
         return None;
     }
     let (rows, cols) = (nodes[z].shape[0], nodes[z].shape[1]);
@@ -129,10 +121,7 @@ impl Graph {
         }
         written[loss] = true;
         let fuse = self.fusion && self.exec.max_storage_buffers() >= 6;
-        let mut uses = vec![0usize; nodes.len()];
-        for n in nodes.iter() {
-            n.op.inputs().into_iter().for_each(|j| uses[j] += 1);
-        }
+        let uses = super::use_counts(nodes);
         let mut fused = vec![false; nodes.len()];
         for i in (0..=loss).rev() {
             if !needs[i] || nodes[i].is_leaf() || fused[i] {

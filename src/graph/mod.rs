@@ -617,48 +617,35 @@ impl Graph {
         }
         let mut ks = Vec::new();
         let fuse = self.fusion && self.exec.max_storage_buffers() >= 4;
-        let mut uses = vec![0usize; self.nodes.len()];
-        for n in &self.nodes {
-            n.op.inputs().into_iter().for_each(|j| uses[j] += 1);
+        let uses = use_counts(&self.nodes);
+        // Activation nodes whose bias-add input is computed together with them.
+        let mut fused_into = vec![None; self.nodes.len()];
+        if fuse {
+            for k in 0..self.nodes.len() {
+                if let Some((op, z, xw, bias)) = layer_pattern(&self.nodes, &uses, k) {
+                    fused_into[z] = Some((k, op, xw, bias));
+                }
+            }
         }
         let mut skip = vec![false; self.nodes.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             if skip[i] {
                 continue;
             }
-            // Z = XW + b feeding only f ∈ {σ, ReLU, tanh}: one kernel computes Z and H = f(Z).
-            if let Op::BiasAdd { x, bias } = n.op {
-                let next = self
-                    .nodes
-                    .iter()
-                    .enumerate()
-                    .skip(i + 1)
-                    .find(|(_, m)| m.op.inputs().contains(&i));
-                if let Some((
-                    k,
-                    Node {
-                        op: Op::Unary { op, .. },
-                        value,
-                        ..
-                    },
-                )) = next
-                {
-                    if fuse && uses[i] == 1 && matches!(op, UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Tanh) {
-                        let (rows, cols) = (n.shape[0], n.shape[1]);
-                        let (xw, bias) = (self.nodes[x].value, self.nodes[bias].value);
-                        ks.push(Kernel::BiasActForward {
-                            op: *op,
-                            xw,
-                            bias,
-                            z: n.value,
-                            y: *value,
-                            rows,
-                            cols,
-                        });
-                        skip[k] = true;
-                        continue;
-                    }
-                }
+            if let Some((k, op, xw, bias)) = fused_into[i] {
+                let (rows, cols) = (n.shape[0], n.shape[1]);
+                let (xw, bias, y) = (self.nodes[xw].value, self.nodes[bias].value, self.nodes[k].value);
+                ks.push(Kernel::BiasActForward {
+                    op,
+                    xw,
+                    bias,
+                    z: n.value,
+                    y,
+                    rows,
+                    cols,
+                });
+                skip[k] = true;
+                continue;
             }
             let args: Vec<Arg> =
                 n.op.inputs()
@@ -994,6 +981,31 @@ impl Graph {
     /// Writes a DOT description of the graph (see [`Graph::to_dot_with`] for options).
     pub fn to_dot(&self) -> String {
         self.to_dot_with(None)
+    }
+}
+
+/// How many times each node is read by an op (an op reading a node twice counts twice).
+fn use_counts(nodes: &[Node]) -> Vec<usize> {
+    let mut uses = vec![0usize; nodes.len()];
+    for n in nodes {
+        n.op.inputs().into_iter().for_each(|j| uses[j] += 1);
+    }
+    uses
+}
+
+/// The layer pattern H = f(Z), Z = XW + b with f ∈ {σ, ReLU, tanh}, seen from the activation
+/// node `k`, when Z is read by f alone (so Z's gradient is f's VJP alone and Z can be computed
+/// together with H). Returns (f, Z, XW, b) as node indices.
+fn layer_pattern(nodes: &[Node], uses: &[usize], k: usize) -> Option<(UnaryOp, usize, usize, usize)> {
+    let Op::Unary { op, x: z } = nodes[k].op else {
+        return None;
+    };
+    if !matches!(op, UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Tanh) || uses[z] != 1 {
+        return None;
+    }
+    match nodes[z].op {
+        Op::BiasAdd { x: xw, bias } if xw != bias => Some((op, z, xw, bias)),
+        _ => None,
     }
 }
 
