@@ -167,6 +167,24 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The tensor called `name`, checked before a model uses it: present, of `shape`, finite.
+pub fn find_tensor<'a>(tensors: &'a [NamedTensor], name: &str, shape: &[usize]) -> Result<&'a NamedTensor> {
+    let t = tensors
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| tensor_err(name, "missing from the file"))?;
+    if t.shape != shape {
+        return Err(tensor_err(
+            name,
+            format!("shape {:?} in the file, the model needs {:?}", t.shape, shape),
+        ));
+    }
+    if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+        return Err(tensor_err(name, format!("element {i} is {}", t.data[i])));
+    }
+    Ok(t)
+}
+
 /// A hidden, unique file name in the same directory as `path`.
 fn temp_sibling(path: &Path) -> Option<PathBuf> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -4,7 +4,7 @@
 use crate::data::Rng;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
-use crate::io::{load_safetensors, save_safetensors, NamedTensor};
+use crate::io::{find_tensor, load_safetensors, save_safetensors, NamedTensor};
 use std::path::Path;
 
 /// Hidden-layer activation.
@@ -186,25 +186,7 @@ impl Mlp {
     /// Loads weights saved by [`Mlp::state`] (or PyTorch). Every tensor is checked (present,
     /// right shape, finite) before any is written, so a bad file changes nothing.
     pub fn load_state(&self, g: &mut Graph, tensors: &[NamedTensor]) -> Result<()> {
-        let find = |name: &str, shape: &[usize]| -> Result<&NamedTensor> {
-            let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::Tensor {
-                name: name.into(),
-                reason: "missing from the file".into(),
-            })?;
-            if t.shape != shape {
-                return Err(Error::Tensor {
-                    name: name.into(),
-                    reason: format!("shape {:?} in the file, the model needs {:?}", t.shape, shape),
-                });
-            }
-            if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
-                return Err(Error::Tensor {
-                    name: name.into(),
-                    reason: format!("element {i} is {}", t.data[i]),
-                });
-            }
-            Ok(t)
-        };
+        let find = |name: &str, shape: &[usize]| find_tensor(tensors, name, shape);
         let mut staged = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
             let w = find(&format!("layers.{i}.weight"), &[l.fan_out, l.fan_in])?;

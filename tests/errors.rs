@@ -246,3 +246,37 @@ fn parameters_added_after_set_optimizer_are_not_silently_skipped() {
         assert_eq!(g.value(v).unwrap(), vec![2.9, 3.8]);
     }
 }
+
+#[test]
+fn parameters_round_trip_through_safetensors_all_or_nothing() {
+    let dir = std::env::temp_dir().join(format!("wgrad-params-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, dev) in devices().into_iter().enumerate() {
+        let build = |dev: &wgrad::Device, w0: f32| {
+            let mut g = Graph::new(dev);
+            let w = g.parameter("w", &[2, 3], &[w0; 6]).unwrap();
+            let b = g.parameter("b", &[3], &[w0; 3]).unwrap();
+            (g, w, b)
+        };
+        let (mut g, w, _) = build(&dev, 0.0);
+        g.write(w, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let path = dir.join(format!("p{i}.safetensors"));
+        g.save_parameters(&path).unwrap();
+        let (mut h, hw, hb) = build(&dev, 9.0);
+        h.load_parameters(&path).unwrap();
+        assert_eq!(h.value(hw).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(h.value(hb).unwrap(), vec![0.0; 3]);
+        // A set missing `b`, or with a wrong shape, is refused and changes nothing.
+        let (mut k, kw, _) = build(&dev, 7.0);
+        let only_w = vec![wgrad::io::NamedTensor::new("w", vec![2, 3], vec![0.5; 6])];
+        let e = k.load_parameter_tensors(&only_w).unwrap_err();
+        assert!(matches!(&e, Error::Tensor { name, .. } if name == "b"), "{e:?}");
+        let wrong = vec![
+            wgrad::io::NamedTensor::new("w", vec![3, 2], vec![0.5; 6]),
+            wgrad::io::NamedTensor::new("b", vec![3], vec![0.5; 3]),
+        ];
+        assert!(k.load_parameter_tensors(&wrong).is_err());
+        assert_eq!(k.value(kw).unwrap(), vec![7.0; 6], "nothing half-loaded");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

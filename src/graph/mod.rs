@@ -949,6 +949,46 @@ impl Graph {
         self.exec.read_async(g)
     }
 
+    /// Every parameter as a named tensor, in the graph's own shapes (by node name).
+    pub fn parameter_tensors(&mut self) -> Result<Vec<crate::io::NamedTensor>> {
+        self.parameters()
+            .into_iter()
+            .map(|id| {
+                let n = &self.nodes[id.idx];
+                let (name, shape) = (n.name.clone(), n.shape.clone());
+                Ok(crate::io::NamedTensor::new(name, shape, self.value(id)?))
+            })
+            .collect()
+    }
+
+    /// Writes parameters from named tensors (as from [`Graph::parameter_tensors`]). Every
+    /// parameter must be present with its shape and finite values; all are checked before any
+    /// is written, so a bad set changes nothing. Extra tensors are ignored.
+    pub fn load_parameter_tensors(&mut self, tensors: &[crate::io::NamedTensor]) -> Result<()> {
+        let staged = self
+            .parameters()
+            .into_iter()
+            .map(|id| {
+                let n = &self.nodes[id.idx];
+                crate::io::find_tensor(tensors, &n.name, &n.shape).map(|t| (id, t.data.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (id, data) in staged {
+            self.write(id, &data)?;
+        }
+        Ok(())
+    }
+
+    /// Saves every parameter to a safetensors file (names are node names; they must be unique).
+    pub fn save_parameters(&mut self, path: &std::path::Path) -> Result<()> {
+        crate::io::save_safetensors(path, &self.parameter_tensors()?)
+    }
+
+    /// Loads every parameter from a safetensors file, all or nothing.
+    pub fn load_parameters(&mut self, path: &std::path::Path) -> Result<()> {
+        self.load_parameter_tensors(&crate::io::load_safetensors(path)?)
+    }
+
     /// Opt-in numerical check: reads back every value (and every gradient the last backward
     /// computed) and returns [`Error::NonFinite`] for the first node, in topological order,
     /// holding a NaN or an infinity. Costs one readback per buffer; meant for debugging.
