@@ -63,19 +63,6 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-const UNARY: [UnaryOp; 8] = [
-    UnaryOp::Sigmoid,
-    UnaryOp::Relu,
-    UnaryOp::Tanh,
-    UnaryOp::Exp,
-    UnaryOp::Log,
-    UnaryOp::Neg,
-    UnaryOp::Scale(0.5),
-    UnaryOp::Square,
-];
-const BINARY: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
-const REDUCE: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max];
-
 /// The outcome of one action on one backend: Ok(data read, if any) or the error's kind.
 type Outcome = Result<Option<Vec<f32>>, String>;
 
@@ -112,11 +99,11 @@ fn apply(g: &mut Graph, ids: &mut Vec<NodeId>, a: &Action) -> Outcome {
             let init: Vec<f32> = (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0).collect();
             add(g.parameter("p", shape, &init), ids)
         }
-        Action::Unary(o, x) => add(g.unary(UNARY[*o as usize], need(*x)?), ids),
-        Action::Binary(o, x, y) => add(g.binary(BINARY[*o as usize], need(*x)?, need(*y)?), ids),
+        Action::Unary(o, x) => add(g.unary(UnaryOp::all(0.5)[*o as usize], need(*x)?), ids),
+        Action::Binary(o, x, y) => add(g.binary(BinaryOp::ALL[*o as usize], need(*x)?, need(*y)?), ids),
         Action::MatMul(x, y) => add(g.matmul(need(*x)?, need(*y)?), ids),
         Action::BiasAdd(x, y) => add(g.bias_add(need(*x)?, need(*y)?), ids),
-        Action::Reduce(o, x, ax, k) => add(g.reduce(REDUCE[*o as usize], need(*x)?, *ax, *k), ids),
+        Action::Reduce(o, x, ax, k) => add(g.reduce(ReduceOp::ALL[*o as usize], need(*x)?, *ax, *k), ids),
         Action::Softmax(x) => add(g.softmax(need(*x)?), ids),
         Action::Mse(x, y) => add(g.mse(need(*x)?, need(*y)?), ids),
         Action::Transpose(x) => add(g.transpose(need(*x)?), ids),

@@ -38,6 +38,12 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
+    /// Every unary op, with `alpha` as the scale factor of [`UnaryOp::Scale`].
+    pub fn all(alpha: f32) -> [UnaryOp; 8] {
+        use UnaryOp::*;
+        [Sigmoid, Relu, Tanh, Exp, Log, Neg, Scale(alpha), Square]
+    }
+
     /// Short lowercase name, as used in shader entry points and DOT labels.
     pub fn name(&self) -> &'static str {
         match self {
@@ -85,6 +91,9 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// Every binary op.
+    pub const ALL: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
+
     /// Short lowercase name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -116,6 +125,9 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
+    /// Every reduction.
+    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max];
+
     /// Short lowercase name.
     pub fn name(&self) -> &'static str {
         match self {

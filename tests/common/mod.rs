@@ -202,22 +202,13 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
             g.add(sq, i[0])
         }),
     ];
-    for op in [
-        UnaryOp::Sigmoid,
-        UnaryOp::Relu,
-        UnaryOp::Tanh,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Neg,
-        UnaryOp::Scale(-1.7),
-        UnaryOp::Square,
-    ] {
+    for op in UnaryOp::all(-1.7) {
         let (lo, hi) = if op == UnaryOp::Log { (0.1, 3.0) } else { (-2.0, 2.0) };
         v.push(case(tag(op.name()), vec![vec![m, n]], lo, hi, move |g, i| {
             g.unary(op, i[0])
         }));
     }
-    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+    for op in BinaryOp::ALL {
         // Divisors stay away from 0 so finite differences are meaningful.
         let (lo, hi) = if op == BinaryOp::Div { (0.5, 2.0) } else { (-1.0, 1.0) };
         v.push(case(

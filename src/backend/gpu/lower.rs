@@ -518,16 +518,7 @@ pub struct PipelineVariant {
 /// target language, so a variant that only some adapter would compile is still covered.
 pub fn pipeline_variants() -> Vec<PipelineVariant> {
     use crate::backend::{BinaryOp, UnaryOp};
-    let unary = [
-        UnaryOp::Sigmoid,
-        UnaryOp::Relu,
-        UnaryOp::Tanh,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Neg,
-        UnaryOp::Scale(2.0),
-        UnaryOp::Square,
-    ];
+    let unary = UnaryOp::all(2.0);
     let bc = Bcast {
         out: [1, 1, 2, 3],
         a_shape: [1, 1, 2, 3],
@@ -624,7 +615,7 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
             acc: false,
         });
     }
-    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+    for op in BinaryOp::ALL {
         ks.push(Kernel::Binary {
             op,
             a: 0,
@@ -645,7 +636,7 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
             });
         }
     }
-    for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+    for op in ReduceOp::ALL {
         ks.push(Kernel::Reduce {
             op,
             x: 0,
