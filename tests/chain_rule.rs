@@ -363,3 +363,26 @@ fn fused_layer_backward_matches_the_unfused_kernels() {
         }
     }
 }
+
+#[test]
+fn train_step_starts_from_zero_gradients() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let w = g.parameter("w", &[2], &[1.0, 2.0]).unwrap();
+        let v = g.parameter("v", &[2], &[3.0, 4.0]).unwrap();
+        let wv = g.square(w).unwrap();
+        let lw = g.sum(wv).unwrap();
+        let vv = g.square(v).unwrap();
+        let lv = g.sum(vv).unwrap();
+        g.backward(lv).unwrap(); // leaves d(lv)/dv = 2v in v's gradient
+        g.backward(lw).unwrap(); // and d(lw)/dw = 2w in w's
+        g.set_optimizer(Sgd::new(0.5)).unwrap();
+        // A training step on lw alone: w's gradient is exactly 2w (not 2w + 2w from before), and
+        // v, which lw does not reach, gets a zero gradient and does not move.
+        g.train_step(lw).unwrap();
+        assert_eq!(g.grad(w).unwrap(), vec![2.0, 4.0], "{}", dev.info());
+        assert_eq!(g.value(w).unwrap(), vec![0.0, 0.0], "{}", dev.info());
+        assert_eq!(g.grad(v).unwrap(), vec![0.0, 0.0], "{}", dev.info());
+        assert_eq!(g.value(v).unwrap(), vec![3.0, 4.0], "{}", dev.info());
+    }
+}

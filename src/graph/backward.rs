@@ -41,6 +41,7 @@ fn fused_layer_vjp(
     k: usize,
     needs: &[bool],
     uses: &[usize],
+    keep: &[bool],
     written: &mut [bool],
     grad: impl Fn(usize) -> crate::backend::BufId,
 ) -> Option<Kernel> {
@@ -59,8 +60,8 @@ fn fused_layer_vjp(
         db: grad(bias),
         rows,
         cols,
-        acc_dx: nodes[xw].is_leaf() || written[xw],
-        acc_db: nodes[bias].is_leaf() || written[bias],
+        acc_dx: keep[xw] || written[xw],
+        acc_db: keep[bias] || written[bias],
     };
     written[z] = true;
     written[xw] = true;
@@ -71,7 +72,10 @@ fn fused_layer_vjp(
 impl Graph {
     /// The backward program from `loss`. `seeded`: the caller writes d(loss) itself (any shape,
     /// see `backward_from`); otherwise the loss must be a scalar and d(loss) = 1.
-    pub(super) fn backward_program(&mut self, loss: usize, seeded: bool) -> Result<ProgramId> {
+    /// `fresh`: the program stands for zero_grad + backward — leaf gradients are overwritten by
+    /// their first contribution and leaves it does not reach are zeroed, which saves a pass of
+    /// fills over every parameter gradient in a training step.
+    pub(super) fn backward_program(&mut self, loss: usize, seeded: bool, fresh: bool) -> Result<ProgramId> {
         let n = &self.nodes[loss];
         if !seeded && numel(&n.shape) != 1 {
             return Err(Error::NonScalarLoss {
@@ -95,7 +99,7 @@ impl Graph {
                 format!("'{}' is an input or parameter, not the result of an op", n.name),
             ));
         }
-        if let Some(&p) = self.backward_progs.get(&(loss, seeded)) {
+        if let Some(&p) = self.backward_progs.get(&(loss, seeded, fresh)) {
             return Ok(p);
         }
         let needs = reached(&self.nodes, loss);
@@ -110,13 +114,32 @@ impl Graph {
         let nodes = &self.nodes;
         let grad = |i: usize| nodes[i].grad.expect("every reached node got a gradient buffer above");
         let mut written = vec![false; nodes.len()];
+        // Gradients that add to what the buffer holds from earlier passes (leaves, unless fresh).
+        let keep: Vec<bool> = nodes.iter().map(|n| n.is_leaf() && !fresh).collect();
         let mut ks = Vec::new();
+        if fresh {
+            for n in nodes
+                .iter()
+                .enumerate()
+                .filter(|&(i, n)| n.is_leaf() && !needs[i])
+                .map(|(_, n)| n)
+            {
+                if let Some(g) = n.grad {
+                    ks.push(Kernel::Fill {
+                        out: g,
+                        len: numel(&n.shape),
+                        value: 0.0,
+                        acc: false,
+                    });
+                }
+            }
+        }
         if !seeded {
             ks.push(Kernel::Fill {
                 out: grad(loss),
                 len: 1,
                 value: 1.0,
-                acc: nodes[loss].is_leaf(),
+                acc: keep[loss],
             });
         }
         written[loss] = true;
@@ -128,7 +151,7 @@ impl Graph {
                 continue;
             }
             if fuse {
-                if let Some(k) = fused_layer_vjp(nodes, i, &needs, &uses, &mut written, grad) {
+                if let Some(k) = fused_layer_vjp(nodes, i, &needs, &uses, &keep, &mut written, grad) {
                     ks.push(k);
                     if let Op::Unary { x, .. } = nodes[i].op {
                         fused[x] = true;
@@ -153,7 +176,7 @@ impl Graph {
                         // The same node twice among one op's inputs (x·x) also accumulates.
                         let t = GradTarget {
                             buf: grad(j),
-                            acc: nodes[j].is_leaf() || written[j],
+                            acc: keep[j] || written[j],
                         };
                         written[j] = true;
                         t
@@ -172,7 +195,7 @@ impl Graph {
             ));
         }
         let p = self.exec.compile(ks)?;
-        self.backward_progs.insert((loss, seeded), p);
+        self.backward_progs.insert((loss, seeded, fresh), p);
         Ok(p)
     }
 

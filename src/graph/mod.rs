@@ -98,7 +98,7 @@ pub struct Graph {
     /// Inputs were written or nodes added since the last forward pass.
     dirty: bool,
     forward_prog: Option<ProgramId>,
-    backward_progs: HashMap<(usize, bool), ProgramId>,
+    backward_progs: HashMap<(usize, bool, bool), ProgramId>,
     zero_prog: Option<ProgramId>,
     optim: Option<OptimState>,
     /// Use fused kernels where the graph has their pattern.
@@ -691,7 +691,7 @@ impl Graph {
     /// the last one). Parameter gradients accumulate across calls until [`Graph::zero_grad`].
     pub fn backward(&mut self, loss: NodeId) -> Result<()> {
         let l = self.check(loss)?;
-        let bp = self.backward_program(l, false)?;
+        let bp = self.backward_program(l, false, false)?;
         let mut progs = self.pending_forward()?;
         progs.push(bp);
         self.exec.run(&progs)?;
@@ -716,7 +716,7 @@ impl Graph {
                 got: seed.len(),
             });
         }
-        let bp = self.backward_program(i, true)?;
+        let bp = self.backward_program(i, true, false)?;
         let g = self.nodes[i]
             .grad
             .expect("the backward program allocates the seed's gradient buffer");
@@ -869,11 +869,12 @@ impl Graph {
         if self.optim.is_none() {
             return Err(Error::NoOptimizer);
         }
-        let z = self.zero_program()?;
+        // The fresh backward overwrites every parameter gradient (zeroing unreached ones), so
+        // no separate zero_grad pass is needed.
         let f = self.forward_program()?;
-        let b = self.backward_program(l, false)?;
+        let b = self.backward_program(l, false, true)?;
         let o = self.optim_program()?;
-        self.exec.run(&[z, f, b, o])?;
+        self.exec.run(&[f, b, o])?;
         self.dirty = false;
         self.mark_grads(l);
         Ok(())
