@@ -1,5 +1,9 @@
 // Reductions along one axis, and their VJPs.
 //
+// Axes of at most 1024 elements use the `*_serial` variants: one thread per output element
+// walking the axis in order — no workgroup memory, no barriers, consecutive threads reading
+// consecutive addresses when inner > 1 (bias gradients). Longer axes use the tree below.
+//
 // The input is viewed as [outer, axis, inner] and reduced along the middle axis to
 // [outer, inner]. Forward: one workgroup of 256 threads per output element; each thread
 // folds a strided slice of the axis, then a fixed-order tree in workgroup memory combines
@@ -146,4 +150,43 @@ fn reduce_max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     let i = e % p.inner;
     let hit = u32(arg_in[o * p.inner + i]) == a;
     store(e, select(0.0, x[o * p.inner + i], hit));
+}
+
+// ---- Short axes: one thread per output element, a serial loop in axis order. ----
+
+fn base_of(o: u32) -> u32 {
+    return (o / max(p.inner, 1u)) * p.axis * p.inner + o % max(p.inner, 1u);
+}
+
+@compute @workgroup_size(256)
+fn reduce_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let o = flat(wid, nwg, lid);
+    if (o >= p.outer * p.inner) { return; }
+    let base = base_of(o);
+    var s = 0.0;
+    for (var a = 0u; a < p.axis; a++) {
+        s += x[base + a * p.inner];
+    }
+    if (MEAN != 0u) {
+        s = s / f32(p.axis);
+    }
+    store(o, s);
+}
+
+@compute @workgroup_size(256)
+fn reduce_max_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let o = flat(wid, nwg, lid);
+    if (o >= p.outer * p.inner) { return; }
+    let base = base_of(o);
+    var bv = x[base];
+    var bi = 0u;
+    for (var a = 1u; a < p.axis; a++) {
+        let v = x[base + a * p.inner];
+        if (better(v, a, bv, bi)) {
+            bv = v;
+            bi = a;
+        }
+    }
+    store(o, bv);
+    arg_out[o] = f32(bi);
 }

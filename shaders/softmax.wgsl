@@ -8,7 +8,10 @@
 //   4  out     storage, read_write  softmax / probabilities / d_x
 //   5  loss    storage, read_write  per-row loss (softmax_xent_forward)
 // Row kernels use one workgroup of 256 threads per row with fixed-order tree reductions in
-// workgroup memory (deterministic). Elementwise backward kernels use one thread per element.
+// workgroup memory (deterministic). Rows of at most 64 columns use the `*_rows` variants
+// instead: one thread per row, a serial loop, no workgroup memory and no barriers (a workgroup
+// per 10-class row would leave 246 of 256 threads idle and pay every barrier). Elementwise
+// backward kernels use one thread per element.
 
 struct Params {
     rows: u32,
@@ -144,4 +147,54 @@ fn softmax_xent_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     let c = i % p.cols;
     let onehot = select(0.0, 1.0, u32(labels[r]) == c);
     store(i, g[0] / f32(p.rows) * (x[i] - onehot));
+}
+
+// ---- Short rows: one thread per row. ----
+
+fn row_stats_serial(r: u32) -> vec2<f32> {
+    var m = -3.402823e38;
+    for (var c = 0u; c < p.cols; c++) {
+        m = max(m, x[r * p.cols + c]);
+    }
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        s += exp(x[r * p.cols + c] - m);
+    }
+    return vec2<f32>(m, s);
+}
+
+@compute @workgroup_size(256)
+fn softmax_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = flat(wid, nwg, lid);
+    if (r >= p.rows) { return; }
+    let st = row_stats_serial(r);
+    for (var c = 0u; c < p.cols; c++) {
+        out[r * p.cols + c] = exp(x[r * p.cols + c] - st.x) / st.y;
+    }
+}
+
+@compute @workgroup_size(256)
+fn softmax_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = flat(wid, nwg, lid);
+    if (r >= p.rows) { return; }
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        s += g[r * p.cols + c] * x[r * p.cols + c];
+    }
+    for (var c = 0u; c < p.cols; c++) {
+        let i = r * p.cols + c;
+        store(i, x[i] * (g[i] - s));
+    }
+}
+
+@compute @workgroup_size(256)
+fn softmax_xent_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = flat(wid, nwg, lid);
+    if (r >= p.rows) { return; }
+    let st = row_stats_serial(r);
+    for (var c = 0u; c < p.cols; c++) {
+        out[r * p.cols + c] = exp(x[r * p.cols + c] - st.x) / st.y;
+    }
+    let label = min(u32(labels[r]), p.cols - 1u);
+    loss[r] = st.x + log(st.y) - x[r * p.cols + label];
 }

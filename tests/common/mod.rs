@@ -196,6 +196,9 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
         }),
         case(tag("sum"), vec![vec![m, n]], -1.0, 1.0, |g, i| g.sum(i[0])),
         case(tag("mean"), vec![vec![m, n]], -1.0, 1.0, |g, i| g.mean(i[0])),
+        case(tag("max of all"), vec![vec![m, n]], -1.0, 1.0, |g, i| {
+            g.reduce(wgrad::ReduceOp::Max, i[0], None, false)
+        }),
         case(tag("detach+x"), vec![vec![m, n]], -1.0, 1.0, |g, i| {
             let d = g.detach(i[0])?;
             let sq = g.mul(d, i[0])?;

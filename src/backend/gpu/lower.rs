@@ -107,9 +107,22 @@ fn grid(n: usize, max_dim: u32) -> Result<[u32; 3]> {
     Ok([max as u32, y as u32, 1])
 }
 
+/// Reductions over at most this many elements run one thread per output (no barriers).
+const SERIAL_AXIS: usize = 1024;
+/// Softmax rows of at most this many columns run one thread per row.
+const SERIAL_ROW: usize = 64;
+
 pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch> {
     use Kernel::*;
     let elems = |len: usize| grid(len.div_ceil(256), max_dim);
+    // Softmax rows: a thread each when short, a workgroup each otherwise.
+    let row_groups = |rows: usize, cols: usize| {
+        if cols <= SERIAL_ROW {
+            elems(rows)
+        } else {
+            grid(rows, max_dim)
+        }
+    };
     let b = |acc: bool| acc as u32;
     let l = match *k {
         Fill { out, len, value, acc } => Launch {
@@ -287,11 +300,24 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             acc,
         } => {
             let params = vec![u(outer), u(axis), u(inner), b(acc)];
-            let groups = grid(outer * inner, max_dim)?;
+            // Short axes: a thread per output walks the axis (no barriers); long axes: a
+            // workgroup per output and a tree.
+            let serial = axis <= SERIAL_AXIS;
+            let groups = if serial {
+                elems(outer * inner)?
+            } else {
+                grid(outer * inner, max_dim)?
+            };
+            let entry = match (op == ReduceOp::Max, serial) {
+                (true, true) => "reduce_max_serial",
+                (true, false) => "reduce_max_forward",
+                (false, true) => "reduce_serial",
+                (false, false) => "reduce_forward",
+            };
             if op == ReduceOp::Max {
                 Launch {
                     shader: "reduce",
-                    entry: "reduce_max_forward",
+                    entry,
                     consts: vec![],
                     params,
                     binds: vec![(1, x, true), (2, arg, false), (3, out, false)],
@@ -300,7 +326,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             } else {
                 Launch {
                     shader: "reduce",
-                    entry: "reduce_forward",
+                    entry,
                     consts: vec![("MEAN", (op == ReduceOp::Mean) as u32 as f64)],
                     params,
                     binds: vec![(1, x, true), (3, out, false)],
@@ -342,11 +368,15 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
         }
         Softmax { x, out, rows, cols } => Launch {
             shader: "softmax",
-            entry: "softmax_forward",
+            entry: if cols <= SERIAL_ROW {
+                "softmax_forward_rows"
+            } else {
+                "softmax_forward"
+            },
             consts: vec![],
             params: vec![u(rows), u(cols), 0, 0],
             binds: vec![(1, x, true), (4, out, false)],
-            groups: grid(rows, max_dim)?,
+            groups: row_groups(rows, cols)?,
         },
         SoftmaxBackward {
             y,
@@ -357,11 +387,15 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             acc,
         } => Launch {
             shader: "softmax",
-            entry: "softmax_backward",
+            entry: if cols <= SERIAL_ROW {
+                "softmax_backward_rows"
+            } else {
+                "softmax_backward"
+            },
             consts: vec![],
             params: vec![u(rows), u(cols), b(acc), 0],
             binds: vec![(1, y, true), (3, g, true), (4, out, false)],
-            groups: grid(rows, max_dim)?,
+            groups: row_groups(rows, cols)?,
         },
         SoftmaxXent {
             logits,
@@ -372,7 +406,11 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             cols,
         } => Launch {
             shader: "softmax",
-            entry: "softmax_xent_forward",
+            entry: if cols <= SERIAL_ROW {
+                "softmax_xent_forward_rows"
+            } else {
+                "softmax_xent_forward"
+            },
             consts: vec![],
             params: vec![u(rows), u(cols), 0, 0],
             binds: vec![
@@ -381,7 +419,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                 (4, probs, false),
                 (5, loss_rows, false),
             ],
-            groups: grid(rows, max_dim)?,
+            groups: row_groups(rows, cols)?,
         },
         SoftmaxXentBackward {
             probs,
@@ -636,17 +674,44 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
             });
         }
     }
-    for op in ReduceOp::ALL {
-        ks.push(Kernel::Reduce {
-            op,
+    // Short and long rows / axes lower to different entry points.
+    for cols in [3, 1000] {
+        ks.push(Kernel::Softmax {
             x: 0,
             out: 1,
-            arg: 2,
-            outer: 2,
-            axis: 3,
-            inner: 1,
+            rows: 2,
+            cols,
+        });
+        ks.push(Kernel::SoftmaxBackward {
+            y: 0,
+            g: 1,
+            out: 2,
+            rows: 2,
+            cols,
             acc: false,
         });
+        ks.push(Kernel::SoftmaxXent {
+            logits: 0,
+            labels: 1,
+            probs: 2,
+            loss_rows: 3,
+            rows: 2,
+            cols,
+        });
+    }
+    for op in ReduceOp::ALL {
+        for axis in [3, 5000] {
+            ks.push(Kernel::Reduce {
+                op,
+                x: 0,
+                out: 1,
+                arg: 2,
+                outer: 2,
+                axis,
+                inner: 1,
+                acc: false,
+            });
+        }
         ks.push(Kernel::ReduceBackward {
             op,
             g: 0,
