@@ -43,12 +43,17 @@ fn store(i: u32, v: f32) {
     }
 }
 
+// Index of x[o, 0, i] for output o = (o_outer, i).
+fn base_of(o: u32) -> u32 {
+    return (o / max(p.inner, 1u)) * p.axis * p.inner + o % max(p.inner, 1u);
+}
+
 @compute @workgroup_size(256)
 fn reduce_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let o = wid.y * nwg.x + wid.x;   // output element (uniform across the workgroup)
     let total = p.outer * p.inner;
     let valid = o < total;
-    let base = (o / max(p.inner, 1u)) * p.axis * p.inner + o % max(p.inner, 1u);
+    let base = base_of(o);
     var s = 0.0;
     if (valid) {
         for (var a = lid; a < p.axis; a += 256u) {
@@ -91,7 +96,7 @@ fn reduce_max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let o = wid.y * nwg.x + wid.x;
     let total = p.outer * p.inner;
     let valid = o < total;
-    let base = (o / max(p.inner, 1u)) * p.axis * p.inner + o % max(p.inner, 1u);
+    let base = base_of(o);
     var bv = -3.402823e38;
     var bi = 0xffffffffu;
     if (valid) {
@@ -153,10 +158,6 @@ fn reduce_max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 }
 
 // ---- Short axes: one thread per output element, a serial loop in axis order. ----
-
-fn base_of(o: u32) -> u32 {
-    return (o / max(p.inner, 1u)) * p.axis * p.inner + o % max(p.inner, 1u);
-}
 
 @compute @workgroup_size(256)
 fn reduce_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -314,24 +314,21 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                 (false, true) => "reduce_serial",
                 (false, false) => "reduce_forward",
             };
-            if op == ReduceOp::Max {
-                Launch {
-                    shader: "reduce",
-                    entry,
-                    consts: vec![],
-                    params,
-                    binds: vec![(1, x, true), (2, arg, false), (3, out, false)],
-                    groups,
-                }
+            let (consts, binds) = if op == ReduceOp::Max {
+                (vec![], vec![(1, x, true), (2, arg, false), (3, out, false)])
             } else {
-                Launch {
-                    shader: "reduce",
-                    entry,
-                    consts: vec![("MEAN", (op == ReduceOp::Mean) as u32 as f64)],
-                    params,
-                    binds: vec![(1, x, true), (3, out, false)],
-                    groups,
-                }
+                (
+                    vec![("MEAN", (op == ReduceOp::Mean) as u32 as f64)],
+                    vec![(1, x, true), (3, out, false)],
+                )
+            };
+            Launch {
+                shader: "reduce",
+                entry,
+                consts,
+                params,
+                binds,
+                groups,
             }
         }
         ReduceBackward {
@@ -346,24 +343,27 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
         } => {
             let params = vec![u(outer), u(axis), u(inner), b(acc)];
             let groups = elems(outer * axis * inner)?;
-            if op == ReduceOp::Max {
-                Launch {
-                    shader: "reduce",
-                    entry: "reduce_max_backward",
-                    consts: vec![],
-                    params,
-                    binds: vec![(1, g, true), (3, out, false), (4, arg, true)],
-                    groups,
-                }
+            let (entry, consts, binds) = if op == ReduceOp::Max {
+                (
+                    "reduce_max_backward",
+                    vec![],
+                    vec![(1, g, true), (3, out, false), (4, arg, true)],
+                )
             } else {
-                Launch {
-                    shader: "reduce",
-                    entry: "reduce_backward",
-                    consts: vec![("MEAN", (op == ReduceOp::Mean) as u32 as f64)],
-                    params,
-                    binds: vec![(1, g, true), (3, out, false)],
-                    groups,
-                }
+                let mean = (op == ReduceOp::Mean) as u32 as f64;
+                (
+                    "reduce_backward",
+                    vec![("MEAN", mean)],
+                    vec![(1, g, true), (3, out, false)],
+                )
+            };
+            Launch {
+                shader: "reduce",
+                entry,
+                consts,
+                params,
+                binds,
+                groups,
             }
         }
         Softmax { x, out, rows, cols } => Launch {
