@@ -78,3 +78,31 @@ fn graphs_and_devices_move_between_threads() {
         assert_eq!(grad, vec![2.0, 4.0]);
     }
 }
+
+#[test]
+fn several_reads_may_be_in_flight_at_once() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let x = g.input("x", &[3]).unwrap();
+        let y = g.input("y", &[5]).unwrap();
+        g.write(x, &[1.0, 2.0, 3.0]).unwrap();
+        g.write(y, &[4.0; 5]).unwrap();
+        let a = g.value_async(x).unwrap();
+        let b = g.value_async(y).unwrap();
+        let dropped = g.value_async(x).unwrap();
+        drop(dropped);
+        assert_eq!(g.value(y).unwrap(), vec![4.0; 5], "a blocking read beside pending ones");
+        assert_eq!(pollster::block_on(b).unwrap(), vec![4.0; 5]);
+        assert_eq!(pollster::block_on(a).unwrap(), vec![1.0, 2.0, 3.0]);
+        let before = g.counters().buffers_created;
+        for _ in 0..5 {
+            assert_eq!(g.value(x).unwrap(), vec![1.0, 2.0, 3.0]);
+        }
+        assert_eq!(
+            g.counters().buffers_created,
+            before,
+            "{}: free staging buffers are reused",
+            dev.info()
+        );
+    }
+}

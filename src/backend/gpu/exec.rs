@@ -5,6 +5,7 @@ use super::lower::{lower, PARAM_SLOT};
 use super::GpuDevice;
 use crate::backend::{BufId, Counters, Executor, Kernel, ProgramId, ReadFuture, ReadInner};
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 struct Prepared {
@@ -30,7 +31,8 @@ pub(crate) struct GpuExecutor {
     dev: Arc<GpuDevice>,
     bufs: Vec<Option<Slot>>,
     programs: Vec<Option<Program>>,
-    staging: Option<wgpu::Buffer>,
+    /// Readback buffers; one is busy while a read (or an unawaited async read) holds it mapped.
+    staging: Vec<(wgpu::Buffer, Arc<AtomicBool>)>,
     counters: Counters,
 }
 
@@ -40,7 +42,7 @@ impl GpuExecutor {
             dev,
             bufs: Vec::new(),
             programs: Vec::new(),
-            staging: None,
+            staging: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -66,19 +68,30 @@ impl GpuExecutor {
         Ok(buf)
     }
 
-    /// Copies `len` floats of `id` into the staging buffer and submits; returns the staging buffer.
-    fn submit_copy(&mut self, id: BufId) -> Result<(wgpu::Buffer, u64)> {
+    /// Copies `len` floats of `id` into a free staging buffer and submits; returns that buffer
+    /// and its busy flag (set; the reader clears it once the buffer is unmapped).
+    fn submit_copy(&mut self, id: BufId) -> Result<(wgpu::Buffer, u64, Arc<AtomicBool>)> {
         let bytes = (self.slot(id).len * 4) as u64;
-        if self.staging.as_ref().is_none_or(|s| s.size() < bytes) {
-            let size = bytes.next_power_of_two().max(256);
-            let s = self.create_buffer(
-                size,
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                "readback staging",
-            )?;
-            self.staging = Some(s);
-        }
-        let staging = self.staging.clone().expect("staging buffer ensured above");
+        let free = self
+            .staging
+            .iter()
+            .position(|(b, busy)| b.size() >= bytes && !busy.load(Ordering::Acquire));
+        let (staging, busy) = match free {
+            Some(i) => self.staging[i].clone(),
+            None => {
+                let size = bytes.next_power_of_two().max(256);
+                let b = self.create_buffer(
+                    size,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    "readback staging",
+                )?;
+                // A free buffer that was too small is replaced; busy ones stay with their readers.
+                self.staging.retain(|(_, busy)| busy.load(Ordering::Acquire));
+                self.staging.push((b, Arc::new(AtomicBool::new(false))));
+                self.staging.last().expect("just pushed").clone()
+            }
+        };
+        busy.store(true, Ordering::Release);
         let dev = self.dev.clone();
         let src = self.slot(id).buffer.clone();
         dev.scoped("readback", || {
@@ -87,9 +100,10 @@ impl GpuExecutor {
             });
             enc.copy_buffer_to_buffer(&src, 0, &staging, 0, bytes);
             dev.queue.submit([enc.finish()]);
-        })?;
+        })
+        .inspect_err(|_| busy.store(false, Ordering::Release))?;
         self.counters.submissions += 1;
-        Ok((staging, bytes))
+        Ok((staging, bytes, busy))
     }
 }
 
@@ -110,6 +124,26 @@ pub struct PendingRead {
     staging: wgpu::Buffer,
     bytes: u64,
     state: Arc<Mutex<Option<std::result::Result<(), String>>>>,
+    busy: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl Drop for PendingRead {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Dropped unawaited: free the buffer if its mapping finished; a mapping still in flight
+        // keeps the buffer busy (it is not reused).
+        match self.state.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(Ok(())) => {
+                self.staging.unmap();
+                self.busy.store(false, Ordering::Release);
+            }
+            Some(Err(_)) => self.busy.store(false, Ordering::Release),
+            None => {}
+        }
+    }
 }
 
 impl PendingRead {
@@ -121,17 +155,22 @@ impl PendingRead {
                 detail: e.to_string(),
             }));
         }
-        match self.state.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(Ok(())) => std::task::Poll::Ready(copy_out(&self.staging, self.bytes)),
-            Some(Err(e)) => std::task::Poll::Ready(Err(Error::Gpu {
+        let outcome = self.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let ready = match outcome {
+            // The buffer is free again only once unmapped (copy_out unmaps).
+            Some(Ok(())) => copy_out(&self.staging, self.bytes),
+            Some(Err(e)) => Err(Error::Gpu {
                 during: "readback",
                 detail: e,
-            })),
+            }),
             None => {
                 cx.waker().wake_by_ref();
-                std::task::Poll::Pending
+                return std::task::Poll::Pending;
             }
-        }
+        };
+        self.done = true;
+        self.busy.store(false, Ordering::Release);
+        std::task::Poll::Ready(ready)
     }
 }
 
@@ -212,7 +251,7 @@ impl Executor for GpuExecutor {
     }
 
     fn read_f32(&mut self, buf: BufId) -> Result<Vec<f32>> {
-        let (staging, bytes) = self.submit_copy(buf)?;
+        let (staging, bytes, busy) = self.submit_copy(buf)?;
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
             let _ = tx.send(r.map_err(|e| e.to_string()));
@@ -232,20 +271,28 @@ impl Executor for GpuExecutor {
             match rx.recv_timeout(std::time::Duration::from_millis(1)) {
                 Ok(r) => break r,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => continue,
-                Err(_) => break Err("buffer mapping did not complete".to_string()),
+                // Still in flight: the buffer stays busy (it is not reused).
+                Err(_) => {
+                    return Err(Error::Gpu {
+                        during: "readback",
+                        detail: "buffer mapping did not complete".into(),
+                    })
+                }
             }
         };
-        match outcome {
+        let data = match outcome {
             Ok(()) => copy_out(&staging, bytes),
             Err(e) => Err(Error::Gpu {
                 during: "readback",
                 detail: e,
             }),
-        }
+        };
+        busy.store(false, Ordering::Release);
+        data
     }
 
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture> {
-        let (staging, bytes) = self.submit_copy(buf)?;
+        let (staging, bytes, busy) = self.submit_copy(buf)?;
         let state = Arc::new(Mutex::new(None));
         let s2 = state.clone();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
@@ -257,6 +304,8 @@ impl Executor for GpuExecutor {
                 staging,
                 bytes,
                 state,
+                busy,
+                done: false,
             }),
         })
     }
