@@ -245,27 +245,12 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
     }
     for axis in 0..2 {
         for keep in [false, true] {
-            v.push(case(
-                tag(&format!("sum_axis{axis} keep={keep}")),
-                vec![vec![m, n]],
-                -1.0,
-                1.0,
-                move |g, i| g.sum_axis(i[0], axis, keep),
-            ));
-            v.push(case(
-                tag(&format!("mean_axis{axis} keep={keep}")),
-                vec![vec![m, n]],
-                -1.0,
-                1.0,
-                move |g, i| g.mean_axis(i[0], axis, keep),
-            ));
-            v.push(case(
-                tag(&format!("max_axis{axis} keep={keep}")),
-                vec![vec![m, n]],
-                -1.0,
-                1.0,
-                move |g, i| g.max_axis(i[0], axis, keep),
-            ));
+            for op in wgrad::ReduceOp::ALL {
+                let name = tag(&format!("{}_axis{axis} keep={keep}", op.name()));
+                v.push(case(name, vec![vec![m, n]], -1.0, 1.0, move |g, i| {
+                    g.reduce(op, i[0], Some(axis), keep)
+                }));
+            }
         }
     }
     v
