@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_matmul -- --sizes 256,512,1024 --reps 10
-//!     [--device gpu|cpu|both] [--kernel auto|tiled|register|naive|both|all] [--json PATH]
+//!     [--device gpu|cpu|both] [--kernel auto|tiled|register|subgroup|naive|both|all] [--json PATH]
 //! ```
 //! Sizes are square (`1024`) or `MxKxN`. Flops: forward 2mkn, backward 4mkn, W1 = 6mkn.
 
@@ -22,7 +22,7 @@ struct Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_matmul [--sizes 256,512,1024|MxKxN,...] [--reps N] [--device gpu|cpu|both] [--kernel auto|tiled|register|naive|both|all] [--json PATH]");
+    eprintln!("usage: bench_matmul [--sizes 256,512,1024|MxKxN,...] [--reps N] [--device gpu|cpu|both] [--kernel auto|tiled|register|subgroup|naive|both|all] [--json PATH]");
     std::process::exit(2);
 }
 
@@ -66,7 +66,7 @@ fn parse_args() -> Args {
         i += 2;
     }
     if !["gpu", "cpu", "both"].contains(&a.device.as_str())
-        || !["auto", "tiled", "register", "naive", "both", "all"].contains(&a.kernel.as_str())
+        || !["auto", "tiled", "register", "subgroup", "naive", "both", "all"].contains(&a.kernel.as_str())
     {
         usage();
     }
@@ -158,11 +158,13 @@ fn main() {
             "naive" => vec![MatmulKernel::Naive],
             "tiled" => vec![MatmulKernel::Tiled],
             "register" => vec![MatmulKernel::Register],
+            "subgroup" => vec![MatmulKernel::Subgroup],
             "both" => vec![MatmulKernel::Auto, MatmulKernel::Naive],
             "all" => vec![
                 MatmulKernel::Auto,
                 MatmulKernel::Tiled,
                 MatmulKernel::Register,
+                MatmulKernel::Subgroup,
                 MatmulKernel::Naive,
             ],
             _ => vec![MatmulKernel::Auto],

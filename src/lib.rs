@@ -71,7 +71,9 @@ pub(crate) mod ops;
 pub mod optim;
 pub mod train;
 
-pub use backend::gpu::{enumerate_adapters, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, SHADERS};
+pub use backend::gpu::{
+    enumerate_adapters, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, SHADERS, SUBGROUP_SHADERS,
+};
 pub use backend::{BinaryOp, Counters, ReadFuture, ReduceOp, UnaryOp};
 pub use device::Device;
 pub use error::{Error, Result};

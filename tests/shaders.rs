@@ -9,7 +9,13 @@ fn every_shader_parses_and_validates() {
     for (name, src) in wgrad::SHADERS {
         let module =
             naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
-        Validator::new(ValidationFlags::all(), Capabilities::empty())
+        // Only the families listed as using subgroups may need that capability.
+        let caps = if wgrad::SUBGROUP_SHADERS.contains(name) {
+            Capabilities::SUBGROUP
+        } else {
+            Capabilities::empty()
+        };
+        Validator::new(ValidationFlags::all(), caps)
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
         assert!(!module.entry_points.is_empty(), "{name}.wgsl has no entry point");

@@ -2,23 +2,35 @@
 //! pipeline-overridable constants the code uses, is validated by naga with the capabilities a
 //! typical adapter has and written out as SPIR-V (Vulkan), MSL (Metal), HLSL (DX12) and
 //! GLSL ES 3.1 compute (GL). A failure names the shader, entry point, constants and target.
+//! Shader families that use subgroup operations (`SUBGROUP_SHADERS`) are validated with the
+//! `SUBGROUP` capability and written for the first versions that have them (SPIR-V 1.3, MSL
+//! 2.1, HLSL SM 6.0, GLSL ES 3.1 with `GL_KHR_shader_subgroup`).
 
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use naga::{Module, ShaderStage};
 
-/// Writes one entry point of a validated module in a target language.
-type Backend = fn(&Module, &ModuleInfo, &str) -> Result<(), String>;
+/// Writes one entry point of a validated module in a target language; `sg`: it uses subgroups.
+type Backend = fn(&Module, &ModuleInfo, &str, bool) -> Result<(), String>;
 
-fn validate(module: &Module) -> Result<ModuleInfo, String> {
-    // No optional capability: a shader needing one (f16, subgroups, f64) must be caught here.
-    Validator::new(ValidationFlags::all(), Capabilities::empty())
+fn validate(module: &Module, sg: bool) -> Result<ModuleInfo, String> {
+    // No other optional capability: a shader needing one (f16, f64, or subgroups outside the
+    // subgroup families) must be caught here.
+    let caps = if sg {
+        Capabilities::SUBGROUP
+    } else {
+        Capabilities::empty()
+    };
+    Validator::new(ValidationFlags::all(), caps)
         .validate(module)
         .map_err(|e| format!("{e:?}"))
 }
 
-fn spirv(m: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
-    let opts = naga::back::spv::Options::default();
+fn spirv(m: &Module, info: &ModuleInfo, entry: &str, sg: bool) -> Result<(), String> {
+    let mut opts = naga::back::spv::Options::default();
+    if sg {
+        opts.lang_version = (1, 3);
+    }
     let pipe = naga::back::spv::PipelineOptions {
         shader_stage: ShaderStage::Compute,
         entry_point: entry.into(),
@@ -28,7 +40,7 @@ fn spirv(m: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
         .map_err(|e| format!("{e:?}"))
 }
 
-fn msl(m: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
+fn msl(m: &Module, info: &ModuleInfo, entry: &str, _sg: bool) -> Result<(), String> {
     let opts = naga::back::msl::Options {
         lang_version: (2, 1),
         ..Default::default()
@@ -42,9 +54,13 @@ fn msl(m: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
         .map_err(|e| format!("{e:?}"))
 }
 
-fn hlsl(m: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
+fn hlsl(m: &Module, info: &ModuleInfo, entry: &str, sg: bool) -> Result<(), String> {
     let opts = naga::back::hlsl::Options {
-        shader_model: naga::back::hlsl::ShaderModel::V5_1,
+        shader_model: if sg {
+            naga::back::hlsl::ShaderModel::V6_0
+        } else {
+            naga::back::hlsl::ShaderModel::V5_1
+        },
         ..Default::default()
     };
     let pipe = naga::back::hlsl::PipelineOptions {
@@ -57,7 +73,7 @@ fn hlsl(m: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
         .map_err(|e| format!("{e:?}"))
 }
 
-fn glsl(m: &Module, info: &ModuleInfo, entry: &str) -> Result<(), String> {
+fn glsl(m: &Module, info: &ModuleInfo, entry: &str, _sg: bool) -> Result<(), String> {
     let opts = naga::back::glsl::Options {
         version: naga::back::glsl::Version::Embedded {
             version: 310,
@@ -102,7 +118,8 @@ fn every_entry_point_translates_to_every_backend() {
             .expect("variant names a listed shader");
         let module = naga::front::wgsl::parse_str(src)
             .unwrap_or_else(|e| panic!("{}.wgsl: {}", v.shader, e.emit_to_string(src)));
-        let info = validate(&module).unwrap_or_else(|e| panic!("{}.wgsl: {e}", v.shader));
+        let sg = wgrad::SUBGROUP_SHADERS.contains(&v.shader);
+        let info = validate(&module, sg).unwrap_or_else(|e| panic!("{}.wgsl: {e}", v.shader));
         let mut constants = PipelineConstants::default();
         for (k, val) in &v.constants {
             constants.insert(k.to_string(), *val);
@@ -115,7 +132,7 @@ fn every_entry_point_translates_to_every_backend() {
         )
         .unwrap_or_else(|e| panic!("{}::{} {:?}: overrides: {e:?}", v.shader, v.entry, v.constants));
         for (target, write) in &targets {
-            match write(&m, &i, v.entry) {
+            match write(&m, &i, v.entry, sg) {
                 Ok(()) => done += 1,
                 Err(e) => failures.push(format!(
                     "{}.wgsl::{} {:?} → {target}: {e}",

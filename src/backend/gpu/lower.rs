@@ -17,6 +17,9 @@ pub(crate) struct MatmulConfig {
     reg: Option<(u32, u32)>,
     /// Largest workgroup y extent a narrowed `matmul_reg` shape may use (adapter limit, ≤ 64).
     reg_max_y: u32,
+    /// Most subgroups per workgroup of the 8-wide subgroup kernel `matmul_sg` (0: not used),
+    /// which then runs every vec4-aligned shape.
+    sg_max: u32,
 }
 
 impl MatmulConfig {
@@ -24,8 +27,15 @@ impl MatmulConfig {
     /// pay per lane for each load and a context switch per barrier: they get `matmul_reg`, 16×4
     /// invocations (a 32×128 tile of C). Real GPUs get the classic 64×64 workgroup-memory tile
     /// (16×16 invocations, 8 KiB of workgroup memory); a device whose limits cannot hold that
-    /// falls back to `matmul_reg` with a shape that fits.
-    pub(super) fn choose(kernel: MatmulKernel, ty: wgpu::DeviceType, l: &wgpu::Limits) -> MatmulConfig {
+    /// falls back to `matmul_reg` with a shape that fits. CPU adapters whose subgroups are all 8
+    /// wide (`subgroup8`) run vec4-aligned shapes with `matmul_sg` instead, which shares op(A)
+    /// across the lanes with subgroup broadcasts (2–2.7× `matmul_reg` on llvmpipe).
+    pub(super) fn choose(
+        kernel: MatmulKernel,
+        ty: wgpu::DeviceType,
+        l: &wgpu::Limits,
+        subgroup8: bool,
+    ) -> MatmulConfig {
         let fits = |x: u32, y: u32, shared: u32| {
             x * y <= l.max_compute_invocations_per_workgroup
                 && x <= l.max_compute_workgroup_size_x
@@ -42,11 +52,35 @@ impl MatmulConfig {
             MatmulKernel::Auto if tiles_fit && ty != wgpu::DeviceType::Cpu => None,
             _ => reg,
         };
+        let use_sg = subgroup8
+            && reg.is_some()
+            && match kernel {
+                MatmulKernel::Subgroup => true,
+                MatmulKernel::Auto => ty == wgpu::DeviceType::Cpu,
+                _ => false,
+            };
+        let sg_max = [2, 1]
+            .into_iter()
+            .find(|&g| fits(8 * g, 1, 0))
+            .filter(|_| use_sg)
+            .unwrap_or(0);
         MatmulConfig {
             kernel,
             reg,
             reg_max_y: l.max_compute_workgroup_size_y.min(64),
+            sg_max,
         }
+    }
+
+    /// Subgroups per workgroup of `matmul_sg` for an m×n output: the most the device allows,
+    /// halved while that leaves fewer than 8 workgroups (the adapter spreads workgroups over
+    /// its cores).
+    fn sg_shape(&self, m: usize, n: usize) -> u32 {
+        let mut g = self.sg_max;
+        while g > 1 && n.div_ceil(64) * m.div_ceil(32 * g as usize) < 8 {
+            g /= 2;
+        }
+        g
     }
 
     /// Workgroup shape of `matmul_reg` / `matmul_reg_any` for an m×n output: the configured shape
@@ -105,6 +139,20 @@ fn grid(n: usize, max_dim: u32) -> Result<[u32; 3]> {
         });
     }
     Ok([max as u32, y as u32, 1])
+}
+
+/// Workgroup grid of a matmul with tw×th tiles of C.
+fn matmul_grid(m: usize, k: usize, n: usize, tw: usize, th: usize, max_dim: u32) -> Result<[u32; 3]> {
+    let (gx, gy) = (n.div_ceil(tw), m.div_ceil(th));
+    if gx > max_dim as usize || gy > max_dim as usize {
+        return Err(Error::LimitExceeded {
+            what: format!("matmul {m}×{k}·{k}×{n} dispatch"),
+            size: gx.max(gy) as u64,
+            limit_name: "max_compute_workgroups_per_dimension",
+            limit: max_dim as u64,
+        });
+    }
+    Ok([gx.max(1) as u32, gy.max(1) as u32, 1])
 }
 
 /// Reductions over at most this many elements run one thread per output (no barriers).
@@ -186,6 +234,17 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             // `matmul_reg_any` on llvmpipe (256×256×256 dB, 256×128×16 dB); from m = 512 on it is
             // as fast or faster (benches/NOTES.md).
             let vec4_ok = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
+            if mm.sg_max > 0 && vec4_ok {
+                let g = mm.sg_shape(m, n);
+                return Ok(Launch {
+                    shader: "matmul_sg",
+                    entry: "matmul_sg",
+                    consts: vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64), ("SGN", g as f64)],
+                    params: vec![u(m), u(k), u(n), b(acc)],
+                    binds: vec![(4, a, true), (5, bb, true), (3, out, false)],
+                    groups: matmul_grid(m, k, n, 64, 32 * g as usize, max_dim)?,
+                });
+            }
             let reg = match (mm.kernel, mm.reg) {
                 (MatmulKernel::Naive, _) => None,
                 (_, wg) => wg.map(|wg| mm.reg_shape(wg, m, n)),
@@ -203,16 +262,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                 ),
                 (_, None) => (64, 64, "matmul"),
             };
-            let gx = n.div_ceil(tw);
-            let gy = m.div_ceil(th);
-            if gx > max_dim as usize || gy > max_dim as usize {
-                return Err(Error::LimitExceeded {
-                    what: format!("matmul {m}×{k}·{k}×{n} dispatch"),
-                    size: gx.max(gy) as u64,
-                    limit_name: "max_compute_workgroups_per_dimension",
-                    limit: max_dim as u64,
-                });
-            }
+            let groups = matmul_grid(m, k, n, tw, th, max_dim)?;
             let mut consts = vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)];
             let binds = match reg {
                 Some((x, y)) => {
@@ -227,7 +277,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                 consts,
                 params: vec![u(m), u(k), u(n), b(acc)],
                 binds,
-                groups: [gx.max(1) as u32, gy.max(1) as u32, 1],
+                groups,
             }
         }
         Unary { op, x, out, len } => Launch {
@@ -784,11 +834,14 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
         MatmulKernel::Auto,
         MatmulKernel::Tiled,
         MatmulKernel::Register,
+        MatmulKernel::Subgroup,
         MatmulKernel::Naive,
     ] {
         for ty in [wgpu::DeviceType::Cpu, wgpu::DeviceType::DiscreteGpu] {
             for limits in [wgpu::Limits::default(), wgpu::Limits::downlevel_defaults()] {
-                configs.push(MatmulConfig::choose(kernel, ty, &limits));
+                for subgroup8 in [false, true] {
+                    configs.push(MatmulConfig::choose(kernel, ty, &limits, subgroup8));
+                }
             }
         }
     }

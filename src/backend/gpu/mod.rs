@@ -30,7 +30,13 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("loss", include_str!("../../../shaders/loss.wgsl")),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
     ("fused", include_str!("../../../shaders/fused.wgsl")),
+    ("matmul_sg", include_str!("../../../shaders/matmul_sg.wgsl")),
 ];
+
+/// The shader families in [`SHADERS`] that use subgroup operations: they are compiled only on
+/// devices created with [`wgpu::Features::SUBGROUP`] and validated with naga's `SUBGROUP`
+/// capability.
+pub const SUBGROUP_SHADERS: &[&str] = &["matmul_sg"];
 
 /// Options for opening a GPU device.
 #[derive(Clone, Debug, Default)]
@@ -52,8 +58,9 @@ pub struct GpuOptions {
 /// Which matmul kernel a device runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MatmulKernel {
-    /// Chosen per adapter class when the device is created: workgroup-memory tiles on GPUs,
-    /// the barrier-free register-blocked kernel on CPU-class adapters (llvmpipe, WARP).
+    /// Chosen per adapter class when the device is created: workgroup-memory tiles on GPUs;
+    /// on CPU-class adapters (llvmpipe, WARP) the barrier-free subgroup kernel where the
+    /// adapter has 8-wide subgroups and the shape is vec4-aligned, else the register-blocked one.
     #[default]
     Auto,
     /// Always the workgroup-memory tiled kernel (64×64 tiles, 4×4 outputs per thread), the
@@ -61,6 +68,11 @@ pub enum MatmulKernel {
     Tiled,
     /// Always the register-blocked kernel (8×8 outputs per invocation, no workgroup memory).
     Register,
+    /// The subgroup kernel for CPU-class adapters with 8-wide subgroups (32×8 outputs per
+    /// invocation, op(A) shared through `subgroupBroadcast`) for every vec4-aligned shape, the
+    /// register-blocked kernel for the others. Opening a device with this option fails when the
+    /// adapter has no 8-wide subgroups.
+    Subgroup,
     /// One output per thread, straight from global memory: the simple baseline.
     Naive,
 }
@@ -202,9 +214,32 @@ impl GpuDevice {
     ) -> Result<Arc<GpuDevice>> {
         let ai = adapter.get_info();
         let required_limits = limits.unwrap_or_else(|| adapter.limits());
+        // Subgroup operations are requested where the adapter has them; the subgroup matmul
+        // kernel is written for 8-wide subgroups and used only where every subgroup is 8 wide.
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
+        let subgroup8 = subgroups && ai.subgroup_min_size == 8 && ai.subgroup_max_size == 8;
+        if matmul == MatmulKernel::Subgroup && !subgroup8 {
+            return Err(Error::DeviceCreation(format!(
+                "{} ({:?}): MatmulKernel::Subgroup needs 8-wide subgroups; the adapter has {} \
+                 (sizes {}..={})",
+                ai.name,
+                ai.backend,
+                if subgroups {
+                    "subgroups"
+                } else {
+                    "no subgroup operations"
+                },
+                ai.subgroup_min_size,
+                ai.subgroup_max_size
+            )));
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
-            required_features: wgpu::Features::empty(),
+            required_features: if subgroups {
+                wgpu::Features::SUBGROUP
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits,
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -236,7 +271,7 @@ impl GpuDevice {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        let matmul = MatmulConfig::choose(matmul, ai.device_type, &device.limits());
+        let matmul = MatmulConfig::choose(matmul, ai.device_type, &device.limits(), subgroup8);
         Ok(Arc::new(GpuDevice {
             adapter,
             device,
