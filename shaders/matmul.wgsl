@@ -7,18 +7,20 @@
 //
 // Bindings (group 0):
 //   0  p    uniform Params
-//   1  a    storage, read
-//   2  b    storage, read
+//   1  a    storage, read (`matmul_naive` only)
+//   2  b    storage, read (`matmul_naive` only)
 //   3  c    storage, read_write
-//   4  av4  storage, read — A as array<vec4<f32>> (`matmul_reg` only)
-//   5  bv4  storage, read — B as array<vec4<f32>> (`matmul_reg` only)
+//   4  av4  storage, read — A as array<vec4<f32>> (the other kernels)
+//   5  bv4  storage, read — B as array<vec4<f32>> (the other kernels)
 //
 // `matmul` (real GPUs): a BM×BN tile of C per workgroup of (BN/TN)×(BM/TM) threads; each
-// thread keeps a TM×TN block of C in registers. Every BK-deep step stages a BK×BM slice of op(A)
-// and a BK×BN slice of op(B) in workgroup memory (both k-major, so the inner loop reads
-// contiguous vec4s), then does TM·TN multiply-adds per k. Loads are arranged so consecutive
-// threads read consecutive addresses for either orientation. Edges are zero-padded on load and
-// masked on store, so any m, k, n is correct.
+// thread keeps a TM×TN block of C (TM, TN = 4 or 8) in registers. Every BK-deep step stages a
+// BK×BM slice of op(A) and a BK×BN slice of op(B) in workgroup memory (both k-major, so the
+// inner loop reads vec4s: TM/4 + TN/4 workgroup-memory loads per TM·TN multiply-adds), with
+// vec4 loads from the buffers where the operand's contiguous dimension is a multiple of 4 (AV,
+// BV) and scalar loads otherwise; either way consecutive threads read consecutive addresses.
+// Tile sizes are override constants chosen per adapter class by the host (`MatmulTiles`).
+// Edges are zero-padded on load and masked on store, so any m, k, n is correct.
 // `matmul_reg` (CPU-like adapters such as llvmpipe, which run the invocations of a workgroup as
 // SIMD lanes, pay per lane for every buffer or workgroup-memory load and a coroutine switch per
 // barrier): no workgroup memory and no barriers. Each invocation computes an 8×8 block of C in
@@ -36,12 +38,17 @@
 override TA: u32 = 0u;
 override TB: u32 = 0u;
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
-const TM: u32 = 4u;
-const TN: u32 = 4u;
-const WG: u32 = 256u;  // (BM / TM) * (BN / TN)
+// `matmul` tile shape, set per adapter class by the host (see `MatmulTiles`): a BM×BN tile of C
+// per workgroup of (BN/TN)×(BM/TM) threads, BK-deep stages; TM, TN ∈ {4, 8}; BM, BN multiples
+// of 8 when TM, TN = 8. AV / BV: op(A) / op(B) may be loaded as vec4s along its contiguous
+// dimension (the host checks alignment: k % 4 for A, n % 4 for B, m % 4 for a transposed A...).
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+override TM: u32 = 4u;
+override TN: u32 = 4u;
+override AV: u32 = 0u;
+override BV: u32 = 0u;
 
 struct Params {
     m: u32,
@@ -55,8 +62,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-var<workgroup> As: array<vec4<f32>, 256>;  // [BK][BM / 4]
-var<workgroup> Bs: array<vec4<f32>, 256>;  // [BK][BN / 4]
+var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;  // [BK][BM / 4]: four rows of op(A) at one k
+var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // [BK][BN / 4]: four columns of op(B) at one k
 
 fn a_at(row: u32, col: u32) -> f32 {
     if (row >= p.m || col >= p.k) { return 0.0; }
@@ -70,73 +77,148 @@ fn b_at(row: u32, col: u32) -> f32 {
     return b[row * p.n + col];
 }
 
-@compute @workgroup_size(16, 16)
+// Element e of A / B, read through the vec4 views (the tile kernel binds only those).
+fn a_el(e: u32) -> f32 {
+    return av4[e / 4u][e % 4u];
+}
+
+fn b_el(e: u32) -> f32 {
+    return bv4[e / 4u][e % 4u];
+}
+
+@compute @workgroup_size(BN / TN, BM / TM)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let m = p.m;
+    let k = p.k;
+    let n = p.n;
+    let nt = (BN / TN) * (BM / TM);  // threads per workgroup
     let row0 = wid.y * BM;
     let col0 = wid.x * BN;
-    let tr = lid3.y;  // this thread's rows: row0 + tr*TM .. +TM
-    let tc = lid3.x;  // this thread's cols: col0 + tc*TN .. +TN
-    var acc: array<vec4<f32>, 4>;  // TM rows of TN columns
+    let bm4 = BM / 4u;
+    let bn4 = BN / 4u;
+    // This thread's outputs: row groups tr and tr + BM/8 (TM = 8) of four rows each, column
+    // groups tc and tc + BN/8 (TN = 8) of four columns each, so that neighbouring threads read
+    // neighbouring vec4s of Bs. acc[(4u·u + i)·2 + v]: row i of row group u, column group v.
+    let tr = lid3.y;
+    let tc = lid3.x;
+    var acc: array<vec4<f32>, 16>;
 
-    for (var t = 0u; t < p.k; t += BK) {
-        // Stage op(A)[row0.., t..] as As[kk][r]: 4 scalars per thread, one vec4 of rows.
-        {
-            var kk: u32;
-            var r4: u32;
-            if (TA != 0u) {
-                // A stored k×m: consecutive threads take consecutive rows (contiguous).
-                r4 = lid % (BM / 4u);
-                kk = lid / (BM / 4u);
-            } else {
-                // A stored m×k: consecutive threads take consecutive k (contiguous).
-                kk = lid % BK;
-                r4 = lid / BK;
+    for (var t = 0u; t < k; t += BK) {
+        // Stage op(A)[row0 .. row0+BM, t .. t+BK] into As[kk][r / 4][r % 4], zero past the edges.
+        if (AV != 0u && TA == 0u) {
+            // A stored m×k, k % 4 == 0: vec4 loads along k, consecutive threads along k.
+            for (var s = lid; s < BM * BK / 4u; s += nt) {
+                let kq = s % (BK / 4u);
+                let r = s / (BK / 4u);
+                let row = row0 + r;
+                let kk = t + 4u * kq;
+                var v = vec4<f32>();
+                if (row < m && kk < k) { v = av4[(row * k + kk) / 4u]; }
+                let base = 4u * kq * bm4 + r / 4u;
+                let comp = r % 4u;
+                As[base][comp] = v.x;
+                As[base + bm4][comp] = v.y;
+                As[base + 2u * bm4][comp] = v.z;
+                As[base + 3u * bm4][comp] = v.w;
             }
-            let r = r4 * 4u;
-            As[kk * (BM / 4u) + r4] = vec4<f32>(
-                a_at(row0 + r, t + kk), a_at(row0 + r + 1u, t + kk),
-                a_at(row0 + r + 2u, t + kk), a_at(row0 + r + 3u, t + kk));
+        } else if (AV != 0u) {
+            // A stored k×m, m % 4 == 0: one vec4 of four rows per load, straight into As.
+            for (var s = lid; s < BM * BK / 4u; s += nt) {
+                let r4 = s % bm4;
+                let kk = s / bm4;
+                var v = vec4<f32>();
+                if (row0 + 4u * r4 < m && t + kk < k) { v = av4[((t + kk) * m + row0 + 4u * r4) / 4u]; }
+                As[kk * bm4 + r4] = v;
+            }
+        } else {
+            // Unaligned: scalar loads, consecutive threads along the contiguous dimension.
+            for (var s = lid; s < BM * BK; s += nt) {
+                var r: u32;
+                var kk: u32;
+                if (TA != 0u) { r = s % BM; kk = s / BM; } else { kk = s % BK; r = s / BK; }
+                let row = row0 + r;
+                let kr = t + kk;
+                var x = 0.0;
+                if (row < m && kr < k) { x = a_el(select(row * k + kr, kr * m + row, TA != 0u)); }
+                As[kk * bm4 + r / 4u][r % 4u] = x;
+            }
         }
-        {
-            var kk: u32;
-            var c4: u32;
-            if (TB != 0u) {
-                kk = lid % BK;
-                c4 = lid / BK;
-            } else {
-                c4 = lid % (BN / 4u);
-                kk = lid / (BN / 4u);
+        // Stage op(B)[t .. t+BK, col0 .. col0+BN] into Bs[kk][c / 4][c % 4].
+        if (BV != 0u && TB == 0u) {
+            // B stored k×n, n % 4 == 0: one vec4 of four columns per load.
+            for (var s = lid; s < BN * BK / 4u; s += nt) {
+                let c4 = s % bn4;
+                let kk = s / bn4;
+                var v = vec4<f32>();
+                if (col0 + 4u * c4 < n && t + kk < k) { v = bv4[((t + kk) * n + col0 + 4u * c4) / 4u]; }
+                Bs[kk * bn4 + c4] = v;
             }
-            let cc = c4 * 4u;
-            Bs[kk * (BN / 4u) + c4] = vec4<f32>(
-                b_at(t + kk, col0 + cc), b_at(t + kk, col0 + cc + 1u),
-                b_at(t + kk, col0 + cc + 2u), b_at(t + kk, col0 + cc + 3u));
+        } else if (BV != 0u) {
+            // B stored n×k, k % 4 == 0: vec4 loads along k.
+            for (var s = lid; s < BN * BK / 4u; s += nt) {
+                let kq = s % (BK / 4u);
+                let cc = s / (BK / 4u);
+                let col = col0 + cc;
+                let kk = t + 4u * kq;
+                var v = vec4<f32>();
+                if (col < n && kk < k) { v = bv4[(col * k + kk) / 4u]; }
+                let base = 4u * kq * bn4 + cc / 4u;
+                let comp = cc % 4u;
+                Bs[base][comp] = v.x;
+                Bs[base + bn4][comp] = v.y;
+                Bs[base + 2u * bn4][comp] = v.z;
+                Bs[base + 3u * bn4][comp] = v.w;
+            }
+        } else {
+            for (var s = lid; s < BN * BK; s += nt) {
+                var cc: u32;
+                var kk: u32;
+                if (TB != 0u) { kk = s % BK; cc = s / BK; } else { cc = s % BN; kk = s / BN; }
+                let col = col0 + cc;
+                let kr = t + kk;
+                var x = 0.0;
+                if (col < n && kr < k) { x = b_el(select(kr * n + col, col * k + kr, TB != 0u)); }
+                Bs[kk * bn4 + cc / 4u][cc % 4u] = x;
+            }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            let av = As[kk * (BM / 4u) + tr];
-            let bv = Bs[kk * (BN / 4u) + tc];
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+            let a0 = As[kk * bm4 + tr];
+            let b0 = Bs[kk * bn4 + tc];
+            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
+            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
+            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
+            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
+            if (TN == 8u) {
+                let b1 = Bs[kk * bn4 + tc + BN / 8u];
+                acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
+                acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
+                acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
+                acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
+            }
+            if (TM == 8u) {
+                let a1 = As[kk * bm4 + tr + BM / 8u];
+                acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
+                acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
+                acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
+                acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
+                if (TN == 8u) {
+                    let b1 = Bs[kk * bn4 + tc + BN / 8u];
+                    acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
+                    acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
+                    acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
+                    acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
+                }
+            }
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < TM; i++) {
-        let row = row0 + tr * TM + i;
-        if (row >= p.m) { break; }
-        let v = acc[i];
-        for (var j = 0u; j < TN; j++) {
-            let col = col0 + tc * TN + j;
-            if (col < p.n) {
-                let idx = row * p.n + col;
-                if (p.acc != 0u) {
-                    c[idx] = c[idx] + v[j];
-                } else {
-                    c[idx] = v[j];
-                }
+    for (var u = 0u; u < TM / 4u; u++) {
+        for (var i = 0u; i < 4u; i++) {
+            let row = row0 + 4u * (tr + u * (BM / 8u)) + i;
+            for (var v = 0u; v < TN / 4u; v++) {
+                put4(row, col0 + 4u * (tc + v * (BN / 8u)), acc[(4u * u + i) * 2u + v]);
             }
         }
     }

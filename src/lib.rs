@@ -72,7 +72,7 @@ pub mod optim;
 pub mod train;
 
 pub use backend::gpu::{
-    enumerate_adapters, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, SHADERS, SUBGROUP_SHADERS,
+    enumerate_adapters, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, MatmulTiles, SHADERS, SUBGROUP_SHADERS,
 };
 pub use backend::{BinaryOp, Counters, ReadFuture, ReduceOp, UnaryOp};
 pub use device::Device;

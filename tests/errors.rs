@@ -216,6 +216,34 @@ fn small_device_limits_are_respected() {
 }
 
 #[test]
+fn bad_matmul_tiles_are_refused_when_the_device_opens() {
+    use wgrad::MatmulTiles;
+    let limits = wgrad::wgpu::Limits::downlevel_defaults();
+    let t = |bm, bn, bk, tm, tn| MatmulTiles { bm, bn, bk, tm, tn };
+    for (tiles, why) in [
+        (t(64, 64, 16, 5, 4), "tm and tn must be 4 or 8"),
+        (t(60, 64, 16, 8, 4), "multiple of tm"),
+        (t(64, 64, 6, 4, 4), "bk must be"),
+        (t(256, 256, 8, 4, 4), "workgroup exceeds"),
+        (t(128, 128, 32, 8, 8), "workgroup memory"),
+    ] {
+        let e = tiles.check(&limits).unwrap_err();
+        assert!(e.to_string().contains(why), "{tiles:?}: {e}");
+    }
+    assert!(MatmulTiles::LARGE.check(&limits).is_ok());
+    assert!(MatmulTiles::SMALL.check(&limits).is_ok());
+    if gpu().is_none() {
+        return;
+    }
+    let e = Device::gpu_with(&GpuOptions {
+        tiles: Some(t(64, 64, 16, 3, 4)),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(matches!(&e, Error::InvalidArgument { .. }), "{e:?}");
+}
+
+#[test]
 fn device_selection_errors_are_clear() {
     let e = Device::from_name("tpu").unwrap_err();
     assert!(e.to_string().contains("expected auto, gpu or cpu"), "{e}");

@@ -91,21 +91,33 @@ fn every_matmul_kernel_matches_cpu() {
         }
         _ => false,
     };
-    for kernel in [
-        wgrad::MatmulKernel::Tiled,
-        wgrad::MatmulKernel::Register,
-        wgrad::MatmulKernel::Subgroup,
-        wgrad::MatmulKernel::Naive,
+    use wgrad::{MatmulKernel, MatmulTiles};
+    // The tile kernel with both tables' shapes and a mixed one (8×4 per thread, 4-deep slices).
+    let mixed = MatmulTiles {
+        bm: 32,
+        bn: 16,
+        bk: 4,
+        tm: 8,
+        tn: 4,
+    };
+    for (kernel, tiles) in [
+        (MatmulKernel::Tiled, Some(MatmulTiles::SMALL)),
+        (MatmulKernel::Tiled, Some(MatmulTiles::LARGE)),
+        (MatmulKernel::Tiled, Some(mixed)),
+        (MatmulKernel::Register, None),
+        (MatmulKernel::Subgroup, None),
+        (MatmulKernel::Naive, None),
     ] {
         let mut opts = wgrad::GpuOptions {
             matmul: kernel,
+            tiles,
             ..Default::default()
         };
         if std::env::var("WGRAD_TEST_LIMITS").as_deref() == Ok("downlevel") {
             opts.limits = Some(wgrad::wgpu::Limits::downlevel_defaults());
         }
         let dev = match Device::gpu_with(&opts) {
-            Err(e) if kernel == wgrad::MatmulKernel::Subgroup && !subgroup8 => {
+            Err(e) if kernel == MatmulKernel::Subgroup && !subgroup8 => {
                 eprintln!("matmul kernel {kernel:?} not tested: {e}");
                 continue;
             }
@@ -126,6 +138,8 @@ fn every_matmul_kernel_matches_cpu() {
             (8, 516, 4),
             (132, 12, 68),
             (260, 12, 10),
+            (136, 40, 264),
+            (129, 37, 131),
         ];
         for (i, &(m, k, n)) in shapes.iter().enumerate() {
             let c = &op_cases(m, k, n)[0];
@@ -133,7 +147,7 @@ fn every_matmul_kernel_matches_cpu() {
             let (data, r) = case_data(300 + i as u64, &c.shapes, m * n, c.lo, c.hi);
             let want = run_case(&cpu, &c.shapes, &data, &r, &c.build).unwrap();
             let got = run_case(&dev, &c.shapes, &data, &r, &c.build).unwrap();
-            let what = format!("{kernel:?} {}", c.name);
+            let what = format!("{kernel:?} {tiles:?} {}", c.name);
             assert_close(&got.value, &want.value, 1e-4, 1e-3, &format!("{what} forward"));
             assert_close(&got.grads[0], &want.grads[0], 1e-4, 1e-3, &format!("{what} dA"));
             assert_close(&got.grads[1], &want.grads[1], 1e-4, 1e-3, &format!("{what} dB"));

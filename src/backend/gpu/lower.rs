@@ -2,7 +2,7 @@
 //! point, override constants, parameter words, bindings, grid), with the matmul kernel shapes
 //! chosen per adapter class.
 
-use super::MatmulKernel;
+use super::{MatmulKernel, MatmulTiles};
 use crate::backend::{Bcast, BufId, Kernel, OptimRule, ReduceOp};
 use crate::error::{Error, Result};
 
@@ -20,7 +20,13 @@ pub(crate) struct MatmulConfig {
     /// Most subgroups per workgroup of the 8-wide subgroup kernel `matmul_sg` (0: not used),
     /// which then runs every vec4-aligned shape.
     sg_max: u32,
+    /// Tile shapes of the workgroup-memory kernel: for outputs of at least `BIG_GROUPS` large
+    /// tiles, and for the others.
+    tiles: (MatmulTiles, MatmulTiles),
 }
+
+/// Outputs that make at least this many large tiles use them (a large GPU has ~100 cores).
+const BIG_GROUPS: usize = 128;
 
 impl MatmulConfig {
     /// CPU adapters (llvmpipe, SwiftShader, WARP) run a workgroup's invocations as SIMD lanes and
@@ -35,6 +41,7 @@ impl MatmulConfig {
         ty: wgpu::DeviceType,
         l: &wgpu::Limits,
         subgroup8: bool,
+        tiles: Option<MatmulTiles>,
     ) -> MatmulConfig {
         let fits = |x: u32, y: u32, shared: u32| {
             x * y <= l.max_compute_invocations_per_workgroup
@@ -45,7 +52,15 @@ impl MatmulConfig {
         let reg = [(16, 4), (8, 4), (4, 2), (1, 1)]
             .into_iter()
             .find(|&(x, y)| fits(x, y, 0));
-        let tiles_fit = fits(16, 16, 8192);
+        // Tile table: discrete GPUs take large tiles for large outputs; every other class, and
+        // every output too small to fill a large GPU with large tiles, the small ones.
+        let small = MatmulTiles::SMALL;
+        let large = match ty {
+            wgpu::DeviceType::DiscreteGpu if MatmulTiles::LARGE.check(l).is_ok() => MatmulTiles::LARGE,
+            _ => small,
+        };
+        let tiles = tiles.map_or((large, small), |t| (t, t));
+        let tiles_fit = tiles.0.check(l).is_ok() && tiles.1.check(l).is_ok();
         let reg = match kernel {
             MatmulKernel::Register | MatmulKernel::Naive => reg,
             MatmulKernel::Tiled if tiles_fit => None,
@@ -69,6 +84,7 @@ impl MatmulConfig {
             reg,
             reg_max_y: l.max_compute_workgroup_size_y.min(64),
             sg_max,
+            tiles,
         }
     }
 
@@ -249,6 +265,12 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                 (MatmulKernel::Naive, _) => None,
                 (_, wg) => wg.map(|wg| mm.reg_shape(wg, m, n)),
             };
+            let big = mm.tiles.0;
+            let tile = if n.div_ceil(big.bn as usize) * m.div_ceil(big.bm as usize) >= BIG_GROUPS {
+                big
+            } else {
+                mm.tiles.1
+            };
             let (tw, th, entry) = match (mm.kernel, reg) {
                 (MatmulKernel::Naive, _) => (16, 16, "matmul_naive"),
                 (_, Some((x, y))) => (
@@ -260,16 +282,31 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                         "matmul_reg_any"
                     },
                 ),
-                (_, None) => (64, 64, "matmul"),
+                (_, None) => (tile.bn as usize, tile.bm as usize, "matmul"),
             };
             let groups = matmul_grid(m, k, n, tw, th, max_dim)?;
             let mut consts = vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)];
-            let binds = match reg {
-                Some((x, y)) => {
+            let binds = match (mm.kernel, reg) {
+                (MatmulKernel::Naive, _) => vec![(1, a, true), (2, bb, true), (3, out, false)],
+                (_, Some((x, y))) => {
                     consts.extend([("RWX", x as f64), ("RWY", y as f64)]);
                     vec![(4, a, true), (5, bb, true), (3, out, false)]
                 }
-                None => vec![(1, a, true), (2, bb, true), (3, out, false)],
+                (_, None) => {
+                    // vec4 loads along each operand's contiguous dimension where it is aligned.
+                    let av = if ta { m % 4 == 0 } else { k % 4 == 0 };
+                    let bv = if tb { k % 4 == 0 } else { n % 4 == 0 };
+                    consts.extend([
+                        ("BM", tile.bm as f64),
+                        ("BN", tile.bn as f64),
+                        ("BK", tile.bk as f64),
+                        ("TM", tile.tm as f64),
+                        ("TN", tile.tn as f64),
+                        ("AV", av as u32 as f64),
+                        ("BV", bv as u32 as f64),
+                    ]);
+                    vec![(4, a, true), (5, bb, true), (3, out, false)]
+                }
             };
             Launch {
                 shader: "matmul",
@@ -840,7 +877,10 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
         for ty in [wgpu::DeviceType::Cpu, wgpu::DeviceType::DiscreteGpu] {
             for limits in [wgpu::Limits::default(), wgpu::Limits::downlevel_defaults()] {
                 for subgroup8 in [false, true] {
-                    configs.push(MatmulConfig::choose(kernel, ty, &limits, subgroup8));
+                    configs.push(MatmulConfig::choose(kernel, ty, &limits, subgroup8, None));
+                }
+                for tiles in [MatmulTiles::LARGE, MatmulTiles::SMALL] {
+                    configs.push(MatmulConfig::choose(kernel, ty, &limits, false, Some(tiles)));
                 }
             }
         }

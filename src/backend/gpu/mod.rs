@@ -53,6 +53,91 @@ pub struct GpuOptions {
     pub limits: Option<wgpu::Limits>,
     /// Matmul kernel family; chosen per adapter class unless set.
     pub matmul: MatmulKernel,
+    /// Tile shape of the workgroup-memory matmul kernel. `None`: per adapter class
+    /// ([`MatmulTiles::LARGE`] for large outputs on discrete GPUs, [`MatmulTiles::SMALL`]
+    /// otherwise). A shape the device cannot run is refused when the device is opened.
+    pub tiles: Option<MatmulTiles>,
+}
+
+/// Tile shape of the workgroup-memory matmul kernel (`matmul` in `shaders/matmul.wgsl`): a
+/// `bm`×`bn` tile of C per workgroup of (`bn`/`tn`)×(`bm`/`tm`) threads, each computing a
+/// `tm`×`tn` block, staging `bk`-deep slices of both operands in workgroup memory. The values
+/// become pipeline-overridable constants, so tuning them needs no shader edit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulTiles {
+    /// Rows of C per workgroup (a multiple of `tm`).
+    pub bm: u32,
+    /// Columns of C per workgroup (a multiple of `tn`).
+    pub bn: u32,
+    /// Depth of each staged slice (a multiple of 4).
+    pub bk: u32,
+    /// Rows per thread: 4 or 8.
+    pub tm: u32,
+    /// Columns per thread: 4 or 8.
+    pub tn: u32,
+}
+
+impl MatmulTiles {
+    /// 128×128 tiles, 8×8 per thread, 8-deep slices: 256 threads, 8 KiB of workgroup memory,
+    /// 64 multiply-adds per 4 workgroup-memory loads. For large outputs on discrete GPUs.
+    pub const LARGE: MatmulTiles = MatmulTiles {
+        bm: 128,
+        bn: 128,
+        bk: 8,
+        tm: 8,
+        tn: 8,
+    };
+    /// 64×64 tiles, 4×4 per thread, 16-deep slices: 256 threads, 8 KiB. More workgroups for
+    /// the same output, for smaller GPUs and smaller outputs.
+    pub const SMALL: MatmulTiles = MatmulTiles {
+        bm: 64,
+        bn: 64,
+        bk: 16,
+        tm: 4,
+        tn: 4,
+    };
+
+    /// Workgroup shape (x along n, y along m).
+    pub fn workgroup(&self) -> (u32, u32) {
+        (self.bn / self.tn, self.bm / self.tm)
+    }
+
+    /// Workgroup memory used, in bytes.
+    pub fn shared_bytes(&self) -> u32 {
+        4 * self.bk * (self.bm + self.bn)
+    }
+
+    /// Checks the shape rules and the device limits; the error names the rule broken.
+    pub fn check(&self, l: &wgpu::Limits) -> Result<()> {
+        let bad = |why: String| Err(Error::arg("matmul tiles", format!("{self:?}: {why}")));
+        if ![4, 8].contains(&self.tm) || ![4, 8].contains(&self.tn) {
+            return bad("tm and tn must be 4 or 8".into());
+        }
+        if self.bm == 0 || self.bn == 0 || !self.bm.is_multiple_of(self.tm) || !self.bn.is_multiple_of(self.tn) {
+            return bad("bm must be a positive multiple of tm, bn of tn".into());
+        }
+        if self.bk == 0 || !self.bk.is_multiple_of(4) {
+            return bad("bk must be a positive multiple of 4".into());
+        }
+        let (x, y) = self.workgroup();
+        if x > l.max_compute_workgroup_size_x
+            || y > l.max_compute_workgroup_size_y
+            || x * y > l.max_compute_invocations_per_workgroup
+        {
+            return bad(format!(
+                "a {x}×{y} workgroup exceeds the device's limits ({}×{}, {} invocations)",
+                l.max_compute_workgroup_size_x, l.max_compute_workgroup_size_y, l.max_compute_invocations_per_workgroup
+            ));
+        }
+        if self.shared_bytes() > l.max_compute_workgroup_storage_size {
+            return bad(format!(
+                "{} bytes of workgroup memory exceed max_compute_workgroup_storage_size ({})",
+                self.shared_bytes(),
+                l.max_compute_workgroup_storage_size
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Which matmul kernel a device runs.
@@ -203,7 +288,7 @@ impl GpuDevice {
             }
             None => adapters.into_iter().next().expect("checked non-empty above"),
         };
-        Self::from_adapter(adapter, opts.limits.clone(), opts.matmul)
+        Self::open_on(adapter, opts)
     }
 
     /// Creates the device on a given adapter, with the adapter's own limits unless `limits` is set.
@@ -212,6 +297,20 @@ impl GpuDevice {
         limits: Option<wgpu::Limits>,
         matmul: MatmulKernel,
     ) -> Result<Arc<GpuDevice>> {
+        Self::open_on(
+            adapter,
+            &GpuOptions {
+                limits,
+                matmul,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Creates the device on a given adapter with `opts`' limits, matmul kernel and tiles (its
+    /// backend and adapter-name fields are not used).
+    pub fn open_on(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Arc<GpuDevice>> {
+        let (limits, matmul) = (opts.limits.clone(), opts.matmul);
         let ai = adapter.get_info();
         let required_limits = limits.unwrap_or_else(|| adapter.limits());
         // Subgroup operations are requested where the adapter has them; the subgroup matmul
@@ -271,7 +370,10 @@ impl GpuDevice {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        let matmul = MatmulConfig::choose(matmul, ai.device_type, &device.limits(), subgroup8);
+        if let Some(t) = &opts.tiles {
+            t.check(&device.limits())?;
+        }
+        let matmul = MatmulConfig::choose(matmul, ai.device_type, &device.limits(), subgroup8, opts.tiles);
         Ok(Arc::new(GpuDevice {
             adapter,
             device,
