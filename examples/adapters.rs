@@ -35,4 +35,9 @@ fn main() {
         "wgrad picks [0] {} ({:?}): adapters are ranked discrete > integrated > virtual > software, native APIs before GL",
         best.name, best.backend
     );
+    match wgrad::Device::gpu() {
+        Ok(wgrad::Device::Gpu(g)) => println!("matmul kernels on it: {}", g.matmul_kernels()),
+        Ok(_) => {}
+        Err(e) => println!("opening it failed: {e}"),
+    }
 }

@@ -6,23 +6,25 @@
 //!
 //! ```text
 //! cargo run --release --example bench_matmul -- --sizes 256,512,1024 --reps 10
-//!     [--device gpu|cpu|both] [--kernel auto|tiled|register|subgroup|naive|both|all] [--json PATH]
+//!     [--device gpu|cpu|both] [--kernel auto|tiled|register|subgroup|naive|both|all]
+//!     [--tiles BMxBNxBKxTMxTN,...] [--json PATH]
 //! ```
 //! Sizes are square (`1024`) or `MxKxN`. Flops: forward 2mkn, backward 4mkn, W1 = 6mkn.
 
 use std::time::Instant;
-use wgrad::{Device, GpuOptions, Graph, MatmulKernel, NodeId};
+use wgrad::{Device, GpuOptions, Graph, MatmulKernel, MatmulTiles, NodeId};
 
 struct Args {
     sizes: Vec<(usize, usize, usize)>,
     reps: usize,
     device: String,
     kernel: String,
+    tiles: Vec<MatmulTiles>,
     json: Option<String>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_matmul [--sizes 256,512,1024|MxKxN,...] [--reps N] [--device gpu|cpu|both] [--kernel auto|tiled|register|subgroup|naive|both|all] [--json PATH]");
+    eprintln!("usage: bench_matmul [--sizes 256,512,1024|MxKxN,...] [--reps N] [--device gpu|cpu|both] [--kernel auto|tiled|register|subgroup|naive|both|all] [--tiles BMxBNxBKxTMxTN,...] [--json PATH]");
     std::process::exit(2);
 }
 
@@ -32,6 +34,7 @@ fn parse_args() -> Args {
         reps: 10,
         device: "both".into(),
         kernel: "auto".into(),
+        tiles: Vec::new(),
         json: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +62,21 @@ fn parse_args() -> Args {
             "--reps" => a.reps = need().parse().ok().filter(|&r| r > 0).unwrap_or_else(|| usage()),
             "--device" => a.device = need(),
             "--kernel" => a.kernel = need(),
+            "--tiles" => {
+                a.tiles = need()
+                    .split(',')
+                    .map(|s| {
+                        let d: Vec<u32> = s
+                            .split('x')
+                            .map(|v| v.trim().parse().unwrap_or_else(|_| usage()))
+                            .collect();
+                        match d[..] {
+                            [bm, bn, bk, tm, tn] => MatmulTiles { bm, bn, bk, tm, tn },
+                            _ => usage(),
+                        }
+                    })
+                    .collect()
+            }
             "--json" => a.json = Some(need()),
             "--help" | "-h" => usage(),
             _ => usage(),
@@ -169,12 +187,20 @@ fn main() {
             ],
             _ => vec![MatmulKernel::Auto],
         };
-        for k in kernels {
+        // `--tiles`: the tile kernel once per given tile shape (to tune them on a new adapter).
+        let mut runs: Vec<(MatmulKernel, Option<MatmulTiles>)> = kernels.into_iter().map(|k| (k, None)).collect();
+        runs.extend(args.tiles.iter().map(|&t| (MatmulKernel::Tiled, Some(t))));
+        for (k, tiles) in runs {
+            let name = match tiles {
+                Some(t) => format!("gpu-tiled-{}x{}x{}x{}x{}", t.bm, t.bn, t.bk, t.tm, t.tn),
+                None => format!("gpu-{}", format!("{k:?}").to_lowercase()),
+            };
             match Device::gpu_with(&GpuOptions {
                 matmul: k,
+                tiles,
                 ..Default::default()
             }) {
-                Ok(d) => backends.push((format!("gpu-{}", format!("{k:?}").to_lowercase()), d)),
+                Ok(d) => backends.push((name, d)),
                 Err(e) => {
                     eprintln!("error: {e}");
                     std::process::exit(1);
@@ -182,6 +208,11 @@ fn main() {
             }
         }
         println!("GPU: {}", backends[0].1.info());
+        for (name, d) in &backends {
+            if let Device::Gpu(g) = d {
+                println!("  {name}: {}", g.matmul_kernels());
+            }
+        }
     }
     let cpu = Device::cpu();
     println!("CPU: {}", cpu.info());

@@ -405,6 +405,12 @@ impl GpuDevice {
         &self.adapter
     }
 
+    /// The matmul kernels this device runs (chosen from its adapter class, limits and options),
+    /// in one line.
+    pub fn matmul_kernels(&self) -> String {
+        self.matmul.describe()
+    }
+
     /// Pipelines compiled on this device so far (each is compiled once and cached).
     pub fn pipelines_compiled(&self) -> u64 {
         self.pipelines_compiled.load(Ordering::Relaxed)
