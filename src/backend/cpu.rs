@@ -252,6 +252,7 @@ pub fn unary_value<T: Real>(op: UnaryOp, x: T) -> T {
 
 /// `dst[i] = f(src[i])`, with the choice of f outside the loop so each loop vectorises.
 #[inline(always)]
+#[inline(always)]
 pub fn unary_map<T: Real>(op: UnaryOp, src: &[T], dst: &mut [T]) {
     // Plain indexed loops (bounds made equal up front): iterator adapters would be separate
     // functions, compiled outside the AVX2 build of the executor.
@@ -272,6 +273,50 @@ pub fn unary_map<T: Real>(op: UnaryOp, src: &[T], dst: &mut [T]) {
             for i in 0..n {
                 dst[i] = unary_value(op, src[i]);
             }
+        }
+    }
+}
+
+/// Fused layer forward over `rows` rows: z = xw + bias (per column), y = f(z), in one pass.
+#[inline(always)]
+fn bias_act<T: Real>(f: impl Fn(T) -> T, xw: &[T], bias: &[T], z: &mut [T], y: &mut [T], rows: usize, cols: usize) {
+    let bias = &bias[..cols];
+    for r in 0..rows {
+        let s = r * cols..(r + 1) * cols;
+        let (xw, z, y) = (&xw[s.clone()], &mut z[s.clone()], &mut y[s]);
+        for c in 0..cols {
+            let v = xw[c] + bias[c];
+            z[c] = v;
+            y[c] = f(v);
+        }
+    }
+}
+
+/// Fused layer VJP over `rows` rows: d = g · f'(z) (from z and the saved y) is written to `dz`,
+/// written or added to `dx`, and summed per column into `sums`. Row slices and the derivative
+/// chosen outside the loop keep the inner loop a straight, vectorisable pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bias_act_vjp<T: Real>(
+    deriv: impl Fn(T, T) -> T,
+    z: &[T],
+    y: &[T],
+    g: &[T],
+    dz: &mut [T],
+    dx: &mut [T],
+    sums: &mut [T],
+    (rows, cols, acc_dx): (usize, usize, bool),
+) {
+    let sums = &mut sums[..cols];
+    for r in 0..rows {
+        let s = r * cols..(r + 1) * cols;
+        let (z, y, g) = (&z[s.clone()], &y[s.clone()], &g[s.clone()]);
+        let (dz, dx) = (&mut dz[s.clone()], &mut dx[s]);
+        for c in 0..cols {
+            let d = g[c] * deriv(z[c], y[c]);
+            dz[c] = d;
+            dx[c] = if acc_dx { dx[c] + d } else { d };
+            sums[c] += d;
         }
     }
 }
@@ -745,13 +790,12 @@ impl<T: Real> CpuExecutor<T> {
             } => {
                 let mut zv = std::mem::take(&mut self.bufs[z]);
                 let (xb, bb) = (&self.bufs[xw], &self.bufs[bias]);
-                for r in 0..rows {
-                    let row = r * cols..(r + 1) * cols;
-                    for ((zi, &xi), &bi) in zv[row.clone()].iter_mut().zip(&xb[row.clone()]).zip(bb) {
-                        *zi = xi + bi;
-                    }
+                let (zs, ys) = (&mut zv[..], &mut o[..]);
+                match op {
+                    UnaryOp::Sigmoid => bias_act(|z| T::one() / (T::one() + (-z).exp()), xb, bb, zs, ys, rows, cols),
+                    UnaryOp::Tanh => bias_act(|z| z.tanh(), xb, bb, zs, ys, rows, cols),
+                    _ => bias_act(|z| unary_value(op, z), xb, bb, zs, ys, rows, cols),
                 }
-                unary_map(op, &zv[..rows * cols], &mut o[..rows * cols]);
                 self.bufs[z] = zv;
             }
             BiasActBackward {
@@ -771,14 +815,12 @@ impl<T: Real> CpuExecutor<T> {
                 let mut dbv = std::mem::take(&mut self.bufs[db]);
                 let (zb, yb, gb) = (&self.bufs[z], &self.bufs[y], &self.bufs[g]);
                 let mut sums = vec![T::zero(); cols];
-                for r in 0..rows {
-                    for (c, sum) in sums.iter_mut().enumerate() {
-                        let i = r * cols + c;
-                        let d = gb[i] * unary_derivative(op, zb[i], yb[i]);
-                        o[i] = d;
-                        put(&mut dxv[i], d, acc_dx);
-                        *sum += d;
-                    }
+                let (dz, dxs, sm) = (&mut o[..], &mut dxv[..], &mut sums[..]);
+                let shape = (rows, cols, acc_dx);
+                match op {
+                    UnaryOp::Sigmoid => bias_act_vjp(|_, y| y * (T::one() - y), zb, yb, gb, dz, dxs, sm, shape),
+                    UnaryOp::Tanh => bias_act_vjp(|_, y| T::one() - y * y, zb, yb, gb, dz, dxs, sm, shape),
+                    _ => bias_act_vjp(|x, y| unary_derivative(op, x, y), zb, yb, gb, dz, dxs, sm, shape),
                 }
                 for (v, s) in dbv.iter_mut().zip(sums) {
                     put(v, s, acc_db);
