@@ -252,7 +252,6 @@ pub fn unary_value<T: Real>(op: UnaryOp, x: T) -> T {
 
 /// `dst[i] = f(src[i])`, with the choice of f outside the loop so each loop vectorises.
 #[inline(always)]
-#[inline(always)]
 pub fn unary_map<T: Real>(op: UnaryOp, src: &[T], dst: &mut [T]) {
     // Plain indexed loops (bounds made equal up front): iterator adapters would be separate
     // functions, compiled outside the AVX2 build of the executor.
