@@ -12,6 +12,11 @@
 //   3  c    storage, read_write
 //   4  av4  storage, read — A as array<vec4<f32>> (the other kernels)
 //   5  bv4  storage, read — B as array<vec4<f32>> (the other kernels)
+//   6  bias storage, read — b (`matmul_bias_act` only)
+//   7  zo   storage, read_write — Z = C + b (`matmul_bias_act` only)
+//   8  yo   storage, read_write — H = f(Z) (`matmul_bias_act` only)
+// All but 1 and 2 are declared in matmul_common.wgsl, which the crate embeds in front of this
+// file, with the stores `put4` and `put4_bias_act`.
 //
 // `matmul` (real GPUs): a BM×BN tile of C per workgroup of (BN/TN)×(BM/TM) threads; each
 // thread keeps a TM×TN block of C (TM, TN = 4 or 8) in registers. Every BK-deep step stages a
@@ -21,6 +26,8 @@
 // BV) and scalar loads otherwise; either way consecutive threads read consecutive addresses.
 // Tile sizes are override constants chosen per adapter class by the host (`MatmulTiles`).
 // Edges are zero-padded on load and masked on store, so any m, k, n is correct.
+// `matmul_bias_act`: `matmul` with the epilogue of the layer pattern H = f(XW + b): it writes
+// C = XW and also Z = C + b and H = f(Z), replacing a bias-activation kernel.
 // `matmul_reg` (CPU-like adapters such as llvmpipe, which run the invocations of a workgroup as
 // SIMD lanes, pay per lane for every buffer or workgroup-memory load and a coroutine switch per
 // barrier): no workgroup memory and no barriers. Each invocation computes an 8×8 block of C in
@@ -49,18 +56,13 @@ override TM: u32 = 4u;
 override TN: u32 = 4u;
 override AV: u32 = 0u;
 override BV: u32 = 0u;
+override RWX: u32 = 16u;  // `matmul_reg` workgroup shape (invocations along n, along m)
+override RWY: u32 = 4u;
+// (Every override is declared before the override-sized workgroup arrays below, ACT in
+// matmul_common.wgsl included: naga 30 fails to process overrides declared after them.)
 
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    acc: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
 var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;  // [BK][BM / 4]: four rows of op(A) at one k
 var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // [BK][BN / 4]: four columns of op(B) at one k
@@ -86,8 +88,8 @@ fn b_el(e: u32) -> f32 {
     return bv4[e / 4u][e % 4u];
 }
 
-@compute @workgroup_size(BN / TN, BM / TM)
-fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+// This thread's TM×TN block of op(A)·op(B), as laid out below (acc).
+fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> array<vec4<f32>, 16> {
     let m = p.m;
     let k = p.k;
     let n = p.n;
@@ -213,12 +215,32 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
         }
         workgroupBarrier();
     }
+    return acc;
+}
 
+// C (+)= op(A)·op(B).
+@compute @workgroup_size(BN / TN, BM / TM)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let acc = tile_block(wid, lid3, lid);
     for (var u = 0u; u < TM / 4u; u++) {
         for (var i = 0u; i < 4u; i++) {
-            let row = row0 + 4u * (tr + u * (BM / 8u)) + i;
+            let row = wid.y * BM + 4u * (lid3.y + u * (BM / 8u)) + i;
             for (var v = 0u; v < TN / 4u; v++) {
-                put4(row, col0 + 4u * (tc + v * (BN / 8u)), acc[(4u * u + i) * 2u + v]);
+                put4(row, wid.x * BN + 4u * (lid3.x + v * (BN / 8u)), acc[(4u * u + i) * 2u + v]);
+            }
+        }
+    }
+}
+
+// The fused layer forward (TA = TB = 0): C = A·B, Z = C + b, H = f(Z) in one pass.
+@compute @workgroup_size(BN / TN, BM / TM)
+fn matmul_bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let acc = tile_block(wid, lid3, lid);
+    for (var u = 0u; u < TM / 4u; u++) {
+        for (var i = 0u; i < 4u; i++) {
+            let row = wid.y * BM + 4u * (lid3.y + u * (BM / 8u)) + i;
+            for (var v = 0u; v < TN / 4u; v++) {
+                put4_bias_act(row, wid.x * BN + 4u * (lid3.x + v * (BN / 8u)), acc[(4u * u + i) * 2u + v]);
             }
         }
     }
@@ -238,23 +260,6 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
         c[idx] = c[idx] + s;
     } else {
         c[idx] = s;
-    }
-}
-
-override RWX: u32 = 16u;  // `matmul_reg` workgroup shape (invocations along n, along m)
-override RWY: u32 = 4u;
-
-@group(0) @binding(4) var<storage, read> av4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> bv4: array<vec4<f32>>;
-
-// Stores (or adds) four consecutive outputs of row `row` from column `col`, masked to C.
-fn put4(row: u32, col: u32, x: vec4<f32>) {
-    if (row >= p.m) { return; }
-    for (var j = 0u; j < 4u; j++) {
-        if (col + j < p.n) {
-            let idx = row * p.n + col + j;
-            if (p.acc != 0u) { c[idx] = c[idx] + x[j]; } else { c[idx] = x[j]; }
-        }
     }
 }
 

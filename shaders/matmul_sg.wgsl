@@ -2,11 +2,7 @@
 // forward and both VJPs through TA / TB exactly as in matmul.wgsl (op(A) m×k, op(B) k×n, C m×n,
 // row-major; a transposed operand is stored k×m resp. n×k and read in place).
 //
-// Bindings (group 0), as `matmul_reg`:
-//   0  p    uniform Params
-//   3  c    storage, read_write
-//   4  av4  storage, read — A as array<vec4<f32>>
-//   5  bv4  storage, read — B as array<vec4<f32>>
+// Embedded after matmul_common.wgsl (Params, bindings 0 and 3–8, the stores).
 //
 // Why a subgroup kernel: a software adapter runs the invocations of a subgroup as the lanes of
 // one SIMD register and turns every storage load with a per-lane address into a loop over the
@@ -27,40 +23,20 @@
 // past the edge are clamped on load and masked on store; every subgroup runs the same loop, so
 // the broadcasts are never in divergent control flow.
 // The inner step is written out by hand (loops over register arrays are not unrolled there).
+// `matmul_sg_bias_act` is the same kernel with the epilogue of the layer pattern H = f(XW + b):
+// it writes C = XW and also Z = C + b and H = f(Z), replacing a bias-activation kernel.
 
 override TA: u32 = 0u;
 override TB: u32 = 0u;
 override SGN: u32 = 2u;  // subgroups per workgroup
 
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    acc: u32,
+// First row and first column of this invocation's 32×8 block of C.
+fn sg_origin(wid: vec3<u32>, sg: u32, lane: u32) -> vec2<u32> {
+    return vec2<u32>((wid.y * SGN + sg) * 32u, (wid.x * 8u + lane) * 8u);
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<storage, read> av4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> bv4: array<vec4<f32>>;
-
-// Stores (or adds) four consecutive outputs of row `row` from column `col`, masked to C.
-fn put4(row: u32, col: u32, x: vec4<f32>) {
-    if (row >= p.m) { return; }
-    for (var j = 0u; j < 4u; j++) {
-        if (col + j < p.n) {
-            let idx = row * p.n + col + j;
-            if (p.acc != 0u) { c[idx] = c[idx] + x[j]; } else { c[idx] = x[j]; }
-        }
-    }
-}
-
-@compute @workgroup_size(8u * SGN)
-fn matmul_sg(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(subgroup_id) sg: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
+// This invocation's 32×8 block of op(A)·op(B): element 2i + v holds row i, columns 4v .. 4v+4.
+fn sg_block(wid: vec3<u32>, sg: u32, lane: u32) -> array<vec4<f32>, 64> {
     let m = p.m;
     let n = p.n;
     let k4 = p.k / 4u;
@@ -268,36 +244,100 @@ fn matmul_sg(
         c31_1 = fma(vec4<f32>(a31.x), b0_1, c31_1); c31_1 = fma(vec4<f32>(a31.y), b1_1, c31_1); c31_1 = fma(vec4<f32>(a31.z), b2_1, c31_1); c31_1 = fma(vec4<f32>(a31.w), b3_1, c31_1);
     }
 
-    put4(row0 + 0u, j0, c0_0); put4(row0 + 0u, j0 + 4u, c0_1);
-    put4(row0 + 1u, j0, c1_0); put4(row0 + 1u, j0 + 4u, c1_1);
-    put4(row0 + 2u, j0, c2_0); put4(row0 + 2u, j0 + 4u, c2_1);
-    put4(row0 + 3u, j0, c3_0); put4(row0 + 3u, j0 + 4u, c3_1);
-    put4(row0 + 4u, j0, c4_0); put4(row0 + 4u, j0 + 4u, c4_1);
-    put4(row0 + 5u, j0, c5_0); put4(row0 + 5u, j0 + 4u, c5_1);
-    put4(row0 + 6u, j0, c6_0); put4(row0 + 6u, j0 + 4u, c6_1);
-    put4(row0 + 7u, j0, c7_0); put4(row0 + 7u, j0 + 4u, c7_1);
-    put4(row0 + 8u, j0, c8_0); put4(row0 + 8u, j0 + 4u, c8_1);
-    put4(row0 + 9u, j0, c9_0); put4(row0 + 9u, j0 + 4u, c9_1);
-    put4(row0 + 10u, j0, c10_0); put4(row0 + 10u, j0 + 4u, c10_1);
-    put4(row0 + 11u, j0, c11_0); put4(row0 + 11u, j0 + 4u, c11_1);
-    put4(row0 + 12u, j0, c12_0); put4(row0 + 12u, j0 + 4u, c12_1);
-    put4(row0 + 13u, j0, c13_0); put4(row0 + 13u, j0 + 4u, c13_1);
-    put4(row0 + 14u, j0, c14_0); put4(row0 + 14u, j0 + 4u, c14_1);
-    put4(row0 + 15u, j0, c15_0); put4(row0 + 15u, j0 + 4u, c15_1);
-    put4(row0 + 16u, j0, c16_0); put4(row0 + 16u, j0 + 4u, c16_1);
-    put4(row0 + 17u, j0, c17_0); put4(row0 + 17u, j0 + 4u, c17_1);
-    put4(row0 + 18u, j0, c18_0); put4(row0 + 18u, j0 + 4u, c18_1);
-    put4(row0 + 19u, j0, c19_0); put4(row0 + 19u, j0 + 4u, c19_1);
-    put4(row0 + 20u, j0, c20_0); put4(row0 + 20u, j0 + 4u, c20_1);
-    put4(row0 + 21u, j0, c21_0); put4(row0 + 21u, j0 + 4u, c21_1);
-    put4(row0 + 22u, j0, c22_0); put4(row0 + 22u, j0 + 4u, c22_1);
-    put4(row0 + 23u, j0, c23_0); put4(row0 + 23u, j0 + 4u, c23_1);
-    put4(row0 + 24u, j0, c24_0); put4(row0 + 24u, j0 + 4u, c24_1);
-    put4(row0 + 25u, j0, c25_0); put4(row0 + 25u, j0 + 4u, c25_1);
-    put4(row0 + 26u, j0, c26_0); put4(row0 + 26u, j0 + 4u, c26_1);
-    put4(row0 + 27u, j0, c27_0); put4(row0 + 27u, j0 + 4u, c27_1);
-    put4(row0 + 28u, j0, c28_0); put4(row0 + 28u, j0 + 4u, c28_1);
-    put4(row0 + 29u, j0, c29_0); put4(row0 + 29u, j0 + 4u, c29_1);
-    put4(row0 + 30u, j0, c30_0); put4(row0 + 30u, j0 + 4u, c30_1);
-    put4(row0 + 31u, j0, c31_0); put4(row0 + 31u, j0 + 4u, c31_1);
+    return array<vec4<f32>, 64>(
+        c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1,
+        c4_0, c4_1, c5_0, c5_1, c6_0, c6_1, c7_0, c7_1,
+        c8_0, c8_1, c9_0, c9_1, c10_0, c10_1, c11_0, c11_1,
+        c12_0, c12_1, c13_0, c13_1, c14_0, c14_1, c15_0, c15_1,
+        c16_0, c16_1, c17_0, c17_1, c18_0, c18_1, c19_0, c19_1,
+        c20_0, c20_1, c21_0, c21_1, c22_0, c22_1, c23_0, c23_1,
+        c24_0, c24_1, c25_0, c25_1, c26_0, c26_1, c27_0, c27_1,
+        c28_0, c28_1, c29_0, c29_1, c30_0, c30_1, c31_0, c31_1,
+    );
+}
+
+// C (+)= op(A)·op(B).
+@compute @workgroup_size(8u * SGN)
+fn matmul_sg(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let t = sg_block(wid, sg, lane);
+    let o = sg_origin(wid, sg, lane);
+    put4(o.x + 0u, o.y, t[0]); put4(o.x + 0u, o.y + 4u, t[1]);
+    put4(o.x + 1u, o.y, t[2]); put4(o.x + 1u, o.y + 4u, t[3]);
+    put4(o.x + 2u, o.y, t[4]); put4(o.x + 2u, o.y + 4u, t[5]);
+    put4(o.x + 3u, o.y, t[6]); put4(o.x + 3u, o.y + 4u, t[7]);
+    put4(o.x + 4u, o.y, t[8]); put4(o.x + 4u, o.y + 4u, t[9]);
+    put4(o.x + 5u, o.y, t[10]); put4(o.x + 5u, o.y + 4u, t[11]);
+    put4(o.x + 6u, o.y, t[12]); put4(o.x + 6u, o.y + 4u, t[13]);
+    put4(o.x + 7u, o.y, t[14]); put4(o.x + 7u, o.y + 4u, t[15]);
+    put4(o.x + 8u, o.y, t[16]); put4(o.x + 8u, o.y + 4u, t[17]);
+    put4(o.x + 9u, o.y, t[18]); put4(o.x + 9u, o.y + 4u, t[19]);
+    put4(o.x + 10u, o.y, t[20]); put4(o.x + 10u, o.y + 4u, t[21]);
+    put4(o.x + 11u, o.y, t[22]); put4(o.x + 11u, o.y + 4u, t[23]);
+    put4(o.x + 12u, o.y, t[24]); put4(o.x + 12u, o.y + 4u, t[25]);
+    put4(o.x + 13u, o.y, t[26]); put4(o.x + 13u, o.y + 4u, t[27]);
+    put4(o.x + 14u, o.y, t[28]); put4(o.x + 14u, o.y + 4u, t[29]);
+    put4(o.x + 15u, o.y, t[30]); put4(o.x + 15u, o.y + 4u, t[31]);
+    put4(o.x + 16u, o.y, t[32]); put4(o.x + 16u, o.y + 4u, t[33]);
+    put4(o.x + 17u, o.y, t[34]); put4(o.x + 17u, o.y + 4u, t[35]);
+    put4(o.x + 18u, o.y, t[36]); put4(o.x + 18u, o.y + 4u, t[37]);
+    put4(o.x + 19u, o.y, t[38]); put4(o.x + 19u, o.y + 4u, t[39]);
+    put4(o.x + 20u, o.y, t[40]); put4(o.x + 20u, o.y + 4u, t[41]);
+    put4(o.x + 21u, o.y, t[42]); put4(o.x + 21u, o.y + 4u, t[43]);
+    put4(o.x + 22u, o.y, t[44]); put4(o.x + 22u, o.y + 4u, t[45]);
+    put4(o.x + 23u, o.y, t[46]); put4(o.x + 23u, o.y + 4u, t[47]);
+    put4(o.x + 24u, o.y, t[48]); put4(o.x + 24u, o.y + 4u, t[49]);
+    put4(o.x + 25u, o.y, t[50]); put4(o.x + 25u, o.y + 4u, t[51]);
+    put4(o.x + 26u, o.y, t[52]); put4(o.x + 26u, o.y + 4u, t[53]);
+    put4(o.x + 27u, o.y, t[54]); put4(o.x + 27u, o.y + 4u, t[55]);
+    put4(o.x + 28u, o.y, t[56]); put4(o.x + 28u, o.y + 4u, t[57]);
+    put4(o.x + 29u, o.y, t[58]); put4(o.x + 29u, o.y + 4u, t[59]);
+    put4(o.x + 30u, o.y, t[60]); put4(o.x + 30u, o.y + 4u, t[61]);
+    put4(o.x + 31u, o.y, t[62]); put4(o.x + 31u, o.y + 4u, t[63]);
+}
+
+// The fused layer forward: C = A·B, Z = C + b, H = f(Z) in one pass (TA = TB = 0).
+@compute @workgroup_size(8u * SGN)
+fn matmul_sg_bias_act(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let t = sg_block(wid, sg, lane);
+    let o = sg_origin(wid, sg, lane);
+    put4_bias_act(o.x + 0u, o.y, t[0]); put4_bias_act(o.x + 0u, o.y + 4u, t[1]);
+    put4_bias_act(o.x + 1u, o.y, t[2]); put4_bias_act(o.x + 1u, o.y + 4u, t[3]);
+    put4_bias_act(o.x + 2u, o.y, t[4]); put4_bias_act(o.x + 2u, o.y + 4u, t[5]);
+    put4_bias_act(o.x + 3u, o.y, t[6]); put4_bias_act(o.x + 3u, o.y + 4u, t[7]);
+    put4_bias_act(o.x + 4u, o.y, t[8]); put4_bias_act(o.x + 4u, o.y + 4u, t[9]);
+    put4_bias_act(o.x + 5u, o.y, t[10]); put4_bias_act(o.x + 5u, o.y + 4u, t[11]);
+    put4_bias_act(o.x + 6u, o.y, t[12]); put4_bias_act(o.x + 6u, o.y + 4u, t[13]);
+    put4_bias_act(o.x + 7u, o.y, t[14]); put4_bias_act(o.x + 7u, o.y + 4u, t[15]);
+    put4_bias_act(o.x + 8u, o.y, t[16]); put4_bias_act(o.x + 8u, o.y + 4u, t[17]);
+    put4_bias_act(o.x + 9u, o.y, t[18]); put4_bias_act(o.x + 9u, o.y + 4u, t[19]);
+    put4_bias_act(o.x + 10u, o.y, t[20]); put4_bias_act(o.x + 10u, o.y + 4u, t[21]);
+    put4_bias_act(o.x + 11u, o.y, t[22]); put4_bias_act(o.x + 11u, o.y + 4u, t[23]);
+    put4_bias_act(o.x + 12u, o.y, t[24]); put4_bias_act(o.x + 12u, o.y + 4u, t[25]);
+    put4_bias_act(o.x + 13u, o.y, t[26]); put4_bias_act(o.x + 13u, o.y + 4u, t[27]);
+    put4_bias_act(o.x + 14u, o.y, t[28]); put4_bias_act(o.x + 14u, o.y + 4u, t[29]);
+    put4_bias_act(o.x + 15u, o.y, t[30]); put4_bias_act(o.x + 15u, o.y + 4u, t[31]);
+    put4_bias_act(o.x + 16u, o.y, t[32]); put4_bias_act(o.x + 16u, o.y + 4u, t[33]);
+    put4_bias_act(o.x + 17u, o.y, t[34]); put4_bias_act(o.x + 17u, o.y + 4u, t[35]);
+    put4_bias_act(o.x + 18u, o.y, t[36]); put4_bias_act(o.x + 18u, o.y + 4u, t[37]);
+    put4_bias_act(o.x + 19u, o.y, t[38]); put4_bias_act(o.x + 19u, o.y + 4u, t[39]);
+    put4_bias_act(o.x + 20u, o.y, t[40]); put4_bias_act(o.x + 20u, o.y + 4u, t[41]);
+    put4_bias_act(o.x + 21u, o.y, t[42]); put4_bias_act(o.x + 21u, o.y + 4u, t[43]);
+    put4_bias_act(o.x + 22u, o.y, t[44]); put4_bias_act(o.x + 22u, o.y + 4u, t[45]);
+    put4_bias_act(o.x + 23u, o.y, t[46]); put4_bias_act(o.x + 23u, o.y + 4u, t[47]);
+    put4_bias_act(o.x + 24u, o.y, t[48]); put4_bias_act(o.x + 24u, o.y + 4u, t[49]);
+    put4_bias_act(o.x + 25u, o.y, t[50]); put4_bias_act(o.x + 25u, o.y + 4u, t[51]);
+    put4_bias_act(o.x + 26u, o.y, t[52]); put4_bias_act(o.x + 26u, o.y + 4u, t[53]);
+    put4_bias_act(o.x + 27u, o.y, t[54]); put4_bias_act(o.x + 27u, o.y + 4u, t[55]);
+    put4_bias_act(o.x + 28u, o.y, t[56]); put4_bias_act(o.x + 28u, o.y + 4u, t[57]);
+    put4_bias_act(o.x + 29u, o.y, t[58]); put4_bias_act(o.x + 29u, o.y + 4u, t[59]);
+    put4_bias_act(o.x + 30u, o.y, t[60]); put4_bias_act(o.x + 30u, o.y + 4u, t[61]);
+    put4_bias_act(o.x + 31u, o.y, t[62]); put4_bias_act(o.x + 31u, o.y + 4u, t[63]);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use wgrad::{Graph, Sgd};
+use wgrad::{Device, Graph, Sgd};
 
 fn sig(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -311,7 +311,9 @@ fn fused_layer_backward_matches_the_unfused_kernels() {
     use wgrad::nn::Activation;
     for dev in devices() {
         for act in [Activation::Sigmoid, Activation::Relu, Activation::Tanh] {
-            for (n, d, h) in [(1, 1, 1), (33, 17, 65), (130, 20, 257)] {
+            // Odd shapes (bias-activation fusion) and vec4-aligned ones (the matmul epilogue on
+            // the subgroup kernel).
+            for (n, d, h) in [(1, 1, 1), (33, 17, 65), (130, 20, 257), (36, 20, 68)] {
                 let mut results = Vec::new();
                 for fusion in [true, false] {
                     let mut rng = wgrad::data::Rng::new(21);
@@ -339,12 +341,13 @@ fn fused_layer_backward_matches_the_unfused_kernels() {
                             g.grad(xw).unwrap(),
                             g.value(z).unwrap(),
                             g.value(y).unwrap(),
+                            g.value(xw).unwrap(),
                         ],
                         dispatches,
                     ));
                 }
                 let what = format!("{} {act:?} {n}x{d}x{h}", dev.info());
-                for (i, name) in ["dX", "dW", "dB", "dZ", "dXW", "Z", "H"].iter().enumerate() {
+                for (i, name) in ["dX", "dW", "dB", "dZ", "dXW", "Z", "H", "XW"].iter().enumerate() {
                     assert_close(
                         &results[0].0[i],
                         &results[1].0[i],
@@ -358,6 +361,66 @@ fn fused_layer_backward_matches_the_unfused_kernels() {
                 assert!(
                     results[0].1 < results[1].1,
                     "{what}: fusion should dispatch fewer kernels"
+                );
+            }
+        }
+    }
+}
+
+/// The layer H = f(XW + b) as one kernel (the matmul's epilogue writes XW, Z and H) where the
+/// backend's matmul kernel for the shape has the epilogue: always on the CPU backend and with the
+/// GPU tile kernel, for vec4-aligned shapes with the subgroup kernel. Values match the unfused
+/// kernels, and the forward runs two dispatches fewer (bias-add and activation folded in).
+#[test]
+fn matmul_epilogue_computes_the_whole_layer() {
+    use wgrad::nn::Activation;
+    let mut devs: Vec<(Device, &str)> = vec![(Device::cpu(), "cpu")];
+    if let Some(d) = gpu() {
+        devs.push((d, "gpu"));
+        let tiled = Device::gpu_with(&wgrad::GpuOptions {
+            matmul: wgrad::MatmulKernel::Tiled,
+            ..Default::default()
+        });
+        devs.push((tiled.unwrap(), "gpu-tiled"));
+    }
+    for (dev, label) in &devs {
+        // The epilogue binds six storage buffers; under smaller limits the layer is not fused.
+        let (kernels, six) = match dev {
+            Device::Gpu(g) => (g.matmul_kernels(), g.limits().max_storage_buffers_per_shader_stage >= 6),
+            _ => ("cpu".into(), true),
+        };
+        for act in [Activation::Sigmoid, Activation::Relu, Activation::Tanh] {
+            for (n, d, h) in [(1, 1, 1), (36, 20, 68), (33, 17, 65), (130, 132, 260)] {
+                let aligned = d % 4 == 0 && h % 4 == 0;
+                let has = kernels == "cpu"
+                    || kernels.starts_with("matmul (")
+                    || (kernels.starts_with("matmul_sg") && aligned);
+                let epilogue = six && has;
+                let mut out = Vec::new();
+                for fusion in [true, false] {
+                    let mut rng = wgrad::data::Rng::new(5);
+                    let mut g = Graph::new(dev);
+                    g.set_fusion(fusion);
+                    let x = g.input("X", &[n, d]).unwrap();
+                    let w = g.parameter("W", &[d, h], &random(&mut rng, d * h, -1.0, 1.0)).unwrap();
+                    let b = g.parameter("B", &[h], &random(&mut rng, h, -1.0, 1.0)).unwrap();
+                    let xw = g.matmul(x, w).unwrap();
+                    let z = g.bias_add(xw, b).unwrap();
+                    let y = act.apply(&mut g, z).unwrap();
+                    g.write(x, &random(&mut rng, n * d, -1.0, 1.0)).unwrap();
+                    g.forward().unwrap();
+                    let values = [g.value(xw).unwrap(), g.value(z).unwrap(), g.value(y).unwrap()];
+                    out.push((values, g.counters().dispatches));
+                }
+                let what = format!("{label} {act:?} {n}x{d}x{h}");
+                for (i, name) in ["XW", "Z", "H"].iter().enumerate() {
+                    assert_close(&out[0].0[i], &out[1].0[i], 1e-6, 1e-5, &format!("{what} {name}"));
+                }
+                let saved = out[1].1 - out[0].1;
+                assert_eq!(
+                    saved,
+                    if epilogue { 2 } else { 1 },
+                    "{what}: dispatches saved by fusion ({kernels})"
                 );
             }
         }

@@ -276,9 +276,27 @@ pub fn unary_map<T: Real>(op: UnaryOp, src: &[T], dst: &mut [T]) {
     }
 }
 
-/// Fused layer forward over `rows` rows: z = xw + bias (per column), y = f(z), in one pass.
+/// Fused layer forward over `rows` rows: z = xw + bias (per column), y = op(z), in one pass
+/// (the activation chosen outside the loop, so the loop vectorises).
 #[inline(always)]
-fn bias_act<T: Real>(f: impl Fn(T) -> T, xw: &[T], bias: &[T], z: &mut [T], y: &mut [T], rows: usize, cols: usize) {
+fn bias_act<T: Real>(op: UnaryOp, xw: &[T], bias: &[T], z: &mut [T], y: &mut [T], rows: usize, cols: usize) {
+    match op {
+        UnaryOp::Sigmoid => bias_act_rows(|z| T::one() / (T::one() + (-z).exp()), xw, bias, z, y, rows, cols),
+        UnaryOp::Tanh => bias_act_rows(|z| z.tanh(), xw, bias, z, y, rows, cols),
+        _ => bias_act_rows(|z| unary_value(op, z), xw, bias, z, y, rows, cols),
+    }
+}
+
+#[inline(always)]
+fn bias_act_rows<T: Real>(
+    f: impl Fn(T) -> T,
+    xw: &[T],
+    bias: &[T],
+    z: &mut [T],
+    y: &mut [T],
+    rows: usize,
+    cols: usize,
+) {
     let bias = &bias[..cols];
     for r in 0..rows {
         let s = r * cols..(r + 1) * cols;
@@ -647,7 +665,7 @@ impl<T: Real> CpuExecutor<T> {
             SoftmaxXentBackward { out, .. } | Mse { out, .. } | MseBackward { out, .. } | Transpose { out, .. } => *out,
             Optim { param, .. } => *param,
             BiasActBackward { dz, .. } => *dz,
-            BiasActForward { y, .. } => *y,
+            BiasActForward { y, .. } | MatMulBiasAct { y, .. } => *y,
         };
         let mut o = std::mem::take(&mut self.bufs[out_id]);
         let b = &self.bufs;
@@ -789,12 +807,27 @@ impl<T: Real> CpuExecutor<T> {
             } => {
                 let mut zv = std::mem::take(&mut self.bufs[z]);
                 let (xb, bb) = (&self.bufs[xw], &self.bufs[bias]);
-                let (zs, ys) = (&mut zv[..], &mut o[..]);
-                match op {
-                    UnaryOp::Sigmoid => bias_act(|z| T::one() / (T::one() + (-z).exp()), xb, bb, zs, ys, rows, cols),
-                    UnaryOp::Tanh => bias_act(|z| z.tanh(), xb, bb, zs, ys, rows, cols),
-                    _ => bias_act(|z| unary_value(op, z), xb, bb, zs, ys, rows, cols),
-                }
+                bias_act(op, xb, bb, &mut zv, &mut o, rows, cols);
+                self.bufs[z] = zv;
+            }
+            MatMulBiasAct {
+                op,
+                a,
+                b: bb,
+                bias,
+                xw,
+                z,
+                m,
+                k,
+                n,
+                ..
+            } => {
+                let mut xv = std::mem::take(&mut self.bufs[xw]);
+                let mut zv = std::mem::take(&mut self.bufs[z]);
+                let (av, bv, biasv) = (&self.bufs[a], &self.bufs[bb], &self.bufs[bias]);
+                matmul(av, bv, &mut xv, m, k, n, false, false, false);
+                bias_act(op, &xv, biasv, &mut zv, &mut o, m, n);
+                self.bufs[xw] = xv;
                 self.bufs[z] = zv;
             }
             BiasActBackward {
@@ -906,6 +939,9 @@ impl<T: Real> Executor for CpuExecutor<T> {
     }
     fn max_storage_buffers(&self) -> u32 {
         u32::MAX
+    }
+    fn fuses_matmul_bias_act(&self, _m: usize, _k: usize, _n: usize) -> bool {
+        true
     }
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture> {
         let v = self.read_f32(buf);

@@ -338,6 +338,20 @@ pub(crate) enum Kernel {
         rows: usize,
         cols: usize,
     },
+    /// Fused layer forward with the matmul: XW = A·B (A m×k, B k×n), Z = XW + b, H = f(Z); writes
+    /// all three. Emitted only where [`Executor::fuses_matmul_bias_act`] says the backend has it.
+    MatMulBiasAct {
+        op: UnaryOp,
+        a: BufId,
+        b: BufId,
+        bias: BufId,
+        xw: BufId,
+        z: BufId,
+        y: BufId,
+        m: usize,
+        k: usize,
+        n: usize,
+    },
     /// Fused VJP of H = f(Z), Z = XW + b: dz = g ⊙ f'(z, y); dx (+)= dz; db (+)= column sums of dz.
     BiasActBackward {
         op: UnaryOp,
@@ -408,6 +422,10 @@ pub(crate) trait Executor {
     fn wait(&mut self) -> Result<()>;
     /// Storage buffers one kernel may bind (fused kernels need more than the downlevel 4).
     fn max_storage_buffers(&self) -> u32;
+    /// Whether an m×k·k×n matmul followed by bias-add and activation runs as one
+    /// [`Kernel::MatMulBiasAct`] (GPU: where the matmul kernel chosen for the shape has the
+    /// epilogue and six storage buffers may be bound).
+    fn fuses_matmul_bias_act(&self, m: usize, k: usize, n: usize) -> bool;
     /// Submit a copy and return a future that resolves with the data (GPU) or at once (CPU).
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture>;
 }

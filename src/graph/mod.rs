@@ -618,31 +618,57 @@ impl Graph {
         let mut ks = Vec::new();
         let fuse = self.fusion && self.exec.max_storage_buffers() >= 4;
         let uses = use_counts(&self.nodes);
-        // Activation nodes whose bias-add input is computed together with them.
+        // Activation nodes whose bias-add input is computed together with them, and, where XW is
+        // a matmul read by the bias-add alone and the backend has the epilogue, the matmul too
+        // (computed at the bias-add's place: nothing between reads XW).
         let mut fused_into = vec![None; self.nodes.len()];
+        let mut skip = vec![false; self.nodes.len()];
         if fuse {
             for k in 0..self.nodes.len() {
                 if let Some((op, z, xw, bias)) = layer_pattern(&self.nodes, &uses, k) {
-                    fused_into[z] = Some((k, op, xw, bias));
+                    let mm = match self.nodes[xw].op {
+                        Op::MatMul { a, b } if uses[xw] == 1 => {
+                            let (m, kk, n) = (self.nodes[a].shape[0], self.nodes[a].shape[1], self.nodes[b].shape[1]);
+                            self.exec.fuses_matmul_bias_act(m, kk, n).then_some((a, b, m, kk, n))
+                        }
+                        _ => None,
+                    };
+                    if mm.is_some() {
+                        skip[xw] = true;
+                    }
+                    fused_into[z] = Some((k, op, xw, bias, mm));
                 }
             }
         }
-        let mut skip = vec![false; self.nodes.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             if skip[i] {
                 continue;
             }
-            if let Some((k, op, xw, bias)) = fused_into[i] {
+            if let Some((k, op, xw, bias, mm)) = fused_into[i] {
                 let (rows, cols) = (n.shape[0], n.shape[1]);
                 let (xw, bias, y) = (self.nodes[xw].value, self.nodes[bias].value, self.nodes[k].value);
-                ks.push(Kernel::BiasActForward {
-                    op,
-                    xw,
-                    bias,
-                    z: n.value,
-                    y,
-                    rows,
-                    cols,
+                ks.push(match mm {
+                    Some((a, b, m, k, n_)) => Kernel::MatMulBiasAct {
+                        op,
+                        a: self.nodes[a].value,
+                        b: self.nodes[b].value,
+                        bias,
+                        xw,
+                        z: n.value,
+                        y,
+                        m,
+                        k,
+                        n: n_,
+                    },
+                    None => Kernel::BiasActForward {
+                        op,
+                        xw,
+                        bias,
+                        z: n.value,
+                        y,
+                        rows,
+                        cols,
+                    },
                 });
                 skip[k] = true;
                 continue;

@@ -434,6 +434,10 @@ impl Executor for GpuExecutor {
         self.dev.device.limits().max_storage_buffers_per_shader_stage
     }
 
+    fn fuses_matmul_bias_act(&self, m: usize, k: usize, n: usize) -> bool {
+        self.max_storage_buffers() >= 6 && self.dev.matmul.has_epilogue(m, k, n)
+    }
+
     fn wait(&mut self) -> Result<()> {
         self.dev
             .device

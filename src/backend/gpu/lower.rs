@@ -88,6 +88,16 @@ impl MatmulConfig {
         }
     }
 
+    /// Whether the matmul kernel chosen for a forward m×k·k×n has the layer epilogue
+    /// (`matmul_sg_bias_act`, `matmul_bias_act`); the register kernels and the naive one do not.
+    pub(super) fn has_epilogue(&self, _m: usize, k: usize, n: usize) -> bool {
+        match (self.kernel, self.reg) {
+            (MatmulKernel::Naive, _) => false,
+            (_, None) => true,
+            _ => self.sg_max > 0 && k.is_multiple_of(4) && n.is_multiple_of(4),
+        }
+    }
+
     /// One line naming the kernels this configuration runs, for logs and benchmark headers.
     pub(super) fn describe(&self) -> String {
         let t = |t: MatmulTiles| format!("{}×{}×{} tiles, {}×{} per thread", t.bm, t.bn, t.bk, t.tm, t.tn);
@@ -336,6 +346,48 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                 binds,
                 groups,
             }
+        }
+        MatMulBiasAct {
+            op,
+            a,
+            b: bb,
+            bias,
+            xw,
+            z,
+            y,
+            m,
+            k,
+            n,
+        } => {
+            // The same kernel choice as the forward MatMul, with the epilogue entry point.
+            let mut l = lower(
+                &MatMul {
+                    a,
+                    b: bb,
+                    out: xw,
+                    m,
+                    k,
+                    n,
+                    ta: false,
+                    tb: false,
+                    acc: false,
+                },
+                max_dim,
+                mm,
+            )?;
+            l.entry = match l.entry {
+                "matmul_sg" => "matmul_sg_bias_act",
+                "matmul" => "matmul_bias_act",
+                other => {
+                    return Err(Error::arg(
+                        "matmul_bias_act",
+                        format!("kernel {other} has no layer epilogue (m={m}, k={k}, n={n})"),
+                    ))
+                }
+            };
+            l.consts.push(("ACT", op.code() as f64));
+            l.binds.extend([(6, bias, true), (7, z, false), (8, y, false)]);
+            l
         }
         Unary { op, x, out, len } => Launch {
             shader: "unary",
@@ -871,6 +923,22 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
             mm_shapes.extend([(m, 4, n), (m, 5, n)]);
         }
     }
+    for (m, k, n) in mm_shapes.iter().copied() {
+        for op in [UnaryOp::Sigmoid, UnaryOp::Relu, UnaryOp::Tanh] {
+            ks.push(Kernel::MatMulBiasAct {
+                op,
+                a: 0,
+                b: 1,
+                bias: 2,
+                xw: 3,
+                z: 4,
+                y: 5,
+                m,
+                k,
+                n,
+            });
+        }
+    }
     for (m, k, n) in mm_shapes {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             ks.push(Kernel::MatMul {
@@ -908,6 +976,11 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
     let mut out: Vec<PipelineVariant> = Vec::new();
     for cfg in configs {
         for k in &ks {
+            if let Kernel::MatMulBiasAct { m, k, n, .. } = *k {
+                if !cfg.has_epilogue(m, k, n) {
+                    continue;
+                }
+            }
             let l = lower(k, 65535, cfg).expect("representative kernels lower for every configuration");
             let v = PipelineVariant {
                 shader: l.shader,

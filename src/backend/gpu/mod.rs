@@ -19,9 +19,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Every WGSL source of the crate, by family name, as embedded in the binary.
+/// Every WGSL source of the crate, by family name, as embedded in the binary (the matmul
+/// families with `shaders/matmul_common.wgsl` in front: WGSL has no include).
 pub const SHADERS: &[(&str, &str)] = &[
-    ("matmul", include_str!("../../../shaders/matmul.wgsl")),
+    (
+        "matmul",
+        concat!(
+            include_str!("../../../shaders/matmul_common.wgsl"),
+            include_str!("../../../shaders/matmul.wgsl")
+        ),
+    ),
     ("misc", include_str!("../../../shaders/misc.wgsl")),
     ("unary", include_str!("../../../shaders/unary.wgsl")),
     ("binary", include_str!("../../../shaders/binary.wgsl")),
@@ -30,7 +37,13 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("loss", include_str!("../../../shaders/loss.wgsl")),
     ("optim", include_str!("../../../shaders/optim.wgsl")),
     ("fused", include_str!("../../../shaders/fused.wgsl")),
-    ("matmul_sg", include_str!("../../../shaders/matmul_sg.wgsl")),
+    (
+        "matmul_sg",
+        concat!(
+            include_str!("../../../shaders/matmul_common.wgsl"),
+            include_str!("../../../shaders/matmul_sg.wgsl")
+        ),
+    ),
 ];
 
 /// The shader families in [`SHADERS`] that use subgroup operations: they are compiled only on
