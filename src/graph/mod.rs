@@ -137,9 +137,12 @@ impl Graph {
         }
     }
 
-    /// Enables or disables kernel fusion (on by default): the layer pattern H = f(XW + b)
-    /// then runs its backward as one kernel instead of three. Results are the same either
-    /// way; the switch exists to measure what fusion saves.
+    /// Enables or disables kernel fusion (on by default). With it, the layer pattern
+    /// H = f(XW + b) (f = sigmoid, ReLU or tanh, Z = XW + b read by f alone) runs its forward
+    /// as one kernel where the backend's matmul kernel for the shape has the epilogue (else as
+    /// the matmul and one bias-activation pass instead of two), and its backward as one kernel
+    /// instead of three. Results are the same either way; the switch exists to measure what
+    /// fusion saves.
     pub fn set_fusion(&mut self, on: bool) {
         if on != self.fusion {
             self.fusion = on;
