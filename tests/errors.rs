@@ -226,6 +226,8 @@ fn bad_matmul_tiles_are_refused_when_the_device_opens() {
         (t(64, 64, 6, 4, 4), "bk must be"),
         (t(256, 256, 8, 4, 4), "workgroup exceeds"),
         (t(128, 128, 32, 8, 8), "workgroup memory"),
+        (t(u32::MAX - 7, u32::MAX - 7, 4, 8, 8), "workgroup exceeds"),
+        (t(8, 8, u32::MAX - 3, 8, 8), "workgroup memory"),
     ] {
         let e = tiles.check(&limits).unwrap_err();
         assert!(e.to_string().contains(why), "{tiles:?}: {e}");

@@ -115,9 +115,9 @@ impl MatmulTiles {
         (self.bn / self.tn, self.bm / self.tm)
     }
 
-    /// Workgroup memory used, in bytes.
-    pub fn shared_bytes(&self) -> u32 {
-        4 * self.bk * (self.bm + self.bn)
+    /// Workgroup memory used, in bytes (u64: any u32 fields give an exact answer).
+    pub fn shared_bytes(&self) -> u64 {
+        4 * self.bk as u64 * (self.bm as u64 + self.bn as u64)
     }
 
     /// Checks the shape rules and the device limits; the error names the rule broken.
@@ -135,14 +135,14 @@ impl MatmulTiles {
         let (x, y) = self.workgroup();
         if x > l.max_compute_workgroup_size_x
             || y > l.max_compute_workgroup_size_y
-            || x * y > l.max_compute_invocations_per_workgroup
+            || x as u64 * y as u64 > l.max_compute_invocations_per_workgroup as u64
         {
             return bad(format!(
                 "a {x}×{y} workgroup exceeds the device's limits ({}×{}, {} invocations)",
                 l.max_compute_workgroup_size_x, l.max_compute_workgroup_size_y, l.max_compute_invocations_per_workgroup
             ));
         }
-        if self.shared_bytes() > l.max_compute_workgroup_storage_size {
+        if self.shared_bytes() > l.max_compute_workgroup_storage_size as u64 {
             return bad(format!(
                 "{} bytes of workgroup memory exceed max_compute_workgroup_storage_size ({})",
                 self.shared_bytes(),
@@ -161,8 +161,8 @@ pub enum MatmulKernel {
     /// adapter has 8-wide subgroups and the shape is vec4-aligned, else the register-blocked one.
     #[default]
     Auto,
-    /// Always the workgroup-memory tiled kernel (64×64 tiles, 4×4 outputs per thread), the
-    /// real-GPU kernel — e.g. to test it on a software adapter.
+    /// Always the workgroup-memory tiled kernel, the real-GPU kernel (tile shape from the table
+    /// or [`GpuOptions::tiles`]) — e.g. to test it on a software adapter.
     Tiled,
     /// Always the register-blocked kernel (8×8 outputs per invocation, no workgroup memory).
     Register,
