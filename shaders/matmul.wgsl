@@ -42,8 +42,7 @@
 // its comment). Bindings 4, 5 and 3, like `matmul_reg`.
 // `matmul_naive`: one output per thread, the simple baseline the benchmark compares against.
 
-override TA: u32 = 0u;
-override TB: u32 = 0u;
+// TA, TB (the orientation) are declared in matmul_common.wgsl.
 
 // `matmul` tile shape, set per adapter class by the host (see `MatmulTiles`): a BM×BN tile of C
 // per workgroup of (BN/TN)×(BM/TM) threads, BK-deep stages; TM, TN ∈ {4, 8}; BM, BN multiples
@@ -263,8 +262,9 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// The inner step is written out by hand: on llvmpipe, loops over small register arrays are
-// not unrolled and turn into indexed stack accesses, several times slower.
+// Rows and stores are written out by hand: on llvmpipe, loops over small register arrays are
+// not unrolled and turn into indexed stack accesses, several times slower. The 4-deep k step
+// (`load_b8`, `fma_row`) is shared with `matmul_reg_any` and `matmul_sg` (matmul_common.wgsl).
 @compute @workgroup_size(RWX, RWY)
 fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m = p.m;
@@ -284,19 +284,12 @@ fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let g0 = min(cg0, n4 - 1u);
     let g1 = min(cg0 + 1u, n4 - 1u);
     let j0 = cg0 * 4u;
-    let q0 = min(j0, n - 1u);      let q1 = min(j0 + 1u, n - 1u);
-    let q2 = min(j0 + 2u, n - 1u); let q3 = min(j0 + 3u, n - 1u);
-    let q4 = min(j0 + 4u, n - 1u); let q5 = min(j0 + 5u, n - 1u);
-    let q6 = min(j0 + 6u, n - 1u); let q7 = min(j0 + 7u, n - 1u);
-    // cI_V: row I, columns of group V.
-    var c0_0 = vec4<f32>(); var c0_1 = vec4<f32>();
-    var c1_0 = vec4<f32>(); var c1_1 = vec4<f32>();
-    var c2_0 = vec4<f32>(); var c2_1 = vec4<f32>();
-    var c3_0 = vec4<f32>(); var c3_1 = vec4<f32>();
-    var c4_0 = vec4<f32>(); var c4_1 = vec4<f32>();
-    var c5_0 = vec4<f32>(); var c5_1 = vec4<f32>();
-    var c6_0 = vec4<f32>(); var c6_1 = vec4<f32>();
-    var c7_0 = vec4<f32>(); var c7_1 = vec4<f32>();
+    let q = array<u32, 8>(
+        min(j0, n - 1u), min(j0 + 1u, n - 1u), min(j0 + 2u, n - 1u), min(j0 + 3u, n - 1u),
+        min(j0 + 4u, n - 1u), min(j0 + 5u, n - 1u), min(j0 + 6u, n - 1u), min(j0 + 7u, n - 1u));
+    // cI: row I's eight outputs.
+    var c0 = Row8(); var c1 = Row8(); var c2 = Row8(); var c3 = Row8();
+    var c4 = Row8(); var c5 = Row8(); var c6 = Row8(); var c7 = Row8();
     for (var t = 0u; t < k4; t++) {
         // aI = op(A)[row I, 4t .. 4t+4].
         var a0: vec4<f32>; var a1: vec4<f32>; var a2: vec4<f32>; var a3: vec4<f32>;
@@ -316,72 +309,14 @@ fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             a0 = av4[r0 * k4 + t]; a1 = av4[r1 * k4 + t]; a2 = av4[r2 * k4 + t]; a3 = av4[r3 * k4 + t];
             a4 = av4[r4 * k4 + t]; a5 = av4[r5 * k4 + t]; a6 = av4[r6 * k4 + t]; a7 = av4[r7 * k4 + t];
         }
-        // bK_V = op(B)[4t+K, columns of group V].
-        var b0_0: vec4<f32>; var b0_1: vec4<f32>; var b1_0: vec4<f32>; var b1_1: vec4<f32>;
-        var b2_0: vec4<f32>; var b2_1: vec4<f32>; var b3_0: vec4<f32>; var b3_1: vec4<f32>;
-        if (TB != 0u) {
-            // B stored n×k: one vec4 holds four k of one column.
-            let y0 = bv4[q0 * k4 + t]; let y1 = bv4[q1 * k4 + t];
-            let y2 = bv4[q2 * k4 + t]; let y3 = bv4[q3 * k4 + t];
-            let y4 = bv4[q4 * k4 + t]; let y5 = bv4[q5 * k4 + t];
-            let y6 = bv4[q6 * k4 + t]; let y7 = bv4[q7 * k4 + t];
-            b0_0 = vec4<f32>(y0.x, y1.x, y2.x, y3.x); b0_1 = vec4<f32>(y4.x, y5.x, y6.x, y7.x);
-            b1_0 = vec4<f32>(y0.y, y1.y, y2.y, y3.y); b1_1 = vec4<f32>(y4.y, y5.y, y6.y, y7.y);
-            b2_0 = vec4<f32>(y0.z, y1.z, y2.z, y3.z); b2_1 = vec4<f32>(y4.z, y5.z, y6.z, y7.z);
-            b3_0 = vec4<f32>(y0.w, y1.w, y2.w, y3.w); b3_1 = vec4<f32>(y4.w, y5.w, y6.w, y7.w);
-        } else {
-            // B stored k×n: one vec4 holds four columns at one k.
-            b0_0 = bv4[(4u * t) * n4 + g0];      b0_1 = bv4[(4u * t) * n4 + g1];
-            b1_0 = bv4[(4u * t + 1u) * n4 + g0]; b1_1 = bv4[(4u * t + 1u) * n4 + g1];
-            b2_0 = bv4[(4u * t + 2u) * n4 + g0]; b2_1 = bv4[(4u * t + 2u) * n4 + g1];
-            b3_0 = bv4[(4u * t + 3u) * n4 + g0]; b3_1 = bv4[(4u * t + 3u) * n4 + g1];
-        }
-        // k = 4t + 0
-        c0_0 = fma(vec4<f32>(a0.x), b0_0, c0_0); c0_1 = fma(vec4<f32>(a0.x), b0_1, c0_1);
-        c1_0 = fma(vec4<f32>(a1.x), b0_0, c1_0); c1_1 = fma(vec4<f32>(a1.x), b0_1, c1_1);
-        c2_0 = fma(vec4<f32>(a2.x), b0_0, c2_0); c2_1 = fma(vec4<f32>(a2.x), b0_1, c2_1);
-        c3_0 = fma(vec4<f32>(a3.x), b0_0, c3_0); c3_1 = fma(vec4<f32>(a3.x), b0_1, c3_1);
-        c4_0 = fma(vec4<f32>(a4.x), b0_0, c4_0); c4_1 = fma(vec4<f32>(a4.x), b0_1, c4_1);
-        c5_0 = fma(vec4<f32>(a5.x), b0_0, c5_0); c5_1 = fma(vec4<f32>(a5.x), b0_1, c5_1);
-        c6_0 = fma(vec4<f32>(a6.x), b0_0, c6_0); c6_1 = fma(vec4<f32>(a6.x), b0_1, c6_1);
-        c7_0 = fma(vec4<f32>(a7.x), b0_0, c7_0); c7_1 = fma(vec4<f32>(a7.x), b0_1, c7_1);
-        // k = 4t + 1
-        c0_0 = fma(vec4<f32>(a0.y), b1_0, c0_0); c0_1 = fma(vec4<f32>(a0.y), b1_1, c0_1);
-        c1_0 = fma(vec4<f32>(a1.y), b1_0, c1_0); c1_1 = fma(vec4<f32>(a1.y), b1_1, c1_1);
-        c2_0 = fma(vec4<f32>(a2.y), b1_0, c2_0); c2_1 = fma(vec4<f32>(a2.y), b1_1, c2_1);
-        c3_0 = fma(vec4<f32>(a3.y), b1_0, c3_0); c3_1 = fma(vec4<f32>(a3.y), b1_1, c3_1);
-        c4_0 = fma(vec4<f32>(a4.y), b1_0, c4_0); c4_1 = fma(vec4<f32>(a4.y), b1_1, c4_1);
-        c5_0 = fma(vec4<f32>(a5.y), b1_0, c5_0); c5_1 = fma(vec4<f32>(a5.y), b1_1, c5_1);
-        c6_0 = fma(vec4<f32>(a6.y), b1_0, c6_0); c6_1 = fma(vec4<f32>(a6.y), b1_1, c6_1);
-        c7_0 = fma(vec4<f32>(a7.y), b1_0, c7_0); c7_1 = fma(vec4<f32>(a7.y), b1_1, c7_1);
-        // k = 4t + 2
-        c0_0 = fma(vec4<f32>(a0.z), b2_0, c0_0); c0_1 = fma(vec4<f32>(a0.z), b2_1, c0_1);
-        c1_0 = fma(vec4<f32>(a1.z), b2_0, c1_0); c1_1 = fma(vec4<f32>(a1.z), b2_1, c1_1);
-        c2_0 = fma(vec4<f32>(a2.z), b2_0, c2_0); c2_1 = fma(vec4<f32>(a2.z), b2_1, c2_1);
-        c3_0 = fma(vec4<f32>(a3.z), b2_0, c3_0); c3_1 = fma(vec4<f32>(a3.z), b2_1, c3_1);
-        c4_0 = fma(vec4<f32>(a4.z), b2_0, c4_0); c4_1 = fma(vec4<f32>(a4.z), b2_1, c4_1);
-        c5_0 = fma(vec4<f32>(a5.z), b2_0, c5_0); c5_1 = fma(vec4<f32>(a5.z), b2_1, c5_1);
-        c6_0 = fma(vec4<f32>(a6.z), b2_0, c6_0); c6_1 = fma(vec4<f32>(a6.z), b2_1, c6_1);
-        c7_0 = fma(vec4<f32>(a7.z), b2_0, c7_0); c7_1 = fma(vec4<f32>(a7.z), b2_1, c7_1);
-        // k = 4t + 3
-        c0_0 = fma(vec4<f32>(a0.w), b3_0, c0_0); c0_1 = fma(vec4<f32>(a0.w), b3_1, c0_1);
-        c1_0 = fma(vec4<f32>(a1.w), b3_0, c1_0); c1_1 = fma(vec4<f32>(a1.w), b3_1, c1_1);
-        c2_0 = fma(vec4<f32>(a2.w), b3_0, c2_0); c2_1 = fma(vec4<f32>(a2.w), b3_1, c2_1);
-        c3_0 = fma(vec4<f32>(a3.w), b3_0, c3_0); c3_1 = fma(vec4<f32>(a3.w), b3_1, c3_1);
-        c4_0 = fma(vec4<f32>(a4.w), b3_0, c4_0); c4_1 = fma(vec4<f32>(a4.w), b3_1, c4_1);
-        c5_0 = fma(vec4<f32>(a5.w), b3_0, c5_0); c5_1 = fma(vec4<f32>(a5.w), b3_1, c5_1);
-        c6_0 = fma(vec4<f32>(a6.w), b3_0, c6_0); c6_1 = fma(vec4<f32>(a6.w), b3_1, c6_1);
-        c7_0 = fma(vec4<f32>(a7.w), b3_0, c7_0); c7_1 = fma(vec4<f32>(a7.w), b3_1, c7_1);
+        let b = load_b8(t, k4, n4, g0, g1, q);
+        // Each row's four steps together (k = 4t .. 4t+4).
+        c0 = fma_row(c0, a0, b); c1 = fma_row(c1, a1, b); c2 = fma_row(c2, a2, b); c3 = fma_row(c3, a3, b);
+        c4 = fma_row(c4, a4, b); c5 = fma_row(c5, a5, b); c6 = fma_row(c6, a6, b); c7 = fma_row(c7, a7, b);
     }
 
-    put4(row0 + 0u, j0, c0_0); put4(row0 + 0u, j0 + 4u, c0_1);
-    put4(row0 + 1u, j0, c1_0); put4(row0 + 1u, j0 + 4u, c1_1);
-    put4(row0 + 2u, j0, c2_0); put4(row0 + 2u, j0 + 4u, c2_1);
-    put4(row0 + 3u, j0, c3_0); put4(row0 + 3u, j0 + 4u, c3_1);
-    put4(row0 + 4u, j0, c4_0); put4(row0 + 4u, j0 + 4u, c4_1);
-    put4(row0 + 5u, j0, c5_0); put4(row0 + 5u, j0 + 4u, c5_1);
-    put4(row0 + 6u, j0, c6_0); put4(row0 + 6u, j0 + 4u, c6_1);
-    put4(row0 + 7u, j0, c7_0); put4(row0 + 7u, j0 + 4u, c7_1);
+    put8(row0, j0, c0); put8(row0 + 1u, j0, c1); put8(row0 + 2u, j0, c2); put8(row0 + 3u, j0, c3);
+    put8(row0 + 4u, j0, c4); put8(row0 + 5u, j0, c5); put8(row0 + 6u, j0, c6); put8(row0 + 7u, j0, c7);
 }
 
 // Four consecutive floats of a row-major operand starting `s` (0..3) floats into `lo`: the
@@ -429,14 +364,8 @@ fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let q5 = min(j0 + 5u, n - 1u);
     let q6 = min(j0 + 6u, n - 1u);
     let q7 = min(j0 + 7u, n - 1u);
-    var c0_0 = vec4<f32>(); var c0_1 = vec4<f32>();
-    var c1_0 = vec4<f32>(); var c1_1 = vec4<f32>();
-    var c2_0 = vec4<f32>(); var c2_1 = vec4<f32>();
-    var c3_0 = vec4<f32>(); var c3_1 = vec4<f32>();
-    var c4_0 = vec4<f32>(); var c4_1 = vec4<f32>();
-    var c5_0 = vec4<f32>(); var c5_1 = vec4<f32>();
-    var c6_0 = vec4<f32>(); var c6_1 = vec4<f32>();
-    var c7_0 = vec4<f32>(); var c7_1 = vec4<f32>();
+    var c0 = Row8(); var c1 = Row8(); var c2 = Row8(); var c3 = Row8();
+    var c4 = Row8(); var c5 = Row8(); var c6 = Row8(); var c7 = Row8();
     // TA = 0: row I starts at float rI·k, aligned vec4 ia_I + t holds the low half of step t.
     let ia0 = (r0 * k) / 4u; let sa0 = (r0 * k) % 4u; var pa0 = vec4<f32>();
     let ia1 = (r1 * k) / 4u; let sa1 = (r1 * k) % 4u; var pa1 = vec4<f32>();
@@ -551,50 +480,12 @@ fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
             let v30 = bv4[min(e3, blast)]; let v31 = bv4[min(e3 + 1u, blast)]; let v32 = bv4[min(e3 + 2u, blast)];
             b3_0 = select(z, window(v30, v31, s3), kv[3]); b3_1 = select(z, window(v31, v32, s3), kv[3]);
         }
-        // k = 4t + 0
-        c0_0 = fma(vec4<f32>(a0.x), b0_0, c0_0); c0_1 = fma(vec4<f32>(a0.x), b0_1, c0_1);
-        c1_0 = fma(vec4<f32>(a1.x), b0_0, c1_0); c1_1 = fma(vec4<f32>(a1.x), b0_1, c1_1);
-        c2_0 = fma(vec4<f32>(a2.x), b0_0, c2_0); c2_1 = fma(vec4<f32>(a2.x), b0_1, c2_1);
-        c3_0 = fma(vec4<f32>(a3.x), b0_0, c3_0); c3_1 = fma(vec4<f32>(a3.x), b0_1, c3_1);
-        c4_0 = fma(vec4<f32>(a4.x), b0_0, c4_0); c4_1 = fma(vec4<f32>(a4.x), b0_1, c4_1);
-        c5_0 = fma(vec4<f32>(a5.x), b0_0, c5_0); c5_1 = fma(vec4<f32>(a5.x), b0_1, c5_1);
-        c6_0 = fma(vec4<f32>(a6.x), b0_0, c6_0); c6_1 = fma(vec4<f32>(a6.x), b0_1, c6_1);
-        c7_0 = fma(vec4<f32>(a7.x), b0_0, c7_0); c7_1 = fma(vec4<f32>(a7.x), b0_1, c7_1);
-        // k = 4t + 1
-        c0_0 = fma(vec4<f32>(a0.y), b1_0, c0_0); c0_1 = fma(vec4<f32>(a0.y), b1_1, c0_1);
-        c1_0 = fma(vec4<f32>(a1.y), b1_0, c1_0); c1_1 = fma(vec4<f32>(a1.y), b1_1, c1_1);
-        c2_0 = fma(vec4<f32>(a2.y), b1_0, c2_0); c2_1 = fma(vec4<f32>(a2.y), b1_1, c2_1);
-        c3_0 = fma(vec4<f32>(a3.y), b1_0, c3_0); c3_1 = fma(vec4<f32>(a3.y), b1_1, c3_1);
-        c4_0 = fma(vec4<f32>(a4.y), b1_0, c4_0); c4_1 = fma(vec4<f32>(a4.y), b1_1, c4_1);
-        c5_0 = fma(vec4<f32>(a5.y), b1_0, c5_0); c5_1 = fma(vec4<f32>(a5.y), b1_1, c5_1);
-        c6_0 = fma(vec4<f32>(a6.y), b1_0, c6_0); c6_1 = fma(vec4<f32>(a6.y), b1_1, c6_1);
-        c7_0 = fma(vec4<f32>(a7.y), b1_0, c7_0); c7_1 = fma(vec4<f32>(a7.y), b1_1, c7_1);
-        // k = 4t + 2
-        c0_0 = fma(vec4<f32>(a0.z), b2_0, c0_0); c0_1 = fma(vec4<f32>(a0.z), b2_1, c0_1);
-        c1_0 = fma(vec4<f32>(a1.z), b2_0, c1_0); c1_1 = fma(vec4<f32>(a1.z), b2_1, c1_1);
-        c2_0 = fma(vec4<f32>(a2.z), b2_0, c2_0); c2_1 = fma(vec4<f32>(a2.z), b2_1, c2_1);
-        c3_0 = fma(vec4<f32>(a3.z), b2_0, c3_0); c3_1 = fma(vec4<f32>(a3.z), b2_1, c3_1);
-        c4_0 = fma(vec4<f32>(a4.z), b2_0, c4_0); c4_1 = fma(vec4<f32>(a4.z), b2_1, c4_1);
-        c5_0 = fma(vec4<f32>(a5.z), b2_0, c5_0); c5_1 = fma(vec4<f32>(a5.z), b2_1, c5_1);
-        c6_0 = fma(vec4<f32>(a6.z), b2_0, c6_0); c6_1 = fma(vec4<f32>(a6.z), b2_1, c6_1);
-        c7_0 = fma(vec4<f32>(a7.z), b2_0, c7_0); c7_1 = fma(vec4<f32>(a7.z), b2_1, c7_1);
-        // k = 4t + 3
-        c0_0 = fma(vec4<f32>(a0.w), b3_0, c0_0); c0_1 = fma(vec4<f32>(a0.w), b3_1, c0_1);
-        c1_0 = fma(vec4<f32>(a1.w), b3_0, c1_0); c1_1 = fma(vec4<f32>(a1.w), b3_1, c1_1);
-        c2_0 = fma(vec4<f32>(a2.w), b3_0, c2_0); c2_1 = fma(vec4<f32>(a2.w), b3_1, c2_1);
-        c3_0 = fma(vec4<f32>(a3.w), b3_0, c3_0); c3_1 = fma(vec4<f32>(a3.w), b3_1, c3_1);
-        c4_0 = fma(vec4<f32>(a4.w), b3_0, c4_0); c4_1 = fma(vec4<f32>(a4.w), b3_1, c4_1);
-        c5_0 = fma(vec4<f32>(a5.w), b3_0, c5_0); c5_1 = fma(vec4<f32>(a5.w), b3_1, c5_1);
-        c6_0 = fma(vec4<f32>(a6.w), b3_0, c6_0); c6_1 = fma(vec4<f32>(a6.w), b3_1, c6_1);
-        c7_0 = fma(vec4<f32>(a7.w), b3_0, c7_0); c7_1 = fma(vec4<f32>(a7.w), b3_1, c7_1);
+        let b = B8(b0_0, b0_1, b1_0, b1_1, b2_0, b2_1, b3_0, b3_1);
+        // Each row's four steps together (k = 4t .. 4t+4).
+        c0 = fma_row(c0, a0, b); c1 = fma_row(c1, a1, b); c2 = fma_row(c2, a2, b); c3 = fma_row(c3, a3, b);
+        c4 = fma_row(c4, a4, b); c5 = fma_row(c5, a5, b); c6 = fma_row(c6, a6, b); c7 = fma_row(c7, a7, b);
     }
 
-    put4(row0 + 0u, j0, c0_0); put4(row0 + 0u, j0 + 4u, c0_1);
-    put4(row0 + 1u, j0, c1_0); put4(row0 + 1u, j0 + 4u, c1_1);
-    put4(row0 + 2u, j0, c2_0); put4(row0 + 2u, j0 + 4u, c2_1);
-    put4(row0 + 3u, j0, c3_0); put4(row0 + 3u, j0 + 4u, c3_1);
-    put4(row0 + 4u, j0, c4_0); put4(row0 + 4u, j0 + 4u, c4_1);
-    put4(row0 + 5u, j0, c5_0); put4(row0 + 5u, j0 + 4u, c5_1);
-    put4(row0 + 6u, j0, c6_0); put4(row0 + 6u, j0 + 4u, c6_1);
-    put4(row0 + 7u, j0, c7_0); put4(row0 + 7u, j0 + 4u, c7_1);
+    put8(row0, j0, c0); put8(row0 + 1u, j0, c1); put8(row0 + 2u, j0, c2); put8(row0 + 3u, j0, c3);
+    put8(row0 + 4u, j0, c4); put8(row0 + 5u, j0, c5); put8(row0 + 6u, j0, c6); put8(row0 + 7u, j0, c7);
 }

@@ -1,6 +1,7 @@
 // Shared by matmul.wgsl and matmul_sg.wgsl, which the crate embeds with this file in front
-// (WGSL has no include): the parameter block, the output and vec4 operand bindings, and the
-// stores, plain and with the layer epilogue.
+// (WGSL has no include): the orientation constants, the parameter block, the output and vec4
+// operand bindings, the 4-deep k step of the register-blocked kernels (op(B) loads and the
+// multiply-adds of one row), and the stores, plain and with the layer epilogue.
 //
 // Bindings (group 0):
 //   0  p    uniform Params
@@ -11,6 +12,9 @@
 //   7  zo   storage, read_write — Z = C + b (epilogue entry points only)
 //   8  yo   storage, read_write — H = f(Z) (epilogue entry points only)
 
+// op(A) = Aᵀ when TA = 1 (A stored k×m), op(B) = Bᵀ when TB = 1 (B stored n×k).
+override TA: u32 = 0u;
+override TB: u32 = 0u;
 // The activation of the layer epilogue, codes as in unary.wgsl and fused.wgsl.
 override ACT: u32 = 0u;
 
@@ -28,6 +32,56 @@ struct Params {
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
 @group(0) @binding(7) var<storage, read_write> zo: array<f32>;
 @group(0) @binding(8) var<storage, read_write> yo: array<f32>;
+
+// Eight consecutive outputs of one row of C, as two vec4 column groups.
+struct Row8 {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+}
+
+// op(B)[4t + K, 8 columns] for K = 0..3 (x, y, z, w), as two vec4 column groups each.
+struct B8 {
+    x0: vec4<f32>, x1: vec4<f32>,
+    y0: vec4<f32>, y1: vec4<f32>,
+    z0: vec4<f32>, z1: vec4<f32>,
+    w0: vec4<f32>, w1: vec4<f32>,
+}
+
+// Loads op(B)[4t .. 4t+4, 8 columns] with k % 4 == 0: when TB = 0 (n % 4 == 0) from the vec4
+// column groups g0, g1; when TB = 1 from the columns q[0..8] (clamped indices), one vec4 of
+// four k each, transposed in registers.
+fn load_b8(t: u32, k4: u32, n4: u32, g0: u32, g1: u32, q: array<u32, 8>) -> B8 {
+    if (TB != 0u) {
+        let y0 = bv4[q[0] * k4 + t]; let y1 = bv4[q[1] * k4 + t];
+        let y2 = bv4[q[2] * k4 + t]; let y3 = bv4[q[3] * k4 + t];
+        let y4 = bv4[q[4] * k4 + t]; let y5 = bv4[q[5] * k4 + t];
+        let y6 = bv4[q[6] * k4 + t]; let y7 = bv4[q[7] * k4 + t];
+        return B8(
+            vec4<f32>(y0.x, y1.x, y2.x, y3.x), vec4<f32>(y4.x, y5.x, y6.x, y7.x),
+            vec4<f32>(y0.y, y1.y, y2.y, y3.y), vec4<f32>(y4.y, y5.y, y6.y, y7.y),
+            vec4<f32>(y0.z, y1.z, y2.z, y3.z), vec4<f32>(y4.z, y5.z, y6.z, y7.z),
+            vec4<f32>(y0.w, y1.w, y2.w, y3.w), vec4<f32>(y4.w, y5.w, y6.w, y7.w));
+    }
+    return B8(
+        bv4[(4u * t) * n4 + g0], bv4[(4u * t) * n4 + g1],
+        bv4[(4u * t + 1u) * n4 + g0], bv4[(4u * t + 1u) * n4 + g1],
+        bv4[(4u * t + 2u) * n4 + g0], bv4[(4u * t + 2u) * n4 + g1],
+        bv4[(4u * t + 3u) * n4 + g0], bv4[(4u * t + 3u) * n4 + g1]);
+}
+
+// c + Σ_K a[K] · b[K]: one row's four multiply-adds per column group, written together so that
+// a CPU-like adapter keeps the accumulators in registers for the step.
+fn fma_row(c: Row8, a: vec4<f32>, b: B8) -> Row8 {
+    var v0 = fma(vec4<f32>(a.x), b.x0, c.v0);
+    v0 = fma(vec4<f32>(a.y), b.y0, v0);
+    v0 = fma(vec4<f32>(a.z), b.z0, v0);
+    v0 = fma(vec4<f32>(a.w), b.w0, v0);
+    var v1 = fma(vec4<f32>(a.x), b.x1, c.v1);
+    v1 = fma(vec4<f32>(a.y), b.y1, v1);
+    v1 = fma(vec4<f32>(a.z), b.z1, v1);
+    v1 = fma(vec4<f32>(a.w), b.w1, v1);
+    return Row8(v0, v1);
+}
 
 fn act(v: f32) -> f32 {
     if (ACT == 0u) { return 1.0 / (1.0 + exp(-v)); }
@@ -59,4 +113,15 @@ fn put4_bias_act(row: u32, col: u32, x: vec4<f32>) {
             yo[idx] = act(v);
         }
     }
+}
+
+// Eight outputs of row `row` from column `col`, plain or with the layer epilogue.
+fn put8(row: u32, col: u32, r: Row8) {
+    put4(row, col, r.v0);
+    put4(row, col + 4u, r.v1);
+}
+
+fn put8_bias_act(row: u32, col: u32, r: Row8) {
+    put4_bias_act(row, col, r.v0);
+    put4_bias_act(row, col + 4u, r.v1);
 }
