@@ -184,31 +184,20 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> array<vec4<f32>, 16>
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
+            // Row groups tr (and tr + BM/8 when TM = 8) × column groups tc (and tc + BN/8 when
+            // TN = 8); constant trip counts, unrolled by GPU compilers.
             let a0 = As[kk * bm4 + tr];
             let b0 = Bs[kk * bn4 + tc];
-            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
-            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
-            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
-            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
-            if (TN == 8u) {
-                let b1 = Bs[kk * bn4 + tc + BN / 8u];
-                acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
-                acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
-                acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
-                acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
-            }
-            if (TM == 8u) {
-                let a1 = As[kk * bm4 + tr + BM / 8u];
-                acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
-                acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
-                acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
-                acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
-                if (TN == 8u) {
-                    let b1 = Bs[kk * bn4 + tc + BN / 8u];
-                    acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
-                    acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
-                    acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
-                    acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
+            var a1 = vec4<f32>();
+            var b1 = vec4<f32>();
+            if (TM == 8u) { a1 = As[kk * bm4 + tr + BM / 8u]; }
+            if (TN == 8u) { b1 = Bs[kk * bn4 + tc + BN / 8u]; }
+            for (var i = 0u; i < 4u; i++) {
+                acc[2u * i] = fma(vec4<f32>(a0[i]), b0, acc[2u * i]);
+                if (TN == 8u) { acc[2u * i + 1u] = fma(vec4<f32>(a0[i]), b1, acc[2u * i + 1u]); }
+                if (TM == 8u) {
+                    acc[8u + 2u * i] = fma(vec4<f32>(a1[i]), b0, acc[8u + 2u * i]);
+                    if (TN == 8u) { acc[9u + 2u * i] = fma(vec4<f32>(a1[i]), b1, acc[9u + 2u * i]); }
                 }
             }
         }

@@ -115,7 +115,9 @@ fn put4_bias_act(row: u32, col: u32, x: vec4<f32>) {
     }
 }
 
-// Eight outputs of row `row` from column `col`, plain or with the layer epilogue.
+// Eight outputs of row `row` from column `col`, plain or with the layer epilogue. Each kernel has
+// one entry point per store: an entry point that can reach the epilogue stores binds bias, zo
+// and yo, so the plain one must not share a function that calls them.
 fn put8(row: u32, col: u32, r: Row8) {
     put4(row, col, r.v0);
     put4(row, col + 4u, r.v1);
