@@ -629,10 +629,11 @@ impl Graph {
         if fuse {
             for k in 0..self.nodes.len() {
                 if let Some((op, z, xw, bias)) = layer_pattern(&self.nodes, &uses, k) {
+                    // The matmul's operands (m×k, k×n), where it is fused too.
                     let mm = match self.nodes[xw].op {
                         Op::MatMul { a, b } if uses[xw] == 1 => {
-                            let (m, kk, n) = (self.nodes[a].shape[0], self.nodes[a].shape[1], self.nodes[b].shape[1]);
-                            self.exec.fuses_matmul_bias_act(m, kk, n).then_some((a, b, m, kk, n))
+                            let (sa, sb) = (&self.nodes[a].shape, &self.nodes[b].shape);
+                            self.exec.fuses_matmul_bias_act(sa[0], sa[1], sb[1]).then_some((a, b))
                         }
                         _ => None,
                     };
@@ -651,7 +652,7 @@ impl Graph {
                 let (rows, cols) = (n.shape[0], n.shape[1]);
                 let (xw, bias, y) = (self.nodes[xw].value, self.nodes[bias].value, self.nodes[k].value);
                 ks.push(match mm {
-                    Some((a, b, m, k, n_)) => Kernel::MatMulBiasAct {
+                    Some((a, b)) => Kernel::MatMulBiasAct {
                         op,
                         a: self.nodes[a].value,
                         b: self.nodes[b].value,
@@ -659,9 +660,9 @@ impl Graph {
                         xw,
                         z: n.value,
                         y,
-                        m,
-                        k,
-                        n: n_,
+                        m: rows,
+                        k: self.nodes[a].shape[1],
+                        n: cols,
                     },
                     None => Kernel::BiasActForward {
                         op,
