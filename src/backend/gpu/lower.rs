@@ -31,9 +31,9 @@ const BIG_GROUPS: usize = 128;
 impl MatmulConfig {
     /// CPU adapters (llvmpipe, SwiftShader, WARP) run a workgroup's invocations as SIMD lanes and
     /// pay per lane for each load and a context switch per barrier: they get `matmul_reg`, 16×4
-    /// invocations (a 32×128 tile of C). Real GPUs get the classic 64×64 workgroup-memory tile
-    /// (16×16 invocations, 8 KiB of workgroup memory); a device whose limits cannot hold that
-    /// falls back to `matmul_reg` with a shape that fits. CPU adapters whose subgroups are all 8
+    /// invocations (a 32×128 tile of C). Real GPUs get the workgroup-memory tile kernel with
+    /// shapes from the table below (or `tiles`); a device whose limits cannot hold them falls
+    /// back to `matmul_reg` with a shape that fits. CPU adapters whose subgroups are all 8
     /// wide (`subgroup8`) run vec4-aligned shapes with `matmul_sg` instead, which shares op(A)
     /// across the lanes with subgroup broadcasts (2–2.7× `matmul_reg` on llvmpipe).
     pub(super) fn choose(
@@ -88,14 +88,21 @@ impl MatmulConfig {
         }
     }
 
-    /// Whether the matmul kernel chosen for a forward m×k·k×n has the layer epilogue
-    /// (`matmul_sg_bias_act`, `matmul_bias_act`); the register kernels and the naive one do not.
-    pub(super) fn has_epilogue(&self, _m: usize, k: usize, n: usize) -> bool {
-        match (self.kernel, self.reg) {
-            (MatmulKernel::Naive, _) => false,
-            (_, None) => true,
-            _ => self.sg_max > 0 && k.is_multiple_of(4) && n.is_multiple_of(4),
-        }
+    /// Whether the kernel a forward m×k·k×n lowers to has the layer epilogue
+    /// ([`epilogue_entry`]); the register kernels and the naive one do not.
+    pub(super) fn has_epilogue(&self, m: usize, k: usize, n: usize) -> bool {
+        let probe = Kernel::MatMul {
+            a: 0,
+            b: 0,
+            out: 0,
+            m,
+            k,
+            n,
+            ta: false,
+            tb: false,
+            acc: false,
+        };
+        lower(&probe, u32::MAX, *self).is_ok_and(|l| epilogue_entry(l.entry).is_some())
     }
 
     /// One line naming the kernels this configuration runs, for logs and benchmark headers.
@@ -185,6 +192,15 @@ fn grid(n: usize, max_dim: u32) -> Result<[u32; 3]> {
         });
     }
     Ok([max as u32, y as u32, 1])
+}
+
+/// The entry point with the layer epilogue (C, Z = C + b, H = f(Z)) of a matmul entry point.
+fn epilogue_entry(entry: &str) -> Option<&'static str> {
+    match entry {
+        "matmul_sg" => Some("matmul_sg_bias_act"),
+        "matmul" => Some("matmul_bias_act"),
+        _ => None,
+    }
 }
 
 /// Workgroup grid of a matmul with tw×th tiles of C.
@@ -375,16 +391,12 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                 max_dim,
                 mm,
             )?;
-            l.entry = match l.entry {
-                "matmul_sg" => "matmul_sg_bias_act",
-                "matmul" => "matmul_bias_act",
-                other => {
-                    return Err(Error::arg(
-                        "matmul_bias_act",
-                        format!("kernel {other} has no layer epilogue (m={m}, k={k}, n={n})"),
-                    ))
-                }
-            };
+            l.entry = epilogue_entry(l.entry).ok_or_else(|| {
+                Error::arg(
+                    "matmul_bias_act",
+                    format!("kernel {} has no layer epilogue (m={m}, k={k}, n={n})", l.entry),
+                )
+            })?;
             l.consts.push(("ACT", op.code() as f64));
             l.binds.extend([(6, bias, true), (7, z, false), (8, y, false)]);
             l
