@@ -281,9 +281,10 @@ pub fn unary_map<T: Real>(op: UnaryOp, src: &[T], dst: &mut [T]) {
 #[inline(always)]
 fn bias_act<T: Real>(op: UnaryOp, xw: &[T], bias: &[T], z: &mut [T], y: &mut [T], rows: usize, cols: usize) {
     match op {
-        UnaryOp::Sigmoid => bias_act_rows(|z| T::one() / (T::one() + (-z).exp()), xw, bias, z, y, rows, cols),
-        UnaryOp::Tanh => bias_act_rows(|z| z.tanh(), xw, bias, z, y, rows, cols),
-        _ => bias_act_rows(|z| unary_value(op, z), xw, bias, z, y, rows, cols),
+        // The op as a constant in each arm: `unary_value` folds to that one formula.
+        UnaryOp::Sigmoid => bias_act_rows(|v| unary_value(UnaryOp::Sigmoid, v), xw, bias, z, y, rows, cols),
+        UnaryOp::Tanh => bias_act_rows(|v| unary_value(UnaryOp::Tanh, v), xw, bias, z, y, rows, cols),
+        _ => bias_act_rows(|v| unary_value(op, v), xw, bias, z, y, rows, cols),
     }
 }
 
@@ -849,10 +850,12 @@ impl<T: Real> CpuExecutor<T> {
                 let mut sums = vec![T::zero(); cols];
                 let (dz, dxs, sm) = (&mut o[..], &mut dxv[..], &mut sums[..]);
                 let shape = (rows, cols, acc_dx);
+                // The op as a constant in each arm: `unary_derivative` folds to that one formula.
+                let d = |op| move |x, y| unary_derivative(op, x, y);
                 match op {
-                    UnaryOp::Sigmoid => bias_act_vjp(|_, y| y * (T::one() - y), zb, yb, gb, dz, dxs, sm, shape),
-                    UnaryOp::Tanh => bias_act_vjp(|_, y| T::one() - y * y, zb, yb, gb, dz, dxs, sm, shape),
-                    _ => bias_act_vjp(|x, y| unary_derivative(op, x, y), zb, yb, gb, dz, dxs, sm, shape),
+                    UnaryOp::Sigmoid => bias_act_vjp(d(UnaryOp::Sigmoid), zb, yb, gb, dz, dxs, sm, shape),
+                    UnaryOp::Tanh => bias_act_vjp(d(UnaryOp::Tanh), zb, yb, gb, dz, dxs, sm, shape),
+                    _ => bias_act_vjp(d(op), zb, yb, gb, dz, dxs, sm, shape),
                 }
                 for (v, s) in dbv.iter_mut().zip(sums) {
                     put(v, s, acc_db);
