@@ -370,7 +370,8 @@ fn fused_layer_backward_matches_the_unfused_kernels() {
 /// The layer H = f(XW + b) as one kernel (the matmul's epilogue writes XW, Z and H) where the
 /// backend's matmul kernel for the shape has the epilogue: always on the CPU backend and with the
 /// GPU tile kernel, for vec4-aligned shapes with the subgroup kernel. Values match the unfused
-/// kernels, and the forward runs two dispatches fewer (bias-add and activation folded in).
+/// kernels and, on the GPU, the CPU's; the forward runs two dispatches fewer (bias-add and
+/// activation folded in).
 #[test]
 fn matmul_epilogue_computes_the_whole_layer() {
     use wgrad::nn::Activation;
@@ -383,7 +384,10 @@ fn matmul_epilogue_computes_the_whole_layer() {
         });
         devs.push((tiled.unwrap(), "gpu-tiled"));
     }
+    // The CPU's fused results, case by case, as the reference for the GPU devices.
+    let mut reference: Vec<[Vec<f32>; 3]> = Vec::new();
     for (dev, label) in &devs {
+        let mut case = 0;
         // The epilogue binds six storage buffers; under smaller limits the layer is not fused.
         let (kernels, six) = match dev {
             Device::Gpu(g) => (g.matmul_kernels(), g.limits().max_storage_buffers_per_shader_stage >= 6),
@@ -416,6 +420,15 @@ fn matmul_epilogue_computes_the_whole_layer() {
                 for (i, name) in ["XW", "Z", "H"].iter().enumerate() {
                     assert_close(&out[0].0[i], &out[1].0[i], 1e-6, 1e-5, &format!("{what} {name}"));
                 }
+                if *label == "cpu" {
+                    reference.push(out[0].0.clone());
+                } else {
+                    for (i, name) in ["XW", "Z", "H"].iter().enumerate() {
+                        let want = &reference[case][i];
+                        assert_close(&out[0].0[i], want, 1e-4, 1e-3, &format!("{what} {name} vs CPU"));
+                    }
+                }
+                case += 1;
                 let saved = out[1].1 - out[0].1;
                 assert_eq!(
                     saved,
