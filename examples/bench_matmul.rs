@@ -28,6 +28,17 @@ fn usage() -> ! {
     std::process::exit(2);
 }
 
+/// "AxBxC,DxE,...": comma-separated lists of x-separated numbers (usage on anything else).
+fn dim_list<T: std::str::FromStr>(s: &str) -> Vec<Vec<T>> {
+    s.split(',')
+        .map(|item| {
+            item.split('x')
+                .map(|v| v.trim().parse().unwrap_or_else(|_| usage()))
+                .collect()
+        })
+        .collect()
+}
+
 fn parse_args() -> Args {
     let mut a = Args {
         sizes: vec![(256, 256, 256), (512, 512, 512), (1024, 1024, 1024)],
@@ -44,18 +55,12 @@ fn parse_args() -> Args {
         let need = || val.clone().unwrap_or_else(|| usage());
         match argv[i].as_str() {
             "--sizes" => {
-                a.sizes = need()
-                    .split(',')
-                    .map(|s| {
-                        let d: Vec<usize> = s
-                            .split('x')
-                            .map(|v| v.trim().parse().unwrap_or_else(|_| usage()))
-                            .collect();
-                        match d[..] {
-                            [n] if n > 0 => (n, n, n),
-                            [m, k, n] if m > 0 && k > 0 && n > 0 => (m, k, n),
-                            _ => usage(),
-                        }
+                a.sizes = dim_list(&need())
+                    .into_iter()
+                    .map(|d| match d[..] {
+                        [n] if n > 0 => (n, n, n),
+                        [m, k, n] if m > 0 && k > 0 && n > 0 => (m, k, n),
+                        _ => usage(),
                     })
                     .collect()
             }
@@ -63,17 +68,11 @@ fn parse_args() -> Args {
             "--device" => a.device = need(),
             "--kernel" => a.kernel = need(),
             "--tiles" => {
-                a.tiles = need()
-                    .split(',')
-                    .map(|s| {
-                        let d: Vec<u32> = s
-                            .split('x')
-                            .map(|v| v.trim().parse().unwrap_or_else(|_| usage()))
-                            .collect();
-                        match d[..] {
-                            [bm, bn, bk, tm, tn] => MatmulTiles { bm, bn, bk, tm, tn },
-                            _ => usage(),
-                        }
+                a.tiles = dim_list(&need())
+                    .into_iter()
+                    .map(|d| match d[..] {
+                        [bm, bn, bk, tm, tn] => MatmulTiles { bm, bn, bk, tm, tn },
+                        _ => usage(),
                     })
                     .collect()
             }
