@@ -23,6 +23,11 @@ struct Params {
     acc: u32,
     which: u32,           // backward: 0 -> d_a, 1 -> d_b
     _pad: u32,
+    // backward: the box lo .. hi of the summed axes one dispatch folds (0 .. extent where not
+    // split). The host splits large broadcast sums so that no invocation loops more than a
+    // bounded number of times; each dispatch after the first adds into the gradient.
+    lo: vec4<u32>,
+    hi: vec4<u32>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -81,10 +86,12 @@ fn binary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     // Extent to sum over on each axis: the output's where the target was broadcast, else 1.
     let ext = select(vec4<u32>(1u), os, p.t_shape != os);
     var s = 0.0;
-    for (var i0 = 0u; i0 < ext.x; i0++) {
-        for (var i1 = 0u; i1 < ext.y; i1++) {
-            for (var i2 = 0u; i2 < ext.z; i2++) {
-                for (var i3 = 0u; i3 < ext.w; i3++) {
+    let lo = min(p.lo, ext);
+    let hi = min(p.hi, ext);
+    for (var i0 = lo.x; i0 < hi.x; i0++) {
+        for (var i1 = lo.y; i1 < hi.y; i1++) {
+            for (var i2 = lo.z; i2 < hi.z; i2++) {
+                for (var i3 = lo.w; i3 < hi.w; i3++) {
                     let idx = select(t, vec4<u32>(i0, i1, i2, i3), p.t_shape != os);
                     let gi = g[dot4u(idx, o_str)];
                     s += gi * partial(a[dot4u(idx, p.a_str)], b[dot4u(idx, p.b_str)], p.which);

@@ -28,11 +28,18 @@
 
 override OP: u32 = 0u;
 
+// r0 .. r1 (bias_act_backward): the rows one dispatch handles; the host splits tall inputs so
+// that no invocation loops more than a bounded number of times, each slice after the first
+// adding its column sums into db.
 struct Params {
     rows: u32,
     cols: u32,
     acc_dx: u32,
     acc_db: u32,
+    r0: u32,
+    r1: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -77,7 +84,7 @@ fn bias_act_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let c = (wid.y * nwg.x + wid.x) * 64u + lid.x;
     var s = 0.0;
     if (c < p.cols) {
-        for (var r = lid.y; r < p.rows; r += 4u) {
+        for (var r = p.r0 + lid.y; r < p.r1; r += 4u) {
             let i = r * p.cols + c;
             let d = g[i] * df(z[i], y[i]);
             dz[i] = d;

@@ -9,11 +9,18 @@
 // mse_forward runs as a single workgroup: 256 threads fold strided slices, then a fixed-order
 // tree sums them (deterministic). mse_backward is one thread per element.
 
+// lo .. hi (forward): the slice of the elements one dispatch folds; the host splits long inputs
+// so that no invocation loops more than a bounded number of times, each slice after the first
+// adding its share (acc) into the loss.
 struct Params {
     len: u32,
     acc: u32,
     which: u32,   // backward: 0 -> d_pred, 1 -> d_target
     _pad: u32,
+    lo: u32,
+    hi: u32,
+    zero: u32,    // always 0: see `opaque`
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,12 +31,24 @@ struct Params {
 
 var<workgroup> part: array<f32, 256>;
 
+// v, through a bit operation with a uniform the host sets to 0: a compiler cannot prove that
+// the result equals v, so it cannot simplify Kahan's compensation ((s + y) − s) − y to 0 (Mesa
+// does, without this).
+fn opaque(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) ^ p.zero);
+}
+
 @compute @workgroup_size(256)
 fn mse_forward(@builtin(local_invocation_index) lid: u32) {
+    // Compensated (Kahan) sum of this thread's strided slice, then an 8-level tree.
     var s = 0.0;
-    for (var i = lid; i < p.len; i += 256u) {
+    var comp = 0.0;
+    for (var i = p.lo + lid; i < p.hi; i += 256u) {
         let d = a[i] - b[i];
-        s += d * d;
+        let y = d * d - comp;
+        let t = s + y;
+        comp = (t - opaque(s)) - y;
+        s = t;
     }
     part[lid] = s;
     workgroupBarrier();
@@ -40,7 +59,12 @@ fn mse_forward(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if (lid == 0u) {
-        out[0] = part[0] / f32(p.len);
+        let v = part[0] / f32(p.len);
+        if (p.acc != 0u) {
+            out[0] = out[0] + v;
+        } else {
+            out[0] = v;
+        }
     }
 }
 

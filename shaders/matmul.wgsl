@@ -104,7 +104,7 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> array<vec4<f32>, 16>
     let tc = lid3.x;
     var acc: array<vec4<f32>, 16>;
 
-    for (var t = 0u; t < k; t += BK) {
+    for (var t = p.k0; t < p.k1; t += BK) {
         // Stage op(A)[row0 .. row0+BM, t .. t+BK] into As[kk][r / 4][r % 4], zero past the edges.
         if (AV != 0u && TA == 0u) {
             // A stored m×k, k % 4 == 0: vec4 loads along k, consecutive threads along k.
@@ -240,7 +240,7 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let col = gid.x;
     if (row >= p.m || col >= p.n) { return; }
     var s = 0.0;
-    for (var kk = 0u; kk < p.k; kk++) {
+    for (var kk = p.k0; kk < p.k1; kk++) {
         s += a_at(row, kk) * b_at(kk, col);
     }
     let idx = row * p.n + col;
@@ -279,7 +279,7 @@ fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     // cI: row I's eight outputs.
     var c0 = Row8(); var c1 = Row8(); var c2 = Row8(); var c3 = Row8();
     var c4 = Row8(); var c5 = Row8(); var c6 = Row8(); var c7 = Row8();
-    for (var t = 0u; t < k4; t++) {
+    for (var t = p.k0 / 4u; t < p.k1 / 4u; t++) {
         // aI = op(A)[row I, 4t .. 4t+4].
         var a0: vec4<f32>; var a1: vec4<f32>; var a2: vec4<f32>; var a3: vec4<f32>;
         var a4: vec4<f32>; var a5: vec4<f32>; var a6: vec4<f32>; var a7: vec4<f32>;
@@ -331,7 +331,8 @@ fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let m = p.m;
     let n = p.n;
     let k = p.k;
-    let kt = (k + 3u) / 4u;                       // steps of 4 in k, the last one possibly partial
+    let t0 = p.k0 / 4u;                           // this dispatch's steps of 4 in k: t0 .. t1,
+    let t1 = (p.k1 + 3u) / 4u;                    // the last one of k possibly partial
     let alast = (m * k + 3u) / 4u - 1u;           // last vec4 holding an element of A
     let blast = (k * n + 3u) / 4u - 1u;
     let row0 = (wid.y * RWY + lid.y) * 8u;
@@ -374,26 +375,26 @@ fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let ib6 = (q6 * k) / 4u; let sb6 = (q6 * k) % 4u; var pb6 = vec4<f32>();
     let ib7 = (q7 * k) / 4u; let sb7 = (q7 * k) % 4u; var pb7 = vec4<f32>();
     if (TA == 0u) {
-        pa0 = av4[ia0];
-        pa1 = av4[ia1];
-        pa2 = av4[ia2];
-        pa3 = av4[ia3];
-        pa4 = av4[ia4];
-        pa5 = av4[ia5];
-        pa6 = av4[ia6];
-        pa7 = av4[ia7];
+        pa0 = av4[min(ia0 + t0, alast)];
+        pa1 = av4[min(ia1 + t0, alast)];
+        pa2 = av4[min(ia2 + t0, alast)];
+        pa3 = av4[min(ia3 + t0, alast)];
+        pa4 = av4[min(ia4 + t0, alast)];
+        pa5 = av4[min(ia5 + t0, alast)];
+        pa6 = av4[min(ia6 + t0, alast)];
+        pa7 = av4[min(ia7 + t0, alast)];
     }
     if (TB != 0u) {
-        pb0 = bv4[ib0];
-        pb1 = bv4[ib1];
-        pb2 = bv4[ib2];
-        pb3 = bv4[ib3];
-        pb4 = bv4[ib4];
-        pb5 = bv4[ib5];
-        pb6 = bv4[ib6];
-        pb7 = bv4[ib7];
+        pb0 = bv4[min(ib0 + t0, blast)];
+        pb1 = bv4[min(ib1 + t0, blast)];
+        pb2 = bv4[min(ib2 + t0, blast)];
+        pb3 = bv4[min(ib3 + t0, blast)];
+        pb4 = bv4[min(ib4 + t0, blast)];
+        pb5 = bv4[min(ib5 + t0, blast)];
+        pb6 = bv4[min(ib6 + t0, blast)];
+        pb7 = bv4[min(ib7 + t0, blast)];
     }
-    for (var t = 0u; t < kt; t++) {
+    for (var t = t0; t < t1; t++) {
         let kb = 4u * t;
         let kv = vec4<u32>(kb, kb + 1u, kb + 2u, kb + 3u) < vec4<u32>(k);  // which of the 4 k are real
         let z = vec4<f32>();

@@ -18,11 +18,19 @@ override TB: u32 = 0u;
 // The activation of the layer epilogue, codes as in unary.wgsl and fused.wgsl.
 override ACT: u32 = 0u;
 
+// k0 .. k1: the slice of the inner dimension this dispatch sums (the host splits a long k into
+// slices, each dispatch after the first adding into C, so that no invocation runs a loop for
+// more than a bounded number of iterations: some drivers cut longer loops short). k0 is a
+// multiple of the kernel's k step (4, or BK for the tile kernel); k1 is k0 + slice or k.
 struct Params {
     m: u32,
     k: u32,
     n: u32,
     acc: u32,
+    k0: u32,
+    k1: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -62,7 +62,7 @@ fn sg_block(wid: vec3<u32>, sg: u32, lane: u32) -> array<Row8, 32> {
     var c8 = Row8(); var c9 = Row8(); var c10 = Row8(); var c11 = Row8(); var c12 = Row8(); var c13 = Row8(); var c14 = Row8(); var c15 = Row8();
     var c16 = Row8(); var c17 = Row8(); var c18 = Row8(); var c19 = Row8(); var c20 = Row8(); var c21 = Row8(); var c22 = Row8(); var c23 = Row8();
     var c24 = Row8(); var c25 = Row8(); var c26 = Row8(); var c27 = Row8(); var c28 = Row8(); var c29 = Row8(); var c30 = Row8(); var c31 = Row8();
-    for (var t = 0u; t < k4; t++) {
+    for (var t = p.k0 / 4u; t < p.k1 / 4u; t++) {
         var x0: vec4<f32>; var x1: vec4<f32>; var x2: vec4<f32>; var x3: vec4<f32>;
         if (TA != 0u) {
             x0 = av4[(4u * t) * m4 + ag]; x1 = av4[(4u * t + 1u) * m4 + ag];

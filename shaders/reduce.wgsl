@@ -19,11 +19,19 @@
 
 override MEAN: u32 = 0u;
 
+// a0 .. a1: the slice of the axis a tree-reduction dispatch folds. The host splits a long axis
+// into slices so that no invocation loops more than a bounded number of times (some drivers cut
+// longer loops short); each slice after the first adds into the output (sum, mean: every slice
+// divides by the whole axis length) or, for max, merges with it (`merge`).
 struct Params {
     outer: u32,
     axis: u32,
     inner: u32,
     acc: u32,
+    a0: u32,
+    a1: u32,
+    merge: u32,
+    zero: u32,    // always 0: see `opaque`
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -33,6 +41,13 @@ struct Params {
 @group(0) @binding(4) var<storage, read> arg_in: array<f32>;
 
 var<workgroup> part: array<f32, 256>;
+
+// v, through a bit operation with a uniform the host sets to 0: a compiler cannot prove that
+// the result equals v, so it cannot simplify Kahan's compensation ((s + y) − s) − y to 0 (Mesa
+// does, without this).
+fn opaque(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) ^ p.zero);
+}
 var<workgroup> part_i: array<u32, 256>;
 
 fn store(i: u32, v: f32) {
@@ -54,10 +69,16 @@ fn reduce_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let total = p.outer * p.inner;
     let valid = o < total;
     let base = base_of(o);
+    // Compensated (Kahan) sum of this thread's strided slice: the tree below adds only 8 levels,
+    // so the result stays within a few ulps of the exact sum however long the axis.
     var s = 0.0;
+    var comp = 0.0;
     if (valid) {
-        for (var a = lid; a < p.axis; a += 256u) {
-            s += x[base + a * p.inner];
+        for (var a = p.a0 + lid; a < p.a1; a += 256u) {
+            let y = x[base + a * p.inner] - comp;
+            let t = s + y;
+            comp = (t - opaque(s)) - y;
+            s = t;
         }
     }
     part[lid] = s;
@@ -100,7 +121,7 @@ fn reduce_max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     var bv = -3.402823e38;
     var bi = 0xffffffffu;
     if (valid) {
-        for (var a = lid; a < p.axis; a += 256u) {
+        for (var a = p.a0 + lid; a < p.a1; a += 256u) {
             let v = x[base + a * p.inner];
             if (bi == 0xffffffffu || better(v, a, bv, bi)) {
                 bv = v;
@@ -122,7 +143,16 @@ fn reduce_max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         workgroupBarrier();
     }
     if (lid == 0u && valid) {
-        store(o, part[0]);
+        // A later slice replaces the earlier slices' result only if it is better (its indices
+        // are larger, so a tie keeps the earlier, first occurrence).
+        if (p.merge != 0u && !better(part[0], part_i[0], out[o], u32(arg_out[o]))) {
+            return;
+        }
+        if (p.merge != 0u) {
+            out[o] = part[0];
+        } else {
+            store(o, part[0]);
+        }
         arg_out[o] = f32(part_i[0]);
     }
 }

@@ -1,7 +1,7 @@
 //! The per-graph executor: buffers from the device pool, compiled programs (pipelines, one
 //! parameter block, bind groups made once), one-submission runs and readback.
 
-use super::lower::{lower, PARAM_SLOT};
+use super::lower::{lower_all, PARAM_SLOT};
 use super::GpuDevice;
 use crate::backend::{BufId, Counters, Executor, Kernel, ProgramId, ReadFuture, ReadInner};
 use crate::error::{Error, Result};
@@ -313,10 +313,10 @@ impl Executor for GpuExecutor {
     fn compile(&mut self, kernels: Vec<Kernel>) -> Result<ProgramId> {
         let dev = self.dev.clone();
         let max_dim = dev.device.limits().max_compute_workgroups_per_dimension;
-        let launches = kernels
-            .iter()
-            .map(|k| lower(k, max_dim, dev.matmul))
-            .collect::<Result<Vec<_>>>()?;
+        let mut launches = Vec::with_capacity(kernels.len());
+        for k in &kernels {
+            launches.extend(lower_all(k, max_dim, dev.matmul)?);
+        }
         let align = (dev.device.limits().min_uniform_buffer_offset_alignment as u64).max(PARAM_SLOT);
         let params_bytes = align * launches.len() as u64;
         let params = if launches.is_empty() {

@@ -102,7 +102,7 @@ impl MatmulConfig {
             tb: false,
             acc: false,
         };
-        lower(&probe, u32::MAX, *self).is_ok_and(|l| epilogue_entry(l.entry).is_some())
+        lower_all(&probe, u32::MAX, *self).is_ok_and(|l| l.len() == 1 && epilogue_entry(l[0].entry).is_some())
     }
 
     /// One line naming the kernels this configuration runs, for logs and benchmark headers.
@@ -159,7 +159,7 @@ impl MatmulConfig {
 
 /// One dispatch, described before it is bound: which entry point, its constants, its
 /// parameter words (binding 0) and its storage bindings (binding, buffer, read-only).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Launch {
     pub shader: &'static str,
     pub entry: &'static str,
@@ -221,6 +221,178 @@ fn matmul_grid(m: usize, k: usize, n: usize, tw: usize, th: usize, max_dim: u32)
 const SERIAL_AXIS: usize = 1024;
 /// Softmax rows of at most this many columns run one thread per row.
 const SERIAL_ROW: usize = 64;
+
+/// The most loop iterations one invocation runs in one dispatch. Mesa's llvmpipe 22.x (Debian
+/// 12's driver) silently stops a shader's loops after 65,535 iterations; other drivers have
+/// watchdogs. Kernels whose loops grow with a size (the inner dimension of a matmul, the axis
+/// of a reduction, the rows of a column sum) are split by [`lower_all`] into dispatches that
+/// each run at most this many iterations per invocation, a quarter of that limit, and add
+/// into (or merge with) the previous ones; loops that cannot be split are refused above it.
+pub(crate) const LOOP_BUDGET: usize = 16384;
+/// Most dispatches one kernel is split into (beyond that the shape is refused).
+const MAX_SPLIT: usize = 65536;
+
+/// Slice of the inner dimension one dispatch of a matmul entry point may sum: `LOOP_BUDGET`
+/// iterations of its k loop (4 k per iteration in the register kernels, 1 in the naive one);
+/// the tile kernel runs several short loops per BK-deep stage, so it takes 2048 (a multiple of
+/// every BK).
+fn k_slice(entry: &str) -> usize {
+    match entry {
+        "matmul_naive" => LOOP_BUDGET,
+        "matmul" | "matmul_bias_act" => 2048,
+        _ => 4 * LOOP_BUDGET,
+    }
+}
+
+/// Slices `0 .. len` into pieces of at most `slice`, refusing more than `MAX_SPLIT` of them.
+fn slices(len: usize, slice: usize, what: &dyn Fn() -> String) -> Result<Vec<(usize, usize)>> {
+    let n = len.div_ceil(slice).max(1);
+    if n > MAX_SPLIT {
+        return Err(Error::LimitExceeded {
+            what: what(),
+            size: len as u64,
+            limit_name: "loop iterations per invocation × dispatches per kernel",
+            limit: (slice * MAX_SPLIT) as u64,
+        });
+    }
+    Ok((0..n).map(|i| (i * slice, ((i + 1) * slice).min(len))).collect())
+}
+
+/// Every dispatch of one kernel: [`lower`]'s launch, split where its loops would run more than
+/// [`LOOP_BUDGET`] iterations per invocation (see there), or an error where they cannot be.
+pub(super) fn lower_all(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Vec<Launch>> {
+    use Kernel::*;
+    let l = lower(k, max_dim, mm)?;
+    // Copies of `l` over the slices, with word `lo`/`hi` set to each slice and word `acc` (if
+    // any) set on every slice after the first.
+    let split = |l: Launch, parts: Vec<(usize, usize)>, lo: usize, acc: Option<usize>| -> Vec<Launch> {
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (a, b))| {
+                let mut s = l.clone();
+                s.params[lo] = u(a);
+                s.params[lo + 1] = u(b);
+                if let (Some(w), true) = (acc, i > 0) {
+                    s.params[w] = 1;
+                }
+                s
+            })
+            .collect()
+    };
+    Ok(match *k {
+        MatMul { m, k, n, .. } => {
+            let parts = slices(k, k_slice(l.entry), &|| format!("matmul {m}×{k}·{k}×{n}"))?;
+            split(l, parts, 4, Some(3))
+        }
+        MatMulBiasAct { m, k, n, .. } => {
+            if k > k_slice(l.entry) {
+                return Err(Error::arg(
+                    "matmul_bias_act",
+                    format!("inner dimension {k} needs a split matmul (m={m}, n={n}); the graph runs it unfused"),
+                ));
+            }
+            vec![l]
+        }
+        Reduce { op, axis, .. } if axis > SERIAL_AXIS => {
+            let parts = slices(axis, 256 * LOOP_BUDGET, &|| format!("{} over an axis of {axis}", op.name()))?;
+            if op == ReduceOp::Max {
+                // Later slices merge with the earlier result (word 6) instead of adding.
+                split(l, parts, 4, Some(6))
+            } else {
+                split(l, parts, 4, Some(3))
+            }
+        }
+        Mse { len, .. } => {
+            let parts = slices(len, 256 * LOOP_BUDGET, &|| format!("mse over {len} elements"))?;
+            split(l, parts, 4, Some(1))
+        }
+        BiasActBackward { rows, cols, .. } => {
+            let parts = slices(rows, 4 * LOOP_BUDGET, &|| format!("bias_act_backward over {rows}×{cols}"))?;
+            split(l, parts, 4, Some(3))
+        }
+        Softmax { cols, .. } | SoftmaxBackward { cols, .. } | SoftmaxXent { cols, .. }
+            if cols > SOFTMAX_MAX_COLS =>
+        {
+            return Err(Error::LimitExceeded {
+                what: format!("softmax over rows of {cols} columns"),
+                size: cols as u64,
+                limit_name: "columns per softmax row (loop iterations per invocation)",
+                limit: SOFTMAX_MAX_COLS as u64,
+            });
+        }
+        BinaryBackward { bc, which, .. } => {
+            let target = if which == 0 { bc.a_shape } else { bc.b_shape };
+            let ext: [usize; 4] = std::array::from_fn(|d| if target[d] != bc.out[d] { bc.out[d] } else { 1 });
+            binary_boxes(&ext)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, (lo, hi))| {
+                    let mut s = l.clone();
+                    for d in 0..4 {
+                        s.params[20 + d] = u(lo[d]);
+                        s.params[24 + d] = u(hi[d]);
+                    }
+                    if i > 0 {
+                        s.params[17] = 1;
+                    }
+                    s
+                })
+                .collect()
+        }
+        _ => vec![l],
+    })
+}
+
+/// Softmax rows longer than this are refused: the workgroup-per-row kernels make three passes
+/// over a row with 256 threads, `3·cols/256` loop iterations per invocation.
+const SOFTMAX_MAX_COLS: usize = 256 * LOOP_BUDGET / 3;
+
+/// Boxes (lo, hi per axis) that cover the summed index space `ext` of a broadcast VJP with at
+/// most [`LOOP_BUDGET`] loop iterations each: the outermost axis whose inner extents fit is cut
+/// into slices, the axes outside it into single indices.
+fn binary_boxes(ext: &[usize; 4]) -> Result<Vec<([usize; 4], [usize; 4])>> {
+    let total: usize = ext.iter().product();
+    if total <= LOOP_BUDGET {
+        return Ok(vec![([0; 4], [u32::MAX as usize; 4])]);
+    }
+    // Smallest d whose inner product (axes after d) fits the budget.
+    let inner = |d: usize| ext[d + 1..].iter().product::<usize>();
+    let d = (0..4).find(|&d| inner(d) <= LOOP_BUDGET).expect("the last axis has an empty inner product");
+    let slice = (LOOP_BUDGET / inner(d)).max(1);
+    let outer: usize = ext[..d].iter().product();
+    let count = outer * ext[d].div_ceil(slice);
+    if count > MAX_SPLIT {
+        return Err(Error::LimitExceeded {
+            what: format!("broadcast gradient summing {total} elements per output ({ext:?})"),
+            size: total as u64,
+            limit_name: "loop iterations per invocation × dispatches per kernel",
+            limit: (LOOP_BUDGET * MAX_SPLIT) as u64,
+        });
+    }
+    let mut boxes = Vec::with_capacity(count);
+    for o in 0..outer {
+        // Unravel o over the axes before d.
+        let mut idx = [0usize; 4];
+        let mut r = o;
+        for a in (0..d).rev() {
+            idx[a] = r % ext[a];
+            r /= ext[a];
+        }
+        for s in (0..ext[d]).step_by(slice) {
+            let mut lo = [0usize; 4];
+            let mut hi = [u32::MAX as usize; 4];
+            for a in 0..d {
+                lo[a] = idx[a];
+                hi[a] = idx[a] + 1;
+            }
+            lo[d] = s;
+            hi[d] = (s + slice).min(ext[d]);
+            boxes.push((lo, hi));
+        }
+    }
+    Ok(boxes)
+}
 
 pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch> {
     use Kernel::*;
@@ -302,7 +474,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                     shader: "matmul_sg",
                     entry: "matmul_sg",
                     consts: vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64), ("SGN", g as f64)],
-                    params: vec![u(m), u(k), u(n), b(acc)],
+                    params: vec![u(m), u(k), u(n), b(acc), 0, u(k), 0, 0],
                     binds: vec![(4, a, true), (5, bb, true), (3, out, false)],
                     groups: matmul_grid(m, k, n, 64, 32 * g as usize, max_dim)?,
                 });
@@ -358,7 +530,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                 shader: "matmul",
                 entry,
                 consts,
-                params: vec![u(m), u(k), u(n), b(acc)],
+                params: vec![u(m), u(k), u(n), b(acc), 0, u(k), 0, 0],
                 binds,
                 groups,
             }
@@ -451,6 +623,8 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             let len: usize = target.iter().product();
             let mut params = bcast_params(&bc, &target);
             params.extend([u(len), b(acc), which, 0]);
+            // The box of summed indices (lo .. hi per axis): all of it unless split.
+            params.extend([0, 0, 0, 0, u32::MAX, u32::MAX, u32::MAX, u32::MAX]);
             Launch {
                 shader: "binary",
                 entry: "binary_backward",
@@ -470,7 +644,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             inner,
             acc,
         } => {
-            let params = vec![u(outer), u(axis), u(inner), b(acc)];
+            let params = vec![u(outer), u(axis), u(inner), b(acc), 0, u(axis), 0, 0];
             // Short axes: a thread per output walks the axis (no barriers); long axes: a
             // workgroup per output and a tree.
             let serial = axis <= SERIAL_AXIS;
@@ -612,7 +786,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             shader: "loss",
             entry: "mse_forward",
             consts: vec![],
-            params: vec![u(len), 0, 0, 0],
+            params: vec![u(len), 0, 0, 0, 0, u(len), 0, 0],
             binds: vec![(1, p, true), (2, t, true), (4, out, false)],
             groups: [1, 1, 1],
         },
@@ -664,7 +838,7 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             shader: "fused",
             entry: "bias_act_backward",
             consts: vec![("OP", op.code() as f64)],
-            params: vec![u(rows), u(cols), b(acc_dx), b(acc_db)],
+            params: vec![u(rows), u(cols), b(acc_dx), b(acc_db), 0, u(rows), 0, 0],
             binds: vec![
                 (1, z, true),
                 (2, y, true),
