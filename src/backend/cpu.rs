@@ -322,7 +322,7 @@ fn bias_act_vjp<T: Real>(
     g: &[T],
     dz: &mut [T],
     dx: &mut [T],
-    sums: &mut [T],
+    sums: &mut [f64],
     (rows, cols, acc_dx): (usize, usize, bool),
 ) {
     let sums = &mut sums[..cols];
@@ -334,7 +334,7 @@ fn bias_act_vjp<T: Real>(
             let d = g[c] * deriv(z[c], y[c]);
             dz[c] = d;
             dx[c] = if acc_dx { dx[c] + d } else { d };
-            sums[c] += d;
+            sums[c] += d.to_f64();
         }
     }
 }
@@ -423,14 +423,15 @@ pub fn binary_backward<T: Real>(
     let target = if which == 0 { bc.a_shape } else { bc.b_shape };
     let st = Bcast::strides(&target);
     let n: usize = target.iter().product();
-    let mut sums = vec![T::zero(); n];
+    // Sums over the broadcast axes in f64 (see `reduce`).
+    let mut sums = vec![0.0f64; n];
     for (i, &gi) in g.iter().enumerate().take(bc.numel()) {
         let idx = unravel(i, &bc.out);
         let (av, bv) = (a[dot4(&idx, &sa)], b[dot4(&idx, &sb)]);
-        sums[dot4(&idx, &st)] += gi * binary_partial(op, av, bv, which);
+        sums[dot4(&idx, &st)] += (gi * binary_partial(op, av, bv, which)).to_f64();
     }
     for (o, s) in out.iter_mut().zip(sums) {
-        put(o, s, acc);
+        put(o, T::from_f64(s), acc);
     }
 }
 
@@ -452,15 +453,10 @@ pub fn reduce<T: Real>(
             let at = |a: usize| x[(o * axis + a) * inner + i];
             let v = match op {
                 ReduceOp::Sum | ReduceOp::Mean => {
-                    let mut s = T::zero();
-                    for a in 0..axis {
-                        s += at(a);
-                    }
-                    if op == ReduceOp::Mean {
-                        s / T::from_f64(axis as f64)
-                    } else {
-                        s
-                    }
+                    // Accumulated in f64: exact for any f32 sum of fewer than 2^29 terms of
+                    // similar magnitude, so this backend can be the reference for long axes.
+                    let s: f64 = (0..axis).map(|a| at(a).to_f64()).sum();
+                    T::from_f64(if op == ReduceOp::Mean { s / axis as f64 } else { s })
                 }
                 ReduceOp::Max => {
                     let (mut best, mut besti) = (at(0), 0);
@@ -769,11 +765,14 @@ impl<T: Real> CpuExecutor<T> {
                 ..
             } => softmax_xent_backward(&b[probs], &b[labels], b[g][0], &mut o, rows, cols, acc),
             Mse { p, t, len, .. } => {
-                let s = (0..len).fold(T::zero(), |s, i| {
-                    let d = b[p][i] - b[t][i];
-                    s + d * d
-                });
-                o[0] = s / T::from_f64(len as f64);
+                // Differences and squares in T, their sum in f64 (see `reduce`).
+                let s: f64 = (0..len)
+                    .map(|i| {
+                        let d = b[p][i] - b[t][i];
+                        (d * d).to_f64()
+                    })
+                    .sum();
+                o[0] = T::from_f64(s / len as f64);
             }
             MseBackward {
                 p,
@@ -847,7 +846,8 @@ impl<T: Real> CpuExecutor<T> {
                 let mut dxv = std::mem::take(&mut self.bufs[dx]);
                 let mut dbv = std::mem::take(&mut self.bufs[db]);
                 let (zb, yb, gb) = (&self.bufs[z], &self.bufs[y], &self.bufs[g]);
-                let mut sums = vec![T::zero(); cols];
+                // Column sums in f64 (see `reduce`).
+                let mut sums = vec![0.0f64; cols];
                 let (dz, dxs, sm) = (&mut o[..], &mut dxv[..], &mut sums[..]);
                 let shape = (rows, cols, acc_dx);
                 // The op as a constant in each arm: `unary_derivative` folds to that one formula.
@@ -858,7 +858,7 @@ impl<T: Real> CpuExecutor<T> {
                     _ => bias_act_vjp(d(op), zb, yb, gb, dz, dxs, sm, shape),
                 }
                 for (v, s) in dbv.iter_mut().zip(sums) {
-                    put(v, s, acc_db);
+                    put(v, T::from_f64(s), acc_db);
                 }
                 self.bufs[dx] = dxv;
                 self.bufs[db] = dbv;
