@@ -145,7 +145,8 @@ fn softmax_xent_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     if (i >= p.rows * p.cols) { return; }
     let r = i / p.cols;
     let c = i % p.cols;
-    let onehot = select(0.0, 1.0, u32(labels[r]) == c);
+    // Clamped as in the forward kernels: forward and backward agree on one meaning.
+    let onehot = select(0.0, 1.0, min(u32(labels[r]), p.cols - 1u) == c);
     store(i, g[0] / f32(p.rows) * (x[i] - onehot));
 }
 

@@ -576,7 +576,9 @@ pub fn softmax_xent_backward<T: Real>(
 ) {
     let scale = g / T::from_f64(rows as f64);
     for (r, &lab) in labels.iter().enumerate().take(rows) {
-        let label = lab.to_f64() as usize;
+        // Clamped as in the forward pass (the graph refuses labels past the classes; forward and
+        // backward still agree on one meaning if one gets through).
+        let label = (lab.to_f64() as usize).min(cols - 1);
         for c in 0..cols {
             let i = r * cols + c;
             let onehot = if c == label { T::one() } else { T::zero() };

@@ -514,6 +514,13 @@ impl Graph {
                 ));
             }
         }
+        // Labels written before the loss existed were not checked then: check them now (one
+        // readback of the label vector), so forward and backward never see an index past the
+        // classes. Later writes are checked as they happen.
+        if let Some(c) = classes {
+            let written = self.exec.read(self.nodes[y].value)?;
+            check_labels("softmax_cross_entropy", &self.nodes[y].name, written.into_iter(), c)?;
+        }
         let id = self.add_op(Op::SoftmaxCrossEntropy { logits: l, labels: y }, None)?;
         self.nodes[y].label_classes = classes;
         Ok(id)
@@ -583,7 +590,7 @@ impl Graph {
         let i = self.check(id)?;
         self.writable(i, data.len())?;
         if let Some(c) = self.nodes[i].label_classes {
-            check_labels(&self.nodes[i].name, data.iter().map(|&v| v as f64), c)?;
+            check_labels("write", &self.nodes[i].name, data.iter().map(|&v| v as f64), c)?;
         }
         self.exec.write_f32(self.nodes[i].value, data)?;
         self.dirty = true;
@@ -595,7 +602,7 @@ impl Graph {
         let i = self.check(id)?;
         self.writable(i, data.len())?;
         if let Some(c) = self.nodes[i].label_classes {
-            check_labels(&self.nodes[i].name, data.iter().copied(), c)?;
+            check_labels("write", &self.nodes[i].name, data.iter().copied(), c)?;
         }
         self.exec.write(self.nodes[i].value, data)?;
         self.dirty = true;
@@ -1080,11 +1087,11 @@ fn layer_pattern(nodes: &[Node], uses: &[usize], k: usize) -> Option<(UnaryOp, u
     }
 }
 
-fn check_labels(name: &str, values: impl Iterator<Item = f64>, classes: usize) -> Result<()> {
+fn check_labels(op: &'static str, name: &str, values: impl Iterator<Item = f64>, classes: usize) -> Result<()> {
     for (i, v) in values.enumerate() {
         if !(v >= 0.0 && v < classes as f64 && v.fract() == 0.0) {
             return Err(Error::arg(
-                "write",
+                op,
                 format!("labels '{name}'[{i}] = {v} is not a class index in 0..{classes}"),
             ));
         }
