@@ -1,7 +1,7 @@
 //! Choosing where a graph runs: a GPU through wgpu, or the CPU backend.
 
 pub use crate::backend::gpu::DeviceInfo;
-use crate::backend::gpu::{GpuDevice, GpuOptions};
+use crate::backend::gpu::{enumerate_adapters, GpuDevice, GpuOptions};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -16,16 +16,22 @@ pub enum Device {
     CpuF64,
 }
 
+/// What a command-line user is told to do instead (see [`Device::from_name`]).
+const CLI_HINT: &str = "run with --device cpu to use the CPU backend instead";
+
 impl Device {
     /// Opens the best GPU adapter: discrete, then integrated, then software; honours
-    /// `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`. Fails with [`Error::NoAdapter`] when there is none.
+    /// `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`. Fails with [`Error::NoAdapter`] when there is none,
+    /// or when one of those variables is set to a value that selects no adapter (the message
+    /// names the variable and its value).
     pub fn gpu() -> Result<Device> {
         Self::gpu_with(&GpuOptions::default())
     }
 
-    /// Opens a GPU with explicit options (backends, adapter name, limits).
+    /// Opens a GPU with explicit options (backends, adapter name, limits). Options left unset
+    /// fall back to `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` as in [`Device::gpu`].
     pub fn gpu_with(opts: &GpuOptions) -> Result<Device> {
-        GpuDevice::open(opts).map(Device::Gpu)
+        open_gpu(opts, None)
     }
 
     /// The CPU backend (f32).
@@ -38,16 +44,29 @@ impl Device {
         Device::CpuF64
     }
 
-    /// A GPU when one can be opened, else the CPU backend. Check [`Device::info`] to see which.
+    /// A GPU when one can be opened, else the CPU backend. Check [`Device::info`] to see which,
+    /// or use [`Device::auto_with_reason`] to learn why no GPU was used.
     pub fn auto() -> Device {
-        Self::gpu().unwrap_or(Device::Cpu)
+        Self::auto_with_reason().0
     }
 
-    /// Parses `auto`, `gpu` or `cpu` (as given on a command line) and opens that device.
+    /// Like [`Device::auto`], and also the error that made it fall back to the CPU backend
+    /// (`None` when a GPU opened), so a program can say why it runs on the CPU: no adapter at
+    /// all, `WGPU_BACKEND` naming no backend, `WGPU_ADAPTER_NAME` matching no adapter, or a
+    /// device that failed to open.
+    pub fn auto_with_reason() -> (Device, Option<Error>) {
+        match open_gpu(&GpuOptions::default(), None) {
+            Ok(d) => (d, None),
+            Err(e) => (Device::Cpu, Some(e)),
+        }
+    }
+
+    /// Parses `auto`, `gpu` or `cpu` (as given on a command line) and opens that device. When
+    /// `gpu` finds no adapter the error says so and suggests `--device cpu`.
     pub fn from_name(name: &str) -> Result<Device> {
         match name.to_ascii_lowercase().as_str() {
             "auto" => Ok(Self::auto()),
-            "gpu" => Self::gpu(),
+            "gpu" => open_gpu(&GpuOptions::default(), Some(CLI_HINT)),
             "cpu" => Ok(Self::cpu()),
             other => Err(Error::arg(
                 "device",
@@ -77,5 +96,165 @@ impl Device {
                 driver: String::new(),
             },
         }
+    }
+}
+
+/// Opens the adapter `opts` selects. A selection that finds no adapter is an
+/// [`Error::NoAdapter`] whose message ends with `hint` when one is given.
+fn open_gpu(opts: &GpuOptions, hint: Option<&str>) -> Result<Device> {
+    let env = |name: &str| std::env::var(name).ok();
+    let adapter = select_adapter(opts, env("WGPU_BACKEND"), env("WGPU_ADAPTER_NAME")).map_err(|reason| {
+        Error::NoAdapter(match hint {
+            Some(h) => format!("{reason}; {h}"),
+            None => reason,
+        })
+    })?;
+    GpuDevice::open_on(adapter, opts).map(Device::Gpu)
+}
+
+/// Picks the adapter: among `opts.backends` (else the backends named by `env_backend`, the
+/// value of `WGPU_BACKEND`, else all), the first whose name contains `opts.adapter_name`
+/// (else `env_name`, the value of `WGPU_ADAPTER_NAME`), else the best. `Err` says why none
+/// was picked, naming the variable when one of them is the cause.
+fn select_adapter(
+    opts: &GpuOptions,
+    env_backend: Option<String>,
+    env_name: Option<String>,
+) -> std::result::Result<wgpu::Adapter, String> {
+    let (backends, from_env) = match (opts.backends, &env_backend) {
+        (Some(b), _) => (Some(b), false),
+        (None, Some(v)) => (Some(parse_backend_env(v)?), true),
+        (None, None) => (None, false),
+    };
+    let adapters = enumerate_adapters(backends);
+    if adapters.is_empty() {
+        return Err(match backends {
+            Some(b) if from_env => format!(
+                "wgpu found no adapter for WGPU_BACKEND={:?} ({}); unset it to try every backend",
+                env_backend.unwrap_or_default(),
+                backend_names(b)
+            ),
+            Some(b) => format!("wgpu found no adapter for {}", backend_names(b)),
+            None => "wgpu found no adapter (Vulkan, Metal and DX12 tried, then GL)".into(),
+        });
+    }
+    let (wanted, source) = match (&opts.adapter_name, env_name) {
+        (Some(n), _) => (Some(n.clone()), None),
+        (None, n) => (n, Some("WGPU_ADAPTER_NAME")),
+    };
+    let names: Vec<String> = adapters
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?})", i.name, i.backend)
+        })
+        .collect();
+    let plain: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+    let i =
+        pick_adapter(&plain, wanted.as_deref(), source).map_err(|e| format!("{e} (found: {})", names.join(", ")))?;
+    Ok(adapters
+        .into_iter()
+        .nth(i)
+        .expect("pick_adapter returns an index into the list"))
+}
+
+/// Parses a `WGPU_BACKEND` value as wgpu does (comma-separated names, unknown ones ignored);
+/// `Err` when it names no backend at all, which would otherwise select nothing silently.
+fn parse_backend_env(value: &str) -> std::result::Result<wgpu::Backends, String> {
+    let b = wgpu::Backends::from_comma_list(value);
+    if b.is_empty() {
+        return Err(format!(
+            "WGPU_BACKEND={value:?} names no wgpu backend (expected vulkan, metal, dx12 or gl, comma separated); \
+             unset it to try every backend"
+        ));
+    }
+    Ok(b)
+}
+
+/// "Vulkan, GL" for a set of backends.
+fn backend_names(b: wgpu::Backends) -> String {
+    let names: Vec<&str> = [
+        (wgpu::Backends::VULKAN, "Vulkan"),
+        (wgpu::Backends::METAL, "Metal"),
+        (wgpu::Backends::DX12, "DX12"),
+        (wgpu::Backends::GL, "GL"),
+        (wgpu::Backends::BROWSER_WEBGPU, "WebGPU"),
+        (wgpu::Backends::NOOP, "noop"),
+    ]
+    .into_iter()
+    .filter(|(f, _)| b.contains(*f))
+    .map(|(_, n)| n)
+    .collect();
+    if names.is_empty() {
+        "no backend".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The index of the first adapter (best first) whose name contains `wanted`
+/// (case-insensitive), or 0 when nothing is wanted. `source` names where `wanted` came from
+/// (an environment variable) for the message; `None` for an API option.
+fn pick_adapter(names: &[String], wanted: Option<&str>, source: Option<&str>) -> std::result::Result<usize, String> {
+    let Some(wanted) = wanted else {
+        return Ok(0);
+    };
+    let lower = wanted.to_lowercase();
+    names
+        .iter()
+        .position(|n| n.to_lowercase().contains(&lower))
+        .ok_or_else(|| match source {
+            Some(var) => format!("{var}={wanted:?} matches no adapter name; unset it to use the best adapter"),
+            None => format!("no adapter name contains '{wanted}'"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_wgpu_backend_is_named_not_shown_as_empty_flags() {
+        let e = parse_backend_env("bogus").unwrap_err();
+        assert!(
+            e.contains("WGPU_BACKEND=\"bogus\"") && e.contains("names no wgpu backend"),
+            "{e}"
+        );
+        assert!(!e.contains("Backends("), "{e}");
+        assert!(parse_backend_env("").is_err());
+        assert_eq!(parse_backend_env("Vulkan").unwrap(), wgpu::Backends::VULKAN);
+        // As in wgpu: unknown entries beside a known one are ignored.
+        assert_eq!(parse_backend_env("gl, bogus").unwrap(), wgpu::Backends::GL);
+        assert_eq!(backend_names(wgpu::Backends::VULKAN | wgpu::Backends::GL), "Vulkan, GL");
+    }
+
+    #[test]
+    fn an_adapter_name_that_matches_nothing_names_the_variable() {
+        let names = ["llvmpipe (LLVM 15)".to_string(), "NVIDIA H100".to_string()];
+        assert_eq!(pick_adapter(&names, None, None), Ok(0));
+        assert_eq!(pick_adapter(&names, Some("nvidia"), Some("WGPU_ADAPTER_NAME")), Ok(1));
+        let e = pick_adapter(&names, Some("nomatch"), Some("WGPU_ADAPTER_NAME")).unwrap_err();
+        assert!(e.contains("WGPU_ADAPTER_NAME=\"nomatch\" matches no adapter"), "{e}");
+        let e = pick_adapter(&names, Some("nomatch"), None).unwrap_err();
+        assert!(e.contains("no adapter name contains 'nomatch'"), "{e}");
+    }
+
+    #[test]
+    fn bad_environment_variables_make_no_adapter_errors_that_name_them() {
+        let e = select_adapter(&GpuOptions::default(), Some("bogus".into()), None).unwrap_err();
+        assert!(e.contains("WGPU_BACKEND=\"bogus\""), "{e}");
+        // An explicit option wins over the variable.
+        let opts = GpuOptions {
+            backends: Some(wgpu::Backends::VULKAN),
+            adapter_name: Some("no-such-adapter-xyz".into()),
+            ..Default::default()
+        };
+        let e = select_adapter(&opts, Some("bogus".into()), Some("nomatch".into())).unwrap_err();
+        assert!(!e.contains("WGPU_"), "{e}");
+        let e = select_adapter(&GpuOptions::default(), None, Some("no-such-adapter-xyz".into())).unwrap_err();
+        assert!(
+            e.contains("WGPU_ADAPTER_NAME=\"no-such-adapter-xyz\"") || e.contains("found no adapter"),
+            "{e}"
+        );
     }
 }

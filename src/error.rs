@@ -111,8 +111,9 @@ pub enum Error {
         /// The op that computes it.
         op: &'static str,
     },
-    /// No GPU adapter could be opened.
-    #[error("no GPU adapter found ({0}); use Device::cpu() to run on the CPU backend")]
+    /// No GPU adapter could be opened. The message says why (naming `WGPU_BACKEND` or
+    /// `WGPU_ADAPTER_NAME` when one of them selects nothing) and what to do instead.
+    #[error("no GPU adapter: {0}")]
     NoAdapter(String),
     /// The GPU device could not be created.
     #[error("could not create the GPU device: {0}")]
