@@ -2,10 +2,32 @@
 //!
 //! Run: `cargo run --example adapters` (honours `WGPU_BACKEND`, e.g. `WGPU_BACKEND=gl`).
 
+mod common;
+
+const USAGE: &str = "\
+usage: adapters
+    lists every adapter wgpu sees (honouring WGPU_BACKEND) and the one wgrad would pick
+    (honouring WGPU_ADAPTER_NAME); takes no flags
+    -h, --help      print this help
+exit status: 0 (also when there is no adapter), 2 bad command line";
+
 fn main() {
+    match common::Cli::parse(std::env::args_os().skip(1), &[]) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(msg) => common::usage_error("adapters", &msg, USAGE),
+    }
+    // Device::gpu()'s error names a WGPU_BACKEND or WGPU_ADAPTER_NAME that selects nothing.
+    let opened = wgrad::Device::gpu();
     let adapters = wgrad::enumerate_adapters(None);
     if adapters.is_empty() {
-        println!("no GPU adapter found; wgrad would fall back to the CPU backend");
+        match opened {
+            Err(e) => println!("{e}; wgrad would fall back to the CPU backend"),
+            Ok(_) => println!("no GPU adapter found; wgrad would fall back to the CPU backend"),
+        }
         println!("(on Linux, `apt-get install mesa-vulkan-drivers` provides a software Vulkan adapter)");
         return;
     }
@@ -30,14 +52,13 @@ fn main() {
         );
         println!("    features: {:?}", a.features());
     }
-    let best = adapters[0].get_info();
-    println!(
-        "wgrad picks [0] {} ({:?}): adapters are ranked discrete > integrated > virtual > software, native APIs before GL",
-        best.name, best.backend
-    );
-    match wgrad::Device::gpu() {
-        Ok(wgrad::Device::Gpu(g)) => println!("matmul kernels on it: {}", g.matmul_kernels()),
+    println!("adapters are ranked discrete > integrated > virtual > software, native APIs before GL");
+    match opened {
+        Ok(wgrad::Device::Gpu(g)) => {
+            println!("wgrad picks {}", g.info());
+            println!("matmul kernels on it: {}", g.matmul_kernels());
+        }
         Ok(_) => {}
-        Err(e) => println!("opening it failed: {e}"),
+        Err(e) => println!("wgrad picks none: {e}"),
     }
 }

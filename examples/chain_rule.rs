@@ -10,12 +10,19 @@ use wgrad::Graph;
 
 mod common;
 
+const USAGE: &str = "\
+usage: chain_rule [--device auto|gpu|cpu] [--out DIR]
+    --device NAME   where to run                     [default: auto]
+    --out DIR       folder for the DOT/SVG graph      [default: target/graphs]
+    -h, --help      print this help
+exit status: 0 the check passed, 1 it failed or an error, 2 bad command line";
+
 fn main() {
     common::run_checked(run, "chain rule check");
 }
 
 fn run() -> wgrad::Result<bool> {
-    let cli = common::Cli::new();
+    let cli = common::Cli::new("chain_rule", USAGE, &["--out"]);
     let device = cli.device()?;
     let out = cli.out_dir();
 

@@ -11,12 +11,19 @@ use wgrad::Graph;
 
 mod common;
 
+const USAGE: &str = "\
+usage: layer_graph [--device auto|gpu|cpu] [--dot PATH]
+    --device NAME   where to run                     [default: auto]
+    --dot PATH      the graph as DOT (SVG beside it with Graphviz) [default: target/graphs/layer_graph.dot]
+    -h, --help      print this help
+exit status: 0 the check passed, 1 it failed or an error, 2 bad command line";
+
 fn main() {
     common::run_checked(run, "gradient check");
 }
 
 fn run() -> wgrad::Result<bool> {
-    let cli = common::Cli::new();
+    let cli = common::Cli::new("layer_graph", USAGE, &["--dot"]);
     let device = cli.device()?;
 
     let (n, d, h) = (4, 3, 2);

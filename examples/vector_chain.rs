@@ -11,12 +11,18 @@ use wgrad::Graph;
 
 mod common;
 
+const USAGE: &str = "\
+usage: vector_chain [--device auto|gpu|cpu]
+    --device NAME   where to run                     [default: auto]
+    -h, --help      print this help
+exit status: 0 the check passed, 1 it failed or an error, 2 bad command line";
+
 fn main() {
     common::run_checked(run, "vector chain rule check");
 }
 
 fn run() -> wgrad::Result<bool> {
-    let cli = common::Cli::new();
+    let cli = common::Cli::new("vector_chain", USAGE, &[]);
     let device = cli.device()?;
 
     let a = [0.8f32, -0.4, 0.3, 1.1];

@@ -1,34 +1,263 @@
-//! What the small self-checking examples share: `--flag value` parsing, the device choice,
-//! the output folder, and turning an error or a failed check into a non-zero exit.
+//! What the examples share: one command-line parser (lexopt) with clear errors, the device
+//! choice, checks of output paths and of memory sizes made before any work starts, and
+//! turning an error or a failed check into a non-zero exit.
+//!
+//! Exit codes used by every example: 0 success, 1 an error or a failed check, 2 a bad
+//! command line (the message says what was wrong, followed by the usage text).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use wgrad::{Device, Graph, NodeId};
 
-/// The command line of an example.
+/// Exit status for a bad command line.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Prints `name: msg` and the usage text to stderr and exits with status 2.
+pub fn usage_error(name: &str, msg: &str, usage: &str) -> ! {
+    eprintln!("{name}: {msg}\n\n{usage}");
+    std::process::exit(EXIT_USAGE);
+}
+
+/// A lexopt error in the words of the examples' other messages.
+pub fn lexopt_message(e: lexopt::Error) -> String {
+    match e {
+        lexopt::Error::MissingValue { option: Some(o) } => format!("{o} needs a value"),
+        lexopt::Error::MissingValue { option: None } => "a flag needs a value".into(),
+        lexopt::Error::UnexpectedOption(o) => format!("unknown flag '{o}'"),
+        lexopt::Error::UnexpectedArgument(v) => format!("unexpected argument '{}'", v.to_string_lossy()),
+        lexopt::Error::UnexpectedValue { option, value } => {
+            format!("{option} takes no value (got '{}')", value.to_string_lossy())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A flag's value as UTF-8 text.
+pub fn text(flag: &str, v: OsString) -> Result<String, String> {
+    v.into_string()
+        .map_err(|v| format!("{flag}: '{}' is not valid UTF-8", v.to_string_lossy()))
+}
+
+/// A non-negative integer value (`--epochs 3`).
+pub fn uint<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{flag}: '{v}' is not a non-negative integer"))
+}
+
+/// A positive integer value (`--steps 200`): zero is refused with a message saying so.
+pub fn positive(flag: &str, v: &str) -> Result<usize, String> {
+    match uint::<usize>(flag, v) {
+        Ok(0) => Err(format!("{flag}: must be at least 1, got 0")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{flag}: '{v}' is not a positive integer")),
+    }
+}
+
+/// An f32 value. Decimal text that f32 cannot hold is refused with the reason: a non-zero
+/// value below the smallest positive f32 underflows to 0, one above f32::MAX overflows to
+/// infinity (both would otherwise pass as a different number).
+pub fn float(flag: &str, v: &str) -> Result<f32, String> {
+    let x: f64 = v.trim().parse().map_err(|_| format!("{flag}: '{v}' is not a number"))?;
+    if x.is_nan() {
+        return Err(format!("{flag}: '{v}' is not a number"));
+    }
+    let f = x as f32;
+    if x != 0.0 && f == 0.0 {
+        return Err(format!(
+            "{flag}: {v} underflows f32 (it rounds to 0; the smallest positive f32 is {:.1e})",
+            f32::from_bits(1)
+        ));
+    }
+    if x.is_finite() && f.is_infinite() {
+        return Err(format!(
+            "{flag}: {v} overflows f32 (the largest f32 is {:.2e})",
+            f32::MAX
+        ));
+    }
+    Ok(f)
+}
+
+/// Opens `auto`, `gpu` or `cpu`. Under `auto`, when no GPU opens, says on stderr why the CPU
+/// backend runs instead (no adapter, or `WGPU_BACKEND` / `WGPU_ADAPTER_NAME` selecting none).
+/// Under `gpu` a missing adapter is an error that names the cause and suggests `--device cpu`.
+pub fn open_device(name: &str) -> wgrad::Result<Device> {
+    if name.eq_ignore_ascii_case("auto") {
+        let (device, why) = Device::auto_with_reason();
+        if let Some(e) = why {
+            eprintln!("note: running on the CPU backend because no GPU opened ({e})");
+        }
+        Ok(device)
+    } else {
+        Device::from_name(name)
+    }
+}
+
+/// What to do when an output file's folder does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingFolder {
+    /// Refuse with a message (nothing is created).
+    Refuse,
+    /// Create it (and say so on stdout).
+    Create,
+}
+
+/// Checks, before any work starts, that `path` (given with `flag`) can be written as a file:
+/// it is not a folder, its folder exists (or is created, per `missing`) and is a folder, and
+/// the file can be opened for writing. An existing file is opened without truncating it and
+/// left as it is; a new file is created and removed again. `Err` says what is wrong.
+pub fn check_output(flag: &str, path: &Path, missing: MissingFolder) -> Result<(), String> {
+    let shown = path.display();
+    if path.as_os_str().is_empty() {
+        return Err(format!("{flag}: the path is empty"));
+    }
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR) {
+        return Err(format!("{flag}: '{shown}' is a folder; give a file name"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        match missing {
+            MissingFolder::Refuse => {
+                return Err(format!(
+                    "{flag}: the folder '{}' does not exist (create it first)",
+                    dir.display()
+                ))
+            }
+            MissingFolder::Create => {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("{flag}: cannot create the folder '{}': {e}", dir.display()))?;
+                println!("created the folder {} for {flag}", dir.display());
+            }
+        }
+    } else if !dir.is_dir() {
+        return Err(format!("{flag}: '{}' is not a folder", dir.display()));
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("{flag}: cannot write '{shown}': {e}"))
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| format!("{flag}: cannot write '{shown}': {e}"))?;
+        std::fs::remove_file(path).map_err(|e| format!("{flag}: cannot remove the probe file '{shown}': {e}"))
+    }
+}
+
+/// Refuses two output flags naming the same file.
+pub fn check_distinct(outputs: &[(&str, &Path)]) -> Result<(), String> {
+    for (i, (fa, pa)) in outputs.iter().enumerate() {
+        for (fb, pb) in &outputs[i + 1..] {
+            if pa == pb {
+                return Err(format!("{fa} and {fb} both write '{}'", pa.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Host memory that can be allocated now, in bytes: `MemAvailable` from /proc/meminfo on
+/// Linux; `None` where it cannot be read.
+pub fn host_available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// The largest single buffer a GPU device accepts, and the limit that sets it (the smaller of
+/// `max_buffer_size` and `max_storage_buffer_binding_size`); `None` for the CPU backend.
+pub fn buffer_limit(device: &Device) -> Option<(u64, &'static str)> {
+    match device {
+        Device::Gpu(g) => {
+            let l = g.limits();
+            let binding = l.max_storage_buffer_binding_size;
+            Some(if binding <= l.max_buffer_size {
+                (binding, "max_storage_buffer_binding_size")
+            } else {
+                (l.max_buffer_size, "max_buffer_size")
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `1.5 GiB`, `12 MiB`, `100 B`.
+pub fn bytes(n: u128) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The command line of the small self-checking examples: `--device auto|gpu|cpu` plus the
+/// value flags each one names (`--out DIR`, `--dot PATH`), and `-h`/`--help`.
+#[derive(Debug)]
 pub struct Cli {
-    args: Vec<String>,
+    values: Vec<(String, String)>,
 }
 
 impl Cli {
-    pub fn new() -> Cli {
-        Cli {
-            args: std::env::args().collect(),
+    /// Parses the process's arguments; `flags` are the value flags the example takes besides
+    /// `--device`. A bad command line exits with status 2 and the usage text.
+    pub fn new(name: &str, usage: &str, flags: &[&str]) -> Cli {
+        match Self::parse(std::env::args_os().skip(1), flags) {
+            Ok(Some(cli)) => cli,
+            Ok(None) => {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            Err(msg) => usage_error(name, &msg, usage),
         }
     }
 
-    /// The value after `name`, if given.
+    /// Parses `args`; `Ok(None)` for `--help`.
+    pub fn parse(args: impl IntoIterator<Item = OsString>, flags: &[&str]) -> Result<Option<Cli>, String> {
+        use lexopt::Arg::{Long, Short};
+        let mut p = lexopt::Parser::from_args(args);
+        let mut values = Vec::new();
+        while let Some(arg) = p.next().map_err(lexopt_message)? {
+            match arg {
+                Short('h') | Long("help") => return Ok(None),
+                Long(f) if f == "device" || flags.contains(&format!("--{f}").as_str()) => {
+                    let flag = format!("--{f}");
+                    let v = text(&flag, p.value().map_err(lexopt_message)?)?;
+                    if flag == "--device" && !["auto", "gpu", "cpu"].contains(&v.to_ascii_lowercase().as_str()) {
+                        return Err(format!("--device: '{v}' is not auto, gpu or cpu"));
+                    }
+                    values.retain(|(k, _)| *k != flag);
+                    values.push((flag, v));
+                }
+                other => return Err(lexopt_message(other.unexpected())),
+            }
+        }
+        Ok(Some(Cli { values }))
+    }
+
+    /// The value given with `name`, if any.
     pub fn flag(&self, name: &str) -> Option<String> {
-        self.args
-            .iter()
-            .position(|a| a == name)
-            .and_then(|i| self.args.get(i + 1))
-            .cloned()
+        self.values.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
     /// `--device auto|gpu|cpu` (default auto), opened and announced.
     pub fn device(&self) -> wgrad::Result<Device> {
-        let device = Device::from_name(&self.flag("--device").unwrap_or_else(|| "auto".into()))?;
+        let device = open_device(&self.flag("--device").unwrap_or_else(|| "auto".into()))?;
         println!("device: {}", device.info());
         Ok(device)
     }
@@ -40,7 +269,7 @@ impl Cli {
 }
 
 /// Writes the graph as DOT (and SVG when Graphviz is installed) and says where.
-pub fn save_graph(g: &Graph, path: &std::path::Path, loss: NodeId) -> wgrad::Result<()> {
+pub fn save_graph(g: &Graph, path: &Path, loss: NodeId) -> wgrad::Result<()> {
     let svg = g.save_dot(path, Some(loss))?;
     println!(
         "graph: {}{}",
