@@ -11,35 +11,57 @@
 //! ```
 //! Sizes are square (`1024`) or `MxKxN`. Flops: forward 2mkn, backward 4mkn, W1 = 6mkn.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Instant;
 use wgrad::{Device, GpuOptions, Graph, MatmulKernel, MatmulTiles, NodeId};
 
+mod common;
+
+const USAGE: &str = "\
+usage: bench_matmul [--sizes N|MxKxN,...] [--reps N] [--device gpu|cpu|both]
+                    [--kernel auto|tiled|register|subgroup|naive|both|all]
+                    [--tiles BMxBNxBKxTMxTN,...] [--json PATH]
+    --sizes LIST    square sizes (1024) or MxKxN, comma separated, each >= 1 [default: 256,512,1024]
+    --reps N        timed repetitions per measurement, N >= 1        [default: 10]
+    --device NAME   gpu | cpu | both                                   [default: both]
+    --kernel NAME   GPU matmul kernel family                           [default: auto]
+    --tiles LIST    also run the tile kernel with each BMxBNxBKxTMxTN shape
+    --json PATH     write the rows as JSON (its folder must exist)
+    -h, --help      print this help
+Sizes are checked before anything is allocated: each operand must fit the GPU's buffer
+limit and all of them the host's available memory.
+exit status: 0 success, 1 an error or a GPU result that disagrees with the CPU backend,
+2 bad command line";
+
+#[derive(Debug)]
 struct Args {
     sizes: Vec<(usize, usize, usize)>,
     reps: usize,
     device: String,
     kernel: String,
     tiles: Vec<MatmulTiles>,
-    json: Option<String>,
+    json: Option<PathBuf>,
 }
 
-fn usage() -> ! {
-    eprintln!("usage: bench_matmul [--sizes 256,512,1024|MxKxN,...] [--reps N] [--device gpu|cpu|both] [--kernel auto|tiled|register|subgroup|naive|both|all] [--tiles BMxBNxBKxTMxTN,...] [--json PATH]");
-    std::process::exit(2);
-}
-
-/// "AxBxC,DxE,...": comma-separated lists of x-separated numbers (usage on anything else).
-fn dim_list<T: std::str::FromStr>(s: &str) -> Vec<Vec<T>> {
+/// "AxBxC,DxE,...": comma-separated lists of x-separated positive integers.
+fn dim_list<T: std::str::FromStr + PartialEq + Default>(flag: &str, s: &str) -> Result<Vec<Vec<T>>, String> {
     s.split(',')
         .map(|item| {
             item.split('x')
-                .map(|v| v.trim().parse().unwrap_or_else(|_| usage()))
+                .map(|v| match v.trim().parse::<T>() {
+                    Ok(n) if n == T::default() => Err(format!("{flag}: '{item}': every number must be at least 1")),
+                    Ok(n) => Ok(n),
+                    Err(_) => Err(format!("{flag}: '{item}': '{v}' is not a positive integer")),
+                })
                 .collect()
         })
         .collect()
 }
 
-fn parse_args() -> Args {
+/// Parses the flags; `Ok(None)` for `--help`, `Err` says what is wrong.
+fn parse_args(argv: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, String> {
+    use lexopt::Arg::{Long, Short};
     let mut a = Args {
         sizes: vec![(256, 256, 256), (512, 512, 512), (1024, 1024, 1024)],
         reps: 10,
@@ -48,46 +70,102 @@ fn parse_args() -> Args {
         tiles: Vec::new(),
         json: None,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let val = argv.get(i + 1).cloned();
-        let need = || val.clone().unwrap_or_else(|| usage());
-        match argv[i].as_str() {
+    let mut p = lexopt::Parser::from_args(argv);
+    while let Some(arg) = p.next().map_err(common::lexopt_message)? {
+        let flag = match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long(f @ ("sizes" | "reps" | "device" | "kernel" | "tiles" | "json")) => format!("--{f}"),
+            other => return Err(common::lexopt_message(other.unexpected())),
+        };
+        let v = common::text(&flag, p.value().map_err(common::lexopt_message)?)?;
+        match flag.as_str() {
             "--sizes" => {
-                a.sizes = dim_list(&need())
+                a.sizes = dim_list::<usize>(&flag, &v)?
                     .into_iter()
                     .map(|d| match d[..] {
-                        [n] if n > 0 => (n, n, n),
-                        [m, k, n] if m > 0 && k > 0 && n > 0 => (m, k, n),
-                        _ => usage(),
+                        [n] => Ok((n, n, n)),
+                        [m, k, n] => Ok((m, k, n)),
+                        _ => Err(format!("--sizes: '{}' is neither N nor MxKxN", join_x(&d))),
                     })
-                    .collect()
+                    .collect::<Result<_, _>>()?
             }
-            "--reps" => a.reps = need().parse().ok().filter(|&r| r > 0).unwrap_or_else(|| usage()),
-            "--device" => a.device = need(),
-            "--kernel" => a.kernel = need(),
+            "--reps" => a.reps = common::positive(&flag, &v)?,
+            "--device" => {
+                a.device = v.to_ascii_lowercase();
+                if !["gpu", "cpu", "both"].contains(&a.device.as_str()) {
+                    return Err(format!("--device: '{v}' is not gpu, cpu or both"));
+                }
+            }
+            "--kernel" => {
+                a.kernel = v.to_ascii_lowercase();
+                if !["auto", "tiled", "register", "subgroup", "naive", "both", "all"].contains(&a.kernel.as_str()) {
+                    return Err(format!(
+                        "--kernel: '{v}' is not auto, tiled, register, subgroup, naive, both or all"
+                    ));
+                }
+            }
             "--tiles" => {
-                a.tiles = dim_list(&need())
+                a.tiles = dim_list::<u32>(&flag, &v)?
                     .into_iter()
                     .map(|d| match d[..] {
-                        [bm, bn, bk, tm, tn] => MatmulTiles { bm, bn, bk, tm, tn },
-                        _ => usage(),
+                        [bm, bn, bk, tm, tn] => Ok(MatmulTiles { bm, bn, bk, tm, tn }),
+                        _ => Err(format!("--tiles: '{}' is not BMxBNxBKxTMxTN", join_x(&d))),
                     })
-                    .collect()
+                    .collect::<Result<_, _>>()?
             }
-            "--json" => a.json = Some(need()),
-            "--help" | "-h" => usage(),
-            _ => usage(),
+            "--json" => a.json = Some(PathBuf::from(v)),
+            _ => unreachable!("every accepted flag is handled"),
         }
-        i += 2;
     }
-    if !["gpu", "cpu", "both"].contains(&a.device.as_str())
-        || !["auto", "tiled", "register", "subgroup", "naive", "both", "all"].contains(&a.kernel.as_str())
-    {
-        usage();
+    Ok(Some(a))
+}
+
+fn join_x<T: ToString>(d: &[T]) -> String {
+    d.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x")
+}
+
+/// Refuses a size that cannot run, before anything is allocated: every operand (A m×k, B k×n,
+/// C and its seed m×n, and the gradients of the same shapes) must fit in one buffer of
+/// `buffer_limit` bytes when a GPU runs it, and the host must hold the random inputs, the CPU
+/// backend's graph (values and gradients) and the results read back: about five copies of
+/// A, B and C (`host_available` bytes, when known).
+fn check_size(
+    (m, k, n): (usize, usize, usize),
+    buffer_limit: Option<(u64, &str)>,
+    host_available: Option<u64>,
+) -> Result<(), String> {
+    let (m, k, n) = (m as u128, k as u128, n as u128);
+    let size = format!("{m}x{k}x{n}");
+    let operands = [("A", m, k), ("B", k, n), ("C", m, n)];
+    if let Some((limit, name)) = buffer_limit {
+        for (what, r, c) in operands {
+            let b = 4u128.saturating_mul(r).saturating_mul(c);
+            if b > u128::from(limit) {
+                return Err(format!(
+                    "size {size}: {what} is {r} × {c} × 4 B = {}, above the GPU's {name} of {}",
+                    common::bytes(b),
+                    common::bytes(u128::from(limit))
+                ));
+            }
+        }
     }
-    a
+    let host = operands
+        .iter()
+        .map(|&(_, r, c)| 20u128.saturating_mul(r).saturating_mul(c))
+        .fold(0u128, u128::saturating_add);
+    let too_big = match host_available {
+        Some(avail) => host > u128::from(avail),
+        None => host > isize::MAX as u128,
+    };
+    if too_big {
+        return Err(format!(
+            "size {size}: needs about {} of host memory (inputs, the CPU reference and the results), \
+             more than the {} available",
+            common::bytes(host),
+            host_available.map_or("address space".into(), |a| common::bytes(u128::from(a)))
+        ));
+    }
+    Ok(())
 }
 
 struct Bench {
@@ -168,7 +246,27 @@ struct Row {
 }
 
 fn main() {
-    let args = parse_args();
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(msg) => common::usage_error("bench_matmul", &msg, USAGE),
+    };
+    if let Some(path) = &args.json {
+        if let Err(msg) = common::check_output("--json", path, common::MissingFolder::Refuse) {
+            common::usage_error("bench_matmul", &msg, USAGE);
+        }
+    }
+    // Sizes the host cannot hold are refused before a GPU is even opened.
+    let host = common::host_available_bytes();
+    for &size in &args.sizes {
+        if let Err(msg) = check_size(size, None, host) {
+            eprintln!("error: {msg}");
+            std::process::exit(1);
+        }
+    }
     let mut backends: Vec<(String, Device)> = Vec::new();
     if args.device != "cpu" {
         let kernels: Vec<MatmulKernel> = match args.kernel.as_str() {
@@ -202,11 +300,22 @@ fn main() {
                 Ok(d) => backends.push((name, d)),
                 Err(e) => {
                     eprintln!("error: {e}");
+                    if matches!(e, wgrad::Error::NoAdapter(_)) {
+                        eprintln!("run with --device cpu to time the CPU backend only");
+                    }
                     std::process::exit(1);
                 }
             }
         }
         println!("GPU: {}", backends[0].1.info());
+        // Each operand must fit in one GPU buffer: checked before anything is allocated.
+        let limit = common::buffer_limit(&backends[0].1);
+        for &size in &args.sizes {
+            if let Err(msg) = check_size(size, limit, host) {
+                eprintln!("error: {msg}");
+                std::process::exit(1);
+            }
+        }
         for (name, d) in &backends {
             if let Device::Gpu(g) = d {
                 println!("  {name}: {}", g.matmul_kernels());
@@ -302,9 +411,60 @@ fn main() {
         }
         s += "  ]\n}\n";
         if let Err(e) = std::fs::write(path, s) {
-            eprintln!("error: {path}: {e}");
+            eprintln!("error: {}: {e}", path.display());
             std::process::exit(1);
         }
-        println!("wrote {path}");
+        println!("wrote {}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(s.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn flags_are_parsed_and_bad_ones_are_named() {
+        let a = parse(&["--sizes", "64,8x300x5", "--reps=3", "--tiles", "64x64x8x8x8"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.sizes, [(64, 64, 64), (8, 300, 5)]);
+        assert_eq!(a.reps, 3);
+        assert_eq!(a.tiles.len(), 1);
+        for (bad, why) in [
+            (&["--sizes", "0"][..], "--sizes: '0': every number must be at least 1"),
+            (&["--sizes", "8x0x8"], "at least 1"),
+            (&["--sizes", "8x8"], "--sizes: '8x8' is neither N nor MxKxN"),
+            (&["--sizes", "abc"], "'abc' is not a positive integer"),
+            (&["--reps", "0"], "--reps: must be at least 1, got 0"),
+            (&["--device", "tpu"], "--device: 'tpu' is not gpu, cpu or both"),
+            (&["--kernel", "fast"], "--kernel: 'fast' is not"),
+            (&["--tiles", "8x8"], "is not BMxBNxBKxTMxTN"),
+            (&["--bogus"], "unknown flag '--bogus'"),
+            (&["--sizes"], "--sizes needs a value"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn sizes_too_large_are_refused_before_allocating() {
+        let e = check_size((99999999, 99999999, 99999999), None, Some(16 << 30)).unwrap_err();
+        assert!(
+            e.contains("99999999x99999999x99999999") && e.contains("host memory"),
+            "{e}"
+        );
+        let e = check_size((99999999, 99999999, 99999999), Some((1 << 30, "max_buffer_size")), None).unwrap_err();
+        assert!(
+            e.contains("A is 99999999 × 99999999") && e.contains("max_buffer_size"),
+            "{e}"
+        );
+        // No overflow for sizes whose products exceed u64.
+        assert!(check_size((usize::MAX, usize::MAX, usize::MAX), None, None).is_err());
+        assert!(check_size((1024, 1024, 1024), Some((1 << 30, "max_buffer_size")), Some(1 << 30)).is_ok());
     }
 }

@@ -6,32 +6,81 @@
 //! Run: `cargo run --release --example bench_step [-- --steps 200] [--device gpu|cpu|both] [--no-fusion]`
 //! (`--no-fusion` runs the layer pattern as separate kernels, to measure what fusion saves).
 
+use std::ffi::OsString;
 use std::time::Instant;
 use wgrad::nn::{Activation, Mlp};
 use wgrad::{Device, Graph, Sgd};
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
+mod common;
+
+const USAGE: &str = "\
+usage: bench_step [--steps N] [--device gpu|cpu|both] [--no-fusion]
+    --steps N       timed training steps, N >= 1 (in 10 blocks)   [default: 200]
+    --device NAME   gpu | cpu | both (the GPU beside the CPU backend) [default: both]
+    --no-fusion     run the layer pattern as separate kernels
+    -h, --help      print this help
+exit status: 0 success, 1 an error (including --device gpu without a GPU), 2 bad command line";
+
+/// The parsed command line.
+#[derive(Debug, PartialEq)]
+struct Args {
+    steps: usize,
+    device: String,
+    fusion: bool,
+}
+
+/// Parses the flags; `Ok(None)` for `--help`, `Err` says what is wrong.
+fn parse_args(argv: impl IntoIterator<Item = OsString>) -> Result<Option<Args>, String> {
+    use lexopt::Arg::{Long, Short};
+    let mut a = Args {
+        steps: 200,
+        device: "both".into(),
+        fusion: true,
     };
-    let steps: usize = flag("--steps")
-        .and_then(|s| s.parse().ok())
-        .filter(|&s| s > 0)
-        .unwrap_or(200);
-    let which = flag("--device").unwrap_or_else(|| "both".into());
-    let fusion = !args.iter().any(|a| a == "--no-fusion");
-    let mut devices = Vec::new();
-    if which != "cpu" {
-        match Device::gpu() {
-            Ok(d) => devices.push(d),
-            Err(e) => eprintln!("no GPU: {e}"),
+    let mut p = lexopt::Parser::from_args(argv);
+    while let Some(arg) = p.next().map_err(common::lexopt_message)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("steps") => {
+                let v = common::text("--steps", p.value().map_err(common::lexopt_message)?)?;
+                a.steps = common::positive("--steps", &v)?;
+            }
+            Long("device") => {
+                let v = common::text("--device", p.value().map_err(common::lexopt_message)?)?;
+                a.device = v.to_ascii_lowercase();
+                if !["gpu", "cpu", "both"].contains(&a.device.as_str()) {
+                    return Err(format!("--device: '{v}' is not gpu, cpu or both"));
+                }
+            }
+            Long("no-fusion") => a.fusion = false,
+            other => return Err(common::lexopt_message(other.unexpected())),
         }
     }
-    if which != "gpu" {
+    Ok(Some(a))
+}
+
+fn main() {
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(msg) => common::usage_error("bench_step", &msg, USAGE),
+    };
+    let (steps, fusion) = (args.steps, args.fusion);
+    let mut devices = Vec::new();
+    if args.device != "cpu" {
+        match Device::from_name("gpu") {
+            Ok(d) => devices.push(d),
+            Err(e) if args.device == "gpu" => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+            Err(e) => eprintln!("note: timing the CPU backend only: {e}"),
+        }
+    }
+    if args.device != "gpu" {
         devices.push(Device::cpu());
     }
     let mut results = Vec::new();
@@ -132,4 +181,41 @@ fn run(dev: &Device, steps: usize, fusion: bool) -> wgrad::Result<f64> {
         });
     }
     Ok(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(s.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn flags_are_parsed_and_bad_ones_are_named() {
+        let a = parse(&["--steps", "50", "--device=cpu", "--no-fusion"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a,
+            Args {
+                steps: 50,
+                device: "cpu".into(),
+                fusion: false
+            }
+        );
+        assert!(parse(&["-h"]).unwrap().is_none());
+        for (bad, why) in [
+            (&["--steps", "abc"][..], "--steps: 'abc' is not a positive integer"),
+            (&["--steps", "0"], "--steps: must be at least 1, got 0"),
+            (&["--device", "bogus"], "--device: 'bogus' is not gpu, cpu or both"),
+            (&["--bogus"], "unknown flag '--bogus'"),
+            (&["--steps"], "--steps needs a value"),
+            (&["--no-fusion=1"], "--no-fusion takes no value"),
+            (&["stray"], "unexpected argument 'stray'"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
 }
