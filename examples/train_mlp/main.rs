@@ -7,221 +7,42 @@
 //!
 //! Run: `cargo run --release --example train_mlp -- [FLAGS]` (see `--help`).
 
+mod args;
+#[path = "../common/mod.rs"]
+mod common;
 mod plot;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use args::{Args, Placement, USAGE};
 use indicatif::{ProgressBar, ProgressStyle};
 use wgrad::data::{self, Dataset};
-use wgrad::nn::Activation;
 use wgrad::train::{Classifier, ClassifierConfig};
-use wgrad::{Adam, Device, Optimizer, Sgd};
+use wgrad::{Adam, Optimizer, Sgd};
 
-const USAGE: &str = "\
-train_mlp: train an MLP classifier with wgrad
-
-USAGE:
-    cargo run --release --example train_mlp -- [FLAGS]
-
-DATA:
-    --data DIR            MNIST IDX files in DIR (train-images-idx3-ubyte, ... optionally .gz);
-                          default: the embedded digits set (1,797 8x8 images), split 80/20
-                          with --seed
-MODEL:
-    --hidden W[,W...]     hidden layer widths                     [default: 128]
-    --activation NAME     sigmoid | relu | tanh                    [default: relu]
-TRAINING:
-    --optimizer NAME      sgd | adam                               [default: adam]
-    --lr X                learning rate              [default: adam 0.01, sgd 0.1]
-    --momentum X          SGD momentum in [0, 1)                   [default: 0.9]
-    --batch N             minibatch size (a trailing partial batch is dropped) [default: 64]
-    --epochs N            passes over the training set; 0 only evaluates [default: 20]
-    --seed N              seed of the split, the weights and the shuffles [default: 0]
-    --loss-every N        read the loss back every N steps (0: last step only) [default: 10]
-    --device NAME         auto | gpu | cpu                         [default: auto]
-FILES (written only when asked):
-    --load PATH           load safetensors weights before training
-    --save PATH           save the trained weights (safetensors)
-    --plot PATH           SVG plot of the training loss and test accuracy per epoch
-    --graph PATH          Graphviz DOT of the model graph (also PATH.svg if `dot` is installed)
-    --json PATH           JSON summary of the run
-    -h, --help            print this help
-
-EXIT CODES: 0 success, 1 error or a non-finite training loss, 2 bad command line";
-
-/// The parsed command line.
-#[derive(Debug)]
-struct Args {
-    data: Option<PathBuf>,
-    hidden: Vec<usize>,
-    activation: Activation,
-    optimizer: String,
-    lr: Option<f32>,
-    momentum: Option<f32>,
-    batch: usize,
-    epochs: usize,
-    seed: u64,
-    device: String,
-    loss_every: usize,
-    load: Option<PathBuf>,
-    save: Option<PathBuf>,
-    plot: Option<PathBuf>,
-    graph: Option<PathBuf>,
-    json: Option<PathBuf>,
-}
-
-impl Default for Args {
-    fn default() -> Self {
-        Args {
-            data: None,
-            hidden: vec![128],
-            activation: Activation::Relu,
-            optimizer: "adam".into(),
-            lr: None,
-            momentum: None,
-            batch: 64,
-            epochs: 20,
-            seed: 0,
-            device: "auto".into(),
-            loss_every: 10,
-            load: None,
-            save: None,
-            plot: None,
-            graph: None,
-            json: None,
-        }
-    }
-}
-
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    let what = match std::any::type_name::<T>() {
-        "f32" | "f64" => "a number",
-        _ => "a non-negative integer",
-    };
-    v.trim().parse().map_err(|_| format!("{flag}: '{v}' is not {what}"))
-}
-
-/// Parses the flags (`--flag value` or `--flag=value`). `Ok(None)` means `--help`.
-fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut a = Args::default();
-    let mut it = argv.into_iter();
-    while let Some(arg) = it.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(None);
-        }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        if !flag.starts_with("--") {
-            return Err(format!("unexpected argument '{arg}'"));
-        }
-        let known = [
-            "--data",
-            "--hidden",
-            "--activation",
-            "--optimizer",
-            "--lr",
-            "--momentum",
-            "--batch",
-            "--epochs",
-            "--seed",
-            "--device",
-            "--loss-every",
-            "--load",
-            "--save",
-            "--plot",
-            "--graph",
-            "--json",
-        ];
-        if !known.contains(&flag.as_str()) {
-            return Err(format!("unknown flag '{flag}'"));
-        }
-        let v = match inline {
-            Some(v) => v,
-            None => it.next().ok_or_else(|| format!("{flag} needs a value"))?,
-        };
-        match flag.as_str() {
-            "--data" => a.data = Some(PathBuf::from(v)),
-            "--hidden" => {
-                a.hidden = v
-                    .split(',')
-                    .map(|w| match number::<usize>(&flag, w)? {
-                        0 => Err(format!("--hidden: layer widths must be at least 1, got '{v}'")),
-                        n => Ok(n),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "--activation" => {
-                a.activation =
-                    Activation::parse(&v).map_err(|_| format!("--activation: '{v}' is not sigmoid, relu or tanh"))?
-            }
-            "--optimizer" => {
-                let o = v.to_ascii_lowercase();
-                if o != "sgd" && o != "adam" {
-                    return Err(format!("--optimizer: '{v}' is not sgd or adam"));
-                }
-                a.optimizer = o;
-            }
-            "--lr" => {
-                let lr: f32 = number(&flag, &v)?;
-                if !(lr.is_finite() && lr > 0.0) {
-                    return Err(format!("--lr: {v} must be a positive number"));
-                }
-                a.lr = Some(lr);
-            }
-            "--momentum" => {
-                let m: f32 = number(&flag, &v)?;
-                if !(0.0..1.0).contains(&m) {
-                    return Err(format!("--momentum: {v} must be in [0, 1)"));
-                }
-                a.momentum = Some(m);
-            }
-            "--batch" => {
-                a.batch = number(&flag, &v)?;
-                if a.batch == 0 {
-                    return Err("--batch must be at least 1".into());
-                }
-            }
-            "--epochs" => a.epochs = number(&flag, &v)?,
-            "--seed" => a.seed = number(&flag, &v)?,
-            "--loss-every" => a.loss_every = number(&flag, &v)?,
-            "--device" => {
-                let d = v.to_ascii_lowercase();
-                if !["auto", "gpu", "cpu"].contains(&d.as_str()) {
-                    return Err(format!("--device: '{v}' is not auto, gpu or cpu"));
-                }
-                a.device = d;
-            }
-            "--load" => a.load = Some(PathBuf::from(v)),
-            "--save" => a.save = Some(PathBuf::from(v)),
-            "--plot" => a.plot = Some(PathBuf::from(v)),
-            "--graph" => a.graph = Some(PathBuf::from(v)),
-            "--json" => a.json = Some(PathBuf::from(v)),
-            _ => unreachable!("every known flag is handled"),
-        }
-    }
-    if a.momentum.is_some() && a.optimizer != "sgd" {
-        return Err("--momentum applies to --optimizer sgd only".into());
-    }
-    Ok(Some(a))
-}
+/// The usage line printed under a command-line error (`--help` prints [`USAGE`]).
+const SHORT_USAGE: &str = "\
+usage: train_mlp [--data DIR] [--hidden W[,W...]] [--activation sigmoid|relu|tanh]
+                 [--optimizer sgd|adam] [--lr X] [--momentum X] [--batch N] [--epochs N]
+                 [--seed N] [--loss-every N] [--device auto|gpu|cpu] [--load PATH]
+                 [--save PATH] [--plot PATH] [--graph PATH] [--json PATH]
+run with --help for what each flag does and the exit codes";
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args = match args::parse_args(std::env::args_os().skip(1)) {
         Ok(Some(a)) => a,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Err(msg) => {
-            eprintln!("train_mlp: {msg}");
-            eprintln!("run with --help for the list of flags");
-            return ExitCode::from(2);
-        }
+        Err(msg) => common::usage_error("train_mlp", &msg, SHORT_USAGE),
     };
+    // Output paths are checked before the device opens, so a typo costs no training run.
+    if let Err(msg) = args::check_outputs(&args) {
+        common::usage_error("train_mlp", &msg, SHORT_USAGE);
+    }
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -241,14 +62,6 @@ struct EpochRecord {
     samples_per_sec: f64,
 }
 
-/// Creates the parent directory of an output file, so `--plot out/run1/loss.svg` just works.
-fn create_parent(path: &Path) -> wgrad::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e)),
-        _ => Ok(()),
-    }
-}
-
 fn io_err(path: &Path, e: std::io::Error) -> wgrad::Error {
     wgrad::Error::Io {
         path: path.display().to_string(),
@@ -256,10 +69,33 @@ fn io_err(path: &Path, e: std::io::Error) -> wgrad::Error {
     }
 }
 
-/// Runs the whole job; `Ok(false)` when training produced a non-finite loss or device memory
-/// grew between the first epoch and the end.
-fn run(args: &Args) -> wgrad::Result<bool> {
-    let device = Device::from_name(&args.device)?;
+/// Why a run stopped with an error.
+enum Failure {
+    /// The library reported an error.
+    Wgrad(wgrad::Error),
+    /// The run was refused before any work (a model too large, too little data).
+    Refused(String),
+}
+
+impl From<wgrad::Error> for Failure {
+    fn from(e: wgrad::Error) -> Self {
+        Failure::Wgrad(e)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Wgrad(e) => e.fmt(f),
+            Failure::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Runs the whole job; `Ok(false)` when training diverged (see [`args::divergence`]) or
+/// device memory grew between the first epoch and the end.
+fn run(args: &Args) -> Result<bool, Failure> {
+    let device = common::open_device(&args.device)?;
     let info = device.info();
     println!("adapter: {}", info.name);
     println!("backend: {} ({})", info.backend, info.device_type);
@@ -290,6 +126,30 @@ fn run(args: &Args) -> wgrad::Result<bool> {
         batch: args.batch,
         seed: args.seed,
     };
+    // Refuse a model that cannot fit before a byte of it is allocated or initialised.
+    let mut layer_sizes = vec![train.n_features];
+    layer_sizes.extend(&args.hidden);
+    layer_sizes.push(train.n_classes);
+    let placement = match common::buffer_limit(&device) {
+        Some((limit, limit_name)) => Placement::Gpu { limit, limit_name },
+        None => Placement::Cpu,
+    };
+    let states = if matches!(optimizer, Optimizer::Adam(_)) { 2 } else { 1 };
+    args::check_model_size(
+        &layer_sizes,
+        args.batch,
+        states,
+        placement,
+        common::host_available_bytes(),
+    )
+    .map_err(Failure::Refused)?;
+    if args.epochs > 0 && train.len() < args.batch {
+        return Err(Failure::Refused(format!(
+            "{} training samples are fewer than one batch of {}",
+            train.len(),
+            args.batch
+        )));
+    }
     let mut clf = Classifier::new(&device, train.n_features, train.n_classes, &cfg)?;
     let sizes = clf
         .mlp
@@ -318,23 +178,24 @@ fn run(args: &Args) -> wgrad::Result<bool> {
         clf.load(path)?;
         println!("loaded weights from {}", path.display());
     }
-    if args.epochs > 0 && train.len() < args.batch {
-        return Err(wgrad::Error::InvalidArgument {
-            op: "train_mlp",
-            reason: format!(
-                "{} training samples are fewer than one batch of {}",
-                train.len(),
-                args.batch
-            ),
-        });
-    }
+    // The loss before training, the reference of the divergence rule: the mean cross-entropy
+    // of the untrained (or loaded) model on up to 1,024 training rows.
+    let start_loss = if args.epochs > 0 {
+        let rows = train.len().min(1024);
+        let logits = clf.logits(&train.features[..rows * train.n_features])?;
+        let l = args::cross_entropy(&logits, &train.labels[..rows]);
+        println!("loss before training: {l:.4}");
+        l
+    } else {
+        f64::NAN
+    };
 
     let style = ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}")
         .expect("the progress template is valid")
         .progress_chars("=> ");
     let mut epochs: Vec<EpochRecord> = Vec::new();
     let mut step_losses: Vec<(f64, f64)> = Vec::new();
-    let mut finite = true;
+    let (mut finite, mut diverged) = (true, false);
     let width = args.epochs.to_string().len();
     // Device memory after the first epoch, compared with the end: it must not grow.
     let mut after_first: Option<wgrad::Counters> = None;
@@ -355,23 +216,11 @@ fn run(args: &Args) -> wgrad::Result<bool> {
             bar.inc(1);
         })?;
         bar.finish_and_clear();
-        if !stats.mean_loss.is_finite() {
-            eprintln!(
-                "epoch {}: the training loss is {} — training diverged; try a smaller --lr",
-                epoch + 1,
-                stats.mean_loss
-            );
-            epochs.push(EpochRecord {
-                train_loss: stats.mean_loss,
-                test_accuracy: f32::NAN,
-                seconds: stats.seconds,
-                samples: stats.samples,
-                samples_per_sec: stats.samples_per_sec(),
-            });
-            finite = false;
-            break;
-        }
-        let acc = clf.accuracy(&test)?;
+        // The divergence rule (see --help and args::divergence): training stops at the first
+        // epoch whose mean loss is non-finite or far above the loss before training.
+        let why = args::divergence(start_loss, stats.mean_loss, train.n_classes);
+        finite = stats.mean_loss.is_finite();
+        let acc = if finite { clf.accuracy(&test)? } else { f32::NAN };
         println!(
             "epoch {:>width$}/{}  train loss {:.4}  test acc {:6.2}%  {:6.3} s  {:8.0} samples/s",
             epoch + 1,
@@ -381,7 +230,9 @@ fn run(args: &Args) -> wgrad::Result<bool> {
             stats.seconds,
             stats.samples_per_sec()
         );
-        after_first.get_or_insert(clf.graph.counters());
+        if finite {
+            after_first.get_or_insert(clf.graph.counters());
+        }
         epochs.push(EpochRecord {
             train_loss: stats.mean_loss,
             test_accuracy: acc,
@@ -389,6 +240,14 @@ fn run(args: &Args) -> wgrad::Result<bool> {
             samples: stats.samples,
             samples_per_sec: stats.samples_per_sec(),
         });
+        if let Some(why) = why {
+            eprintln!(
+                "error: training diverged in epoch {}: {why}; try a smaller --lr",
+                epoch + 1
+            );
+            diverged = true;
+            break;
+        }
     }
 
     let test_accuracy = match epochs.last() {
@@ -429,9 +288,6 @@ fn run(args: &Args) -> wgrad::Result<bool> {
         println!("memory flat: the same buffers and bytes after epoch 1 and after the last step");
     }
 
-    for path in [&args.save, &args.plot, &args.graph, &args.json].into_iter().flatten() {
-        create_parent(path)?;
-    }
     if let Some(path) = &args.save {
         clf.save(path)?;
         println!("weights saved to {}", path.display());
@@ -458,11 +314,15 @@ fn run(args: &Args) -> wgrad::Result<bool> {
             samples_per_sec,
             &test,
             finite,
+            diverged,
         );
         std::fs::write(path, json).map_err(|e| io_err(path, e))?;
         println!("summary written to {}", path.display());
     }
-    Ok(finite)
+    if diverged {
+        eprintln!("the run failed: training diverged (exit status 1)");
+    }
+    Ok(!diverged)
 }
 
 /// Renders the DOT file to SVG with Graphviz when `dot` is on the PATH.
@@ -566,6 +426,7 @@ fn summary_json(
     samples_per_sec: f64,
     test: &Dataset,
     finite: bool,
+    diverged: bool,
 ) -> String {
     let final_loss = epochs.last().map_or(f64::NAN, |e| f64::from(e.train_loss));
     let fields = [
@@ -583,6 +444,7 @@ fn summary_json(
         ("seed", args.seed.to_string()),
         ("epochs", epochs.len().to_string()),
         ("finite_loss", finite.to_string()),
+        ("diverged", diverged.to_string()),
         ("final_train_loss", json_num(final_loss)),
         ("test_accuracy", json_num(f64::from(test_accuracy))),
         ("test_samples", test.len().to_string()),
@@ -611,7 +473,7 @@ mod tests {
     use super::*;
 
     fn parse(s: &[&str]) -> Result<Option<Args>, String> {
-        parse_args(s.iter().map(|a| a.to_string()))
+        args::parse_args(s.iter().map(std::ffi::OsString::from))
     }
 
     #[test]
