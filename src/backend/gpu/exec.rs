@@ -5,8 +5,7 @@ use super::lower::{lower_all, PARAM_SLOT};
 use super::GpuDevice;
 use crate::backend::{BufId, Counters, Executor, Kernel, ProgramId, ReadFuture, ReadInner};
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 struct Prepared {
     pipeline: wgpu::ComputePipeline,
@@ -26,13 +25,65 @@ struct Slot {
     len: usize,
 }
 
+/// Who holds a readback (staging) buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    /// Nobody: it may be used for the next read.
+    Free,
+    /// A read in progress (blocking, or an async read not yet resolved or dropped).
+    Reader,
+    /// Its reader was dropped (or gave up) while the mapping was in flight: the executor takes
+    /// it back once the mapping has completed.
+    Abandoned,
+}
+
+/// A staging buffer's state, shared by the executor, its reader and the map callback.
+struct StagingState {
+    holder: Holder,
+    /// The outcome of `map_async`, set by its callback; `None` while it is in flight.
+    mapped: Option<std::result::Result<(), String>>,
+    /// The submission that copies into the buffer, to wait for when taking it back.
+    submission: Option<wgpu::SubmissionIndex>,
+}
+
+type SharedState = Arc<Mutex<StagingState>>;
+
+fn lock(state: &SharedState) -> MutexGuard<'_, StagingState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A readback buffer of the executor and its shared state.
+#[derive(Clone)]
+struct Staging {
+    buffer: wgpu::Buffer,
+    state: SharedState,
+}
+
+impl Staging {
+    /// Frees the buffer if its reader abandoned it and its mapping has completed (unmapping
+    /// it where the mapping succeeded). Returns whether it is free.
+    fn reclaim(&self) -> bool {
+        let mut st = lock(&self.state);
+        if st.holder == Holder::Abandoned {
+            match st.mapped.take() {
+                Some(Ok(())) => self.buffer.unmap(),
+                Some(Err(_)) => {}
+                None => return false,
+            }
+            st.holder = Holder::Free;
+        }
+        st.holder == Holder::Free
+    }
+}
+
 /// The per-graph GPU executor: its buffers (from the device pool) and compiled programs.
 pub(crate) struct GpuExecutor {
     dev: Arc<GpuDevice>,
     bufs: Vec<Option<Slot>>,
     programs: Vec<Option<Program>>,
-    /// Readback buffers; one is busy while a read (or an unawaited async read) holds it mapped.
-    staging: Vec<(wgpu::Buffer, Arc<AtomicBool>)>,
+    /// Readback buffers; each is free, held by a read in progress, or abandoned by a dropped
+    /// read until its mapping completes (then it is free again).
+    staging: Vec<Staging>,
     counters: Counters,
 }
 
@@ -68,63 +119,144 @@ impl GpuExecutor {
         Ok(buf)
     }
 
-    /// Copies `len` floats of `id` into a free staging buffer and submits; returns that buffer
-    /// and its busy flag (set; the reader clears it once the buffer is unmapped).
-    fn submit_copy(&mut self, id: BufId) -> Result<(wgpu::Buffer, u64, Arc<AtomicBool>)> {
-        let bytes = (self.slot(id).len * 4) as u64;
-        let free = self
-            .staging
-            .iter()
-            .position(|(b, busy)| b.size() >= bytes && !busy.load(Ordering::Acquire));
-        let (staging, busy) = match free {
-            Some(i) => self.staging[i].clone(),
+    /// A staging buffer of at least `bytes`, marked as held by a reader.
+    ///
+    /// A free one is reused; one abandoned by a dropped read is taken back once its mapping
+    /// completes, waiting for that mapping (its copy was submitted earlier) rather than creating
+    /// another buffer, so dropped reads never accumulate buffers. Only when no buffer fits is a
+    /// new one created (and the free and abandoned ones, all too small, are released).
+    fn staging_for(&mut self, bytes: u64) -> Result<Staging> {
+        // Deliver map callbacks that are ready, without blocking.
+        let _ = self.dev.device.poll(wgpu::PollType::Poll);
+        let fits = |s: &Staging| s.buffer.size() >= bytes;
+        let mut pick = self.staging.iter().position(|s| s.reclaim() && fits(s));
+        if pick.is_none() {
+            let abandoned = self
+                .staging
+                .iter()
+                .position(|s| fits(s) && lock(&s.state).holder == Holder::Abandoned);
+            if let Some(i) = abandoned {
+                let submission = lock(&self.staging[i].state).submission.clone();
+                let wait = match submission {
+                    Some(index) => wgpu::PollType::Wait {
+                        submission_index: Some(index),
+                        timeout: Some(std::time::Duration::from_secs(300)),
+                    },
+                    None => wgpu::PollType::wait_indefinitely(),
+                };
+                self.dev.device.poll(wait).map_err(|e| Error::Gpu {
+                    during: "readback",
+                    detail: e.to_string(),
+                })?;
+                self.dev.check_alive()?;
+                // Another thread polling the same device may be running the callback a moment
+                // after our wait returns: give it that moment.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+                while !self.staging[i].reclaim() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                    let _ = self.dev.device.poll(wgpu::PollType::Poll);
+                }
+                pick = self.staging[i].reclaim().then_some(i);
+            }
+        }
+        let i = match pick {
+            Some(i) => i,
             None => {
-                let size = bytes.next_power_of_two().max(256);
-                let b = self.create_buffer(
+                // Powers of two (at least 256 bytes) so varied sizes share buffers; never more
+                // than the device allows (the tensor itself is within that limit).
+                let max = self.dev.device.limits().max_buffer_size;
+                let size = bytes.next_power_of_two().max(256).min(max.max(bytes));
+                let buffer = self.create_buffer(
                     size,
                     wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     "readback staging",
                 )?;
-                // A free buffer that was too small is replaced; busy ones stay with their readers.
-                self.staging.retain(|(_, busy)| busy.load(Ordering::Acquire));
-                self.staging.push((b, Arc::new(AtomicBool::new(false))));
-                self.staging.last().expect("just pushed").clone()
+                // Every free or abandoned buffer is too small: release them. Held ones stay
+                // with their readers.
+                let mut released = (0, 0);
+                self.staging.retain(|s| {
+                    let keep = lock(&s.state).holder == Holder::Reader;
+                    if !keep {
+                        released.0 += 1;
+                        released.1 += s.buffer.size();
+                    }
+                    keep
+                });
+                self.counters.live_buffers -= released.0;
+                self.counters.live_bytes -= released.1;
+                self.counters.live_buffers += 1;
+                self.counters.live_bytes += size;
+                self.staging.push(Staging {
+                    buffer,
+                    state: Arc::new(Mutex::new(StagingState {
+                        holder: Holder::Free,
+                        mapped: None,
+                        submission: None,
+                    })),
+                });
+                self.staging.len() - 1
             }
         };
-        busy.store(true, Ordering::Release);
+        let s = self.staging[i].clone();
+        {
+            let mut st = lock(&s.state);
+            st.holder = Holder::Reader;
+            st.mapped = None;
+            st.submission = None;
+        }
+        Ok(s)
+    }
+
+    /// Copies the floats of `id` into a staging buffer, submits, and starts mapping it; the
+    /// map callback records its outcome in the buffer's shared state.
+    fn submit_copy(&mut self, id: BufId) -> Result<(Staging, u64)> {
+        let bytes = (self.slot(id).len * 4) as u64;
+        let staging = self.staging_for(bytes)?;
         let dev = self.dev.clone();
         let src = self.slot(id).buffer.clone();
-        dev.scoped("readback", || {
+        let submitted = dev.scoped("readback", || {
             let mut enc = dev.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("readback"),
             });
-            enc.copy_buffer_to_buffer(&src, 0, &staging, 0, bytes);
-            dev.queue.submit([enc.finish()]);
-        })
-        .inspect_err(|_| busy.store(false, Ordering::Release))?;
+            enc.copy_buffer_to_buffer(&src, 0, &staging.buffer, 0, bytes);
+            dev.queue.submit([enc.finish()])
+        });
+        let index = match submitted {
+            Ok(index) => index,
+            Err(e) => {
+                lock(&staging.state).holder = Holder::Free;
+                return Err(e);
+            }
+        };
+        lock(&staging.state).submission = Some(index);
         self.counters.submissions += 1;
-        Ok((staging, bytes, busy))
+        let state = staging.state.clone();
+        staging.buffer.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
+            lock(&state).mapped = Some(r.map_err(|e| e.to_string()));
+        });
+        Ok((staging, bytes))
     }
 }
 
+/// The first `bytes` of a mapped staging buffer as floats; unmaps it in every case.
 fn copy_out(staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
-    let view = staging.get_mapped_range(..bytes).map_err(|e| Error::Gpu {
-        during: "readback",
-        detail: e.to_string(),
-    })?;
-    let v = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
-    drop(view);
+    let v = staging
+        .get_mapped_range(..bytes)
+        .map(|view| bytemuck::cast_slice::<u8, f32>(&view).to_vec())
+        .map_err(|e| Error::Gpu {
+            during: "readback",
+            detail: e.to_string(),
+        });
     staging.unmap();
-    Ok(v)
+    v
 }
 
-/// An in-flight asynchronous readback.
+/// An in-flight asynchronous readback. Dropping it before it resolves hands its staging buffer
+/// back to the executor, which reuses it once the mapping completes.
 pub struct PendingRead {
     dev: Arc<GpuDevice>,
-    staging: wgpu::Buffer,
+    staging: Staging,
     bytes: u64,
-    state: Arc<Mutex<Option<std::result::Result<(), String>>>>,
-    busy: Arc<AtomicBool>,
     done: bool,
 }
 
@@ -133,21 +265,28 @@ impl Drop for PendingRead {
         if self.done {
             return;
         }
-        // Dropped unawaited: free the buffer if its mapping finished; a mapping still in flight
-        // keeps the buffer busy (it is not reused).
-        match self.state.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let mut st = lock(&self.staging.state);
+        match st.mapped.take() {
+            // The mapping finished: unmap and free the buffer now.
             Some(Ok(())) => {
-                self.staging.unmap();
-                self.busy.store(false, Ordering::Release);
+                self.staging.buffer.unmap();
+                st.holder = Holder::Free;
             }
-            Some(Err(_)) => self.busy.store(false, Ordering::Release),
-            None => {}
+            Some(Err(_)) => st.holder = Holder::Free,
+            // Still in flight: the executor takes the buffer back once it is mapped.
+            None => st.holder = Holder::Abandoned,
         }
     }
 }
 
 impl PendingRead {
     pub(crate) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<Vec<f32>>> {
+        if self.done {
+            return std::task::Poll::Ready(Err(Error::Gpu {
+                during: "readback",
+                detail: "the read was already resolved".into(),
+            }));
+        }
         // Native wgpu delivers map callbacks from Device::poll; drive it without blocking.
         if let Err(e) = self.dev.device.poll(wgpu::PollType::Poll) {
             return std::task::Poll::Ready(Err(Error::Gpu {
@@ -155,21 +294,22 @@ impl PendingRead {
                 detail: e.to_string(),
             }));
         }
-        let outcome = self.state.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let ready = match outcome {
-            // The buffer is free again only once unmapped (copy_out unmaps).
-            Some(Ok(())) => copy_out(&self.staging, self.bytes),
+        let mut st = lock(&self.staging.state);
+        let ready = match st.mapped.take() {
+            Some(Ok(())) => copy_out(&self.staging.buffer, self.bytes),
             Some(Err(e)) => Err(Error::Gpu {
                 during: "readback",
                 detail: e,
             }),
             None => {
+                drop(st);
                 cx.waker().wake_by_ref();
                 return std::task::Poll::Pending;
             }
         };
+        // copy_out unmapped the buffer (or the mapping failed): it is free again.
+        st.holder = Holder::Free;
         self.done = true;
-        self.busy.store(false, Ordering::Release);
         std::task::Poll::Ready(ready)
     }
 }
@@ -251,13 +391,22 @@ impl Executor for GpuExecutor {
     }
 
     fn read_f32(&mut self, buf: BufId) -> Result<Vec<f32>> {
-        let (staging, bytes, busy) = self.submit_copy(buf)?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
-            let _ = tx.send(r.map_err(|e| e.to_string()));
-        });
+        let (staging, bytes) = self.submit_copy(buf)?;
         // Another thread polling the same device may be the one that runs our callback, a
         // moment after our own poll returns: wait for the callback itself, not just the poll.
+        // On any error the buffer is abandoned: the next read takes it back once mapped.
+        let abandon = |e: Error| {
+            let mut st = lock(&staging.state);
+            match st.mapped.take() {
+                Some(Ok(())) => {
+                    staging.buffer.unmap();
+                    st.holder = Holder::Free;
+                }
+                Some(Err(_)) => st.holder = Holder::Free,
+                None => st.holder = Holder::Abandoned,
+            }
+            e
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         let outcome = loop {
             self.dev
@@ -266,45 +415,38 @@ impl Executor for GpuExecutor {
                 .map_err(|e| Error::Gpu {
                     during: "readback",
                     detail: e.to_string(),
-                })?;
-            self.dev.check_alive()?;
-            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
-                Ok(r) => break r,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => continue,
-                // Still in flight: the buffer stays busy (it is not reused).
-                Err(_) => {
-                    return Err(Error::Gpu {
-                        during: "readback",
-                        detail: "buffer mapping did not complete".into(),
-                    })
-                }
+                })
+                .map_err(abandon)?;
+            self.dev.check_alive().map_err(abandon)?;
+            if let Some(r) = lock(&staging.state).mapped.take() {
+                break r;
             }
+            if std::time::Instant::now() >= deadline {
+                return Err(abandon(Error::Gpu {
+                    during: "readback",
+                    detail: "buffer mapping did not complete".into(),
+                }));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         };
         let data = match outcome {
-            Ok(()) => copy_out(&staging, bytes),
+            Ok(()) => copy_out(&staging.buffer, bytes),
             Err(e) => Err(Error::Gpu {
                 during: "readback",
                 detail: e,
             }),
         };
-        busy.store(false, Ordering::Release);
+        lock(&staging.state).holder = Holder::Free;
         data
     }
 
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture> {
-        let (staging, bytes, busy) = self.submit_copy(buf)?;
-        let state = Arc::new(Mutex::new(None));
-        let s2 = state.clone();
-        staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
-            *s2.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.map_err(|e| e.to_string()));
-        });
+        let (staging, bytes) = self.submit_copy(buf)?;
         Ok(ReadFuture {
             inner: ReadInner::Gpu(PendingRead {
                 dev: self.dev.clone(),
                 staging,
                 bytes,
-                state,
-                busy,
                 done: false,
             }),
         })
