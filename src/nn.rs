@@ -61,20 +61,43 @@ pub enum Init {
 
 impl Init {
     /// `fan_in × fan_out` weights drawn from `rng`.
-    pub fn sample(self, fan_in: usize, fan_out: usize, rng: &mut Rng) -> Vec<f32> {
-        let n = fan_in * fan_out;
+    ///
+    /// The size is checked before anything is allocated: zero or overflowing sizes, more than
+    /// 2^31 values (what a graph tensor may hold), or more bytes than the operating system
+    /// reports available give an error instead of an abort.
+    pub fn sample(self, fan_in: usize, fan_out: usize, rng: &mut Rng) -> Result<Vec<f32>> {
+        let shape = [fan_in, fan_out];
+        let n = match fan_in.checked_mul(fan_out) {
+            Some(n) if n > 0 && n <= MAX_SAMPLE => n,
+            _ => {
+                return Err(Error::invalid_shape(
+                    "Init::sample",
+                    &shape,
+                    format!("need between 1 and {MAX_SAMPLE} weights (2^31)"),
+                ))
+            }
+        };
+        let what = format!("Init::sample: {fan_in}×{fan_out} initial weights");
+        crate::graph::check_host_available(&what, n as u64 * 4)?;
+        let mut w = Vec::new();
+        w.try_reserve_exact(n)
+            .map_err(|e| Error::arg("Init::sample", format!("{what}: {} bytes: {e}", n as u64 * 4)))?;
         match self {
             Init::Xavier => {
-                let a = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-                (0..n).map(|_| (2.0 * rng.next_f32() - 1.0) * a).collect()
+                let a = (6.0 / (fan_in as f64 + fan_out as f64)).sqrt() as f32;
+                w.extend((0..n).map(|_| (2.0 * rng.next_f32() - 1.0) * a));
             }
             Init::He => {
                 let s = (2.0 / fan_in as f64).sqrt() as f32;
-                (0..n).map(|_| rng.normal() * s).collect()
+                w.extend((0..n).map(|_| rng.normal() * s));
             }
         }
+        Ok(w)
     }
 }
+
+/// The most weights [`Init::sample`] draws at once: a graph tensor's element bound.
+const MAX_SAMPLE: usize = (u32::MAX / 2) as usize;
 
 /// A fully connected layer y = x·W + b, W: in×out, b: out.
 #[derive(Clone, Debug)]
@@ -91,10 +114,30 @@ pub struct Linear {
 
 impl Linear {
     /// Adds the layer's parameters (`{name}.weight`, `{name}.bias`) to the graph.
+    ///
+    /// The sizes are checked against the device's limits and the host bound (see
+    /// [`Graph::check_new_parameters`]) before any weight is sampled or buffer allocated; on
+    /// any error the graph is left as it was.
     pub fn new(g: &mut Graph, name: &str, fan_in: usize, fan_out: usize, init: Init, rng: &mut Rng) -> Result<Linear> {
-        let w = init.sample(fan_in, fan_out, rng);
-        let weight = g.parameter(&format!("{name}.weight"), &[fan_in, fan_out], &w)?;
-        let bias = g.parameter(&format!("{name}.bias"), &[fan_out], &vec![0.0; fan_out])?;
+        let (wname, bname) = (format!("{name}.weight"), format!("{name}.bias"));
+        g.check_new_parameters("Linear::new", &[(&wname, &[fan_in, fan_out]), (&bname, &[fan_out])])?;
+        let len = g.len();
+        Self::build(g, &wname, &bname, fan_in, fan_out, init, rng).inspect_err(|_| g.truncate_nodes(len))
+    }
+
+    fn build(
+        g: &mut Graph,
+        wname: &str,
+        bname: &str,
+        fan_in: usize,
+        fan_out: usize,
+        init: Init,
+        rng: &mut Rng,
+    ) -> Result<Linear> {
+        let w = init.sample(fan_in, fan_out, rng)?;
+        let weight = g.parameter(wname, &[fan_in, fan_out], &w)?;
+        drop(w);
+        let bias = g.parameter(bname, &[fan_out], &vec![0.0; fan_out])?;
         Ok(Linear {
             weight,
             bias,
@@ -124,6 +167,10 @@ pub struct Mlp {
 impl Mlp {
     /// Parameters for layer widths `sizes` (at least input and output), initialised from `seed`
     /// with the activation's default scheme. Layers are named `layers.{i}`.
+    ///
+    /// Every layer's sizes are checked against the device's limits and the host bound (see
+    /// [`Graph::check_new_parameters`]) before any weight is sampled or buffer allocated; on
+    /// any error the graph is left as it was.
     pub fn new(g: &mut Graph, sizes: &[usize], activation: Activation, seed: u64) -> Result<Mlp> {
         if sizes.len() < 2 || sizes.contains(&0) {
             return Err(Error::arg(
@@ -131,13 +178,25 @@ impl Mlp {
                 format!("layer sizes {sizes:?}: need at least two, all non-zero"),
             ));
         }
+        let names: Vec<(String, String)> = (0..sizes.len() - 1)
+            .map(|i| (format!("layers.{i}.weight"), format!("layers.{i}.bias")))
+            .collect();
+        let shapes: Vec<([usize; 2], [usize; 1])> = sizes.windows(2).map(|w| ([w[0], w[1]], [w[1]])).collect();
+        let tensors: Vec<(&str, &[usize])> = names
+            .iter()
+            .zip(&shapes)
+            .flat_map(|((wn, bn), (ws, bs))| [(wn.as_str(), &ws[..]), (bn.as_str(), &bs[..])])
+            .collect();
+        g.check_new_parameters("Mlp::new", &tensors)?;
         let mut rng = Rng::new(seed);
         let init = activation.default_init();
-        let layers = sizes
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| Linear::new(g, &format!("layers.{i}"), w[0], w[1], init, &mut rng))
-            .collect::<Result<Vec<_>>>()?;
+        let len = g.len();
+        let layers = names
+            .iter()
+            .zip(sizes.windows(2))
+            .map(|((wn, bn), w)| Linear::build(g, wn, bn, w[0], w[1], init, &mut rng))
+            .collect::<Result<Vec<_>>>()
+            .inspect_err(|_| g.truncate_nodes(len))?;
         Ok(Mlp {
             layers,
             activation,

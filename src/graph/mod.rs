@@ -103,6 +103,9 @@ pub struct Graph {
     optim: Option<OptimState>,
     /// Use fused kernels where the graph has their pattern.
     fusion: bool,
+    /// The most host memory one request may take, set by the caller (see
+    /// [`Graph::set_host_memory_limit`]).
+    host_limit: Option<u64>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -134,6 +137,7 @@ impl Graph {
             zero_prog: None,
             optim: None,
             fusion: true,
+            host_limit: None,
         }
     }
 
@@ -264,6 +268,119 @@ impl Graph {
         Ok(())
     }
 
+    /// Bytes of one element in this graph's buffers (8 on the f64 CPU backend, else 4).
+    fn elem_bytes(&self) -> u64 {
+        match self.device {
+            Device::CpuF64 => 8,
+            _ => 4,
+        }
+    }
+
+    /// Bounds every later request of this graph for host memory (buffers of the CPU backend,
+    /// initial weights sampled by [`crate::nn`], values read back): a request for more than
+    /// `bytes` is refused with [`Error::LimitExceeded`] before anything is allocated. `None`
+    /// (the default) leaves only the operating system's bound: a request for more memory than
+    /// it reports available (Linux: `MemAvailable`) is refused, checked for requests above 64 MiB.
+    pub fn set_host_memory_limit(&mut self, bytes: Option<u64>) {
+        self.host_limit = bytes;
+    }
+
+    /// The limit set by [`Graph::set_host_memory_limit`].
+    pub fn host_memory_limit(&self) -> Option<u64> {
+        self.host_limit
+    }
+
+    /// Refuses a request for `bytes` of host memory beyond the caller's limit or what the
+    /// operating system reports available.
+    fn check_host(&self, what: &str, bytes: u64) -> Result<()> {
+        if let Some(limit) = self.host_limit {
+            if bytes > limit {
+                return Err(Error::LimitExceeded {
+                    what: what.to_string(),
+                    size: bytes,
+                    limit_name: "host memory limit (Graph::set_host_memory_limit)",
+                    limit,
+                });
+            }
+        }
+        check_host_available(what, bytes)
+    }
+
+    /// Refuses one buffer of `bytes` that the device cannot hold: beyond the GPU's
+    /// `max_storage_buffer_binding_size` or `max_buffer_size`, or, on the CPU backend (whose
+    /// buffers are host memory), beyond the host bound.
+    fn check_buffer(&self, what: &str, bytes: u64) -> Result<()> {
+        match &self.device {
+            Device::Gpu(g) => {
+                let l = g.limits();
+                for (limit_name, limit) in [
+                    ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size),
+                    ("max_buffer_size", l.max_buffer_size),
+                ] {
+                    if bytes > limit {
+                        return Err(Error::LimitExceeded {
+                            what: what.to_string(),
+                            size: bytes,
+                            limit_name,
+                            limit,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Device::Cpu | Device::CpuF64 => self.check_host(what, bytes),
+        }
+    }
+
+    /// Checks, allocating nothing, that the parameters `tensors` ((name, shape) pairs) can be
+    /// created together on this graph: every shape valid, every value and gradient buffer
+    /// within the device's limits, and the host memory they need within the host bound (see
+    /// [`Graph::set_host_memory_limit`]): the initial values of the largest, and on the CPU
+    /// backend every value and gradient buffer too. Sizes are computed in u64; errors name `op`,
+    /// the tensor, its shape and the limit. Layers call this before sampling initial weights.
+    pub fn check_new_parameters(&self, op: &'static str, tensors: &[(&str, &[usize])]) -> Result<()> {
+        let eb = self.elem_bytes();
+        let (mut device_total, mut largest) = (0u64, 0u64);
+        for &(name, shape) in tensors {
+            Self::check_shape(op, shape).map_err(|e| match e {
+                Error::InvalidShape { op, shape, reason } => Error::InvalidShape {
+                    op,
+                    shape,
+                    reason: format!("parameter '{name}': {reason}"),
+                },
+                e => e,
+            })?;
+            // check_shape bounds the element count by 2^31, so these products fit in u64.
+            let n = numel(shape) as u64;
+            self.check_buffer(&format!("{op}: value of {name} {shape:?}"), n * eb)?;
+            device_total = device_total.saturating_add(2 * n * eb);
+            largest = largest.max(n * 4);
+        }
+        let host = match self.device {
+            // The initial values and the copy queued for the upload.
+            Device::Gpu(_) => 2 * largest,
+            Device::Cpu | Device::CpuF64 => device_total.saturating_add(largest),
+        };
+        self.check_host(
+            &format!("{op}: host memory for {} parameter tensors", tensors.len()),
+            host,
+        )
+    }
+
+    /// Removes the nodes created after the first `len` (and frees their buffers): undoes a
+    /// layer whose creation failed part way, so a refused layer leaves the graph as it was.
+    pub(crate) fn truncate_nodes(&mut self, len: usize) {
+        if len >= self.nodes.len() {
+            return;
+        }
+        for n in self.nodes.drain(len..) {
+            for b in std::iter::once(n.value).chain(n.grad).chain(n.aux) {
+                self.exec.free(b);
+            }
+        }
+        self.invalidate();
+    }
+
     fn invalidate(&mut self) {
         // New nodes change what forward and backward must run; programs are rebuilt lazily.
         self.dirty = true;
@@ -293,6 +410,17 @@ impl Graph {
                 .iter()
                 .map(|&n| (n, format!("saved state of {name} ({opname})"))),
         );
+        // Check every buffer, and on the CPU backend their total, before allocating any.
+        let eb = self.elem_bytes();
+        let mut total = 0u64;
+        for (n, what) in &sizes {
+            let bytes = (*n as u64).saturating_mul(eb);
+            self.check_buffer(what, bytes)?;
+            total = total.saturating_add(bytes);
+        }
+        if !self.device.is_gpu() {
+            self.check_host(&format!("buffers of {name} ({opname})"), total)?;
+        }
         let mut bufs = Vec::with_capacity(sizes.len());
         for (n, what) in &sizes {
             match self.exec.alloc(*n, what) {
@@ -808,7 +936,18 @@ impl Graph {
             Optimizer::Sgd(_) => OptimRule::Sgd,
             Optimizer::Adam(_) => OptimRule::Adam,
         };
-        // Build the new state first; on failure free what was made and keep the old optimizer.
+        // Check the state's sizes first, then build it; on failure free what was made and keep
+        // the old optimizer.
+        let (slots, eb) = (if rule == OptimRule::Adam { 2u64 } else { 1 }, self.elem_bytes());
+        let mut total = 0u64;
+        for n in self.nodes.iter().filter(|n| n.op == Op::Parameter) {
+            let bytes = slots * numel(&n.shape) as u64 * eb;
+            self.check_buffer(&format!("optimizer state of {}", n.name), bytes)?;
+            total = total.saturating_add(bytes);
+        }
+        if !self.device.is_gpu() {
+            self.check_host("optimizer state", total)?;
+        }
         let mut buffers = Vec::new();
         let built = self.build_optimizer(rule, &mut buffers);
         let (hyper, program) = match built {
@@ -927,6 +1066,7 @@ impl Graph {
     /// The node's value (running the forward pass first if inputs changed), blocking.
     pub fn value(&mut self, id: NodeId) -> Result<Vec<f32>> {
         let i = self.check(id)?;
+        self.check_read(i, 4)?;
         self.ensure_current()?;
         self.exec.read_f32(self.nodes[i].value)
     }
@@ -934,6 +1074,7 @@ impl Graph {
     /// The node's value in f64 (exact on the f64 CPU backend).
     pub fn value_f64(&mut self, id: NodeId) -> Result<Vec<f64>> {
         let i = self.check(id)?;
+        self.check_read(i, 8)?;
         self.ensure_current()?;
         self.exec.read(self.nodes[i].value)
     }
@@ -954,8 +1095,19 @@ impl Graph {
     /// Starts an asynchronous read of the node's value; await the returned future.
     pub fn value_async(&mut self, id: NodeId) -> Result<ReadFuture> {
         let i = self.check(id)?;
+        self.check_read(i, 4)?;
         self.ensure_current()?;
         self.exec.read_async(self.nodes[i].value)
+    }
+
+    /// Refuses a read of node `i`'s value or gradient, `elem` bytes per element, that the host
+    /// cannot hold.
+    fn check_read(&self, i: usize, elem: u64) -> Result<()> {
+        let n = &self.nodes[i];
+        self.check_host(
+            &format!("read of {} ({})", n.name, n.op.name()),
+            numel(&n.shape) as u64 * elem,
+        )
     }
 
     fn grad_buf(&self, id: NodeId) -> Result<BufId> {
@@ -972,18 +1124,21 @@ impl Graph {
     /// The gradient ∂loss/∂node from the last backward pass, blocking.
     pub fn grad(&mut self, id: NodeId) -> Result<Vec<f32>> {
         let g = self.grad_buf(id)?;
+        self.check_read(id.idx, 4)?;
         self.exec.read_f32(g)
     }
 
     /// The gradient in f64 (exact on the f64 CPU backend).
     pub fn grad_f64(&mut self, id: NodeId) -> Result<Vec<f64>> {
         let g = self.grad_buf(id)?;
+        self.check_read(id.idx, 8)?;
         self.exec.read(g)
     }
 
     /// Starts an asynchronous read of the gradient.
     pub fn grad_async(&mut self, id: NodeId) -> Result<ReadFuture> {
         let g = self.grad_buf(id)?;
+        self.check_read(id.idx, 4)?;
         self.exec.read_async(g)
     }
 
@@ -1097,4 +1252,34 @@ fn check_labels(op: &'static str, name: &str, values: impl Iterator<Item = f64>,
         }
     }
     Ok(())
+}
+
+/// Host requests up to this size are not checked against the memory the operating system
+/// reports available (reading it costs a system call).
+const HOST_CHECK_FLOOR: u64 = 64 << 20;
+
+/// Bytes of host memory the operating system reports available (Linux: `MemAvailable` in
+/// `/proc/meminfo`); `None` where unknown.
+pub(crate) fn host_memory_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let kib: u64 = parts.next()?.parse().ok()?;
+    (parts.next() == Some("kB")).then_some(kib.saturating_mul(1024))
+}
+
+/// Refuses a host request for more than the operating system reports available.
+pub(crate) fn check_host_available(what: &str, bytes: u64) -> Result<()> {
+    if bytes <= HOST_CHECK_FLOOR {
+        return Ok(());
+    }
+    match host_memory_available() {
+        Some(limit) if bytes > limit => Err(Error::LimitExceeded {
+            what: what.to_string(),
+            size: bytes,
+            limit_name: "host memory available (MemAvailable)",
+            limit,
+        }),
+        _ => Ok(()),
+    }
 }
