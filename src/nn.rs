@@ -4,7 +4,7 @@
 use crate::data::Rng;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
-use crate::io::{find_tensor, load_safetensors, save_safetensors, NamedTensor};
+use crate::io::{layout_metadata, load_checkpoint, read_tensor, resolve_layout, save_checkpoint, Layout, NamedTensor};
 use std::path::Path;
 
 /// Hidden-layer activation.
@@ -216,22 +216,18 @@ impl Mlp {
         Ok(h)
     }
 
-    /// The weights as named tensors in PyTorch's `nn.Linear` layout: `layers.{i}.weight` is
-    /// out×in (the transpose of the graph's in×out), `layers.{i}.bias` is out.
+    /// The weights as named tensors in PyTorch's `nn.Linear` layout ([`Layout::Torch`]):
+    /// `layers.{i}.weight` is out×in (the transpose of the graph's in×out), `layers.{i}.bias`
+    /// is out.
     pub fn state(&self, g: &mut Graph) -> Result<Vec<NamedTensor>> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
-            let w = g.value(l.weight)?;
-            let mut wt = vec![0.0; w.len()];
-            for r in 0..l.fan_in {
-                for c in 0..l.fan_out {
-                    wt[c * l.fan_in + r] = w[r * l.fan_out + c];
-                }
-            }
+            let shape = [l.fan_in, l.fan_out];
+            let w = Layout::Torch.from_graph(&shape, &g.value(l.weight)?);
             out.push(NamedTensor::new(
                 format!("layers.{i}.weight"),
-                vec![l.fan_out, l.fan_in],
-                wt,
+                Layout::Torch.file_shape(&shape),
+                w,
             ));
             out.push(NamedTensor::new(
                 format!("layers.{i}.bias"),
@@ -242,36 +238,71 @@ impl Mlp {
         Ok(out)
     }
 
-    /// Loads weights saved by [`Mlp::state`] (or PyTorch). Every tensor is checked (present,
-    /// right shape, finite) before any is written, so a bad file changes nothing.
+    /// The names and graph shapes of the tensors the model reads from a checkpoint.
+    fn wanted(&self) -> Vec<(String, Vec<usize>)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                [
+                    (format!("layers.{i}.weight"), vec![l.fan_in, l.fan_out]),
+                    (format!("layers.{i}.bias"), vec![l.fan_out]),
+                ]
+            })
+            .collect()
+    }
+
+    /// Loads weights in PyTorch's layout, as [`Mlp::state`] gives them (or PyTorch's
+    /// `state_dict` with the same names). Every tensor is checked (present, right shape,
+    /// finite) before any is written, so a bad set changes nothing.
     pub fn load_state(&self, g: &mut Graph, tensors: &[NamedTensor]) -> Result<()> {
-        let find = |name: &str, shape: &[usize]| find_tensor(tensors, name, shape);
-        let mut staged = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
-            let w = find(&format!("layers.{i}.weight"), &[l.fan_out, l.fan_in])?;
-            let b = find(&format!("layers.{i}.bias"), &[l.fan_out])?;
-            let mut wv = vec![0.0; w.data.len()];
-            for r in 0..l.fan_in {
-                for c in 0..l.fan_out {
-                    wv[r * l.fan_out + c] = w.data[c * l.fan_in + r];
-                }
-            }
-            staged.push((l.weight, wv));
-            staged.push((l.bias, b.data.clone()));
-        }
+        self.load_state_as(g, tensors, Layout::Torch)
+    }
+
+    /// [`Mlp::load_state`] for tensors stored in `layout`: with [`Layout::Graph`] (as
+    /// [`Graph::parameter_tensors`] gives them) `layers.{i}.weight` is in×out.
+    pub fn load_state_as(&self, g: &mut Graph, tensors: &[NamedTensor], layout: Layout) -> Result<()> {
+        let staged = self
+            .layers
+            .iter()
+            .flat_map(|l| [l.weight, l.bias])
+            .zip(self.wanted())
+            .map(|(id, (name, shape))| read_tensor(tensors, &name, &shape, layout).map(|v| (id, v)))
+            .collect::<Result<Vec<_>>>()?;
         for (id, v) in staged {
             g.write(id, &v)?;
         }
         Ok(())
     }
 
-    /// Saves the weights to a safetensors file.
+    /// Saves the weights to a safetensors file in PyTorch's `nn.Linear` layout, recorded in
+    /// the file's metadata (`"wgrad.layout": "torch"`).
     pub fn save(&self, g: &mut Graph, path: &Path) -> Result<()> {
-        save_safetensors(path, &self.state(g)?)
+        save_checkpoint(path, &self.state(g)?, &layout_metadata(Layout::Torch))
     }
 
     /// Loads weights from a safetensors file (all or nothing).
+    ///
+    /// The file's recorded layout decides how it is read: a `"torch"` file as [`Mlp::save`]
+    /// writes it, a `"graph"` file (as [`Graph::save_parameters`] writes) with the weights read
+    /// in×out; any other recorded layout is refused. A file that records none (older versions,
+    /// PyTorch) is read by the rule of [`resolve_layout`]: in PyTorch's layout when a
+    /// non-square weight confirms it, else refused (square weights are ambiguous); state the
+    /// layout with [`Mlp::load_as`] for such files. On any error no weight is changed.
     pub fn load(&self, g: &mut Graph, path: &Path) -> Result<()> {
-        self.load_state(g, &load_safetensors(path)?)
+        self.load_with(g, path, None)
+    }
+
+    /// [`Mlp::load`] with the file's layout stated by the caller, for files that record none.
+    /// A file that records a different layout is refused.
+    pub fn load_as(&self, g: &mut Graph, path: &Path, layout: Layout) -> Result<()> {
+        self.load_with(g, path, Some(layout))
+    }
+
+    fn load_with(&self, g: &mut Graph, path: &Path, stated: Option<Layout>) -> Result<()> {
+        let ckpt = load_checkpoint(path)?;
+        let file = path.display().to_string();
+        let layout = resolve_layout(&file, &ckpt, stated, Layout::Torch, &self.wanted())?;
+        self.load_state_as(g, &ckpt.tensors, layout)
     }
 }

@@ -27,7 +27,7 @@ use crate::data::{Dataset, Rng};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
-use crate::io::NamedTensor;
+use crate::io::{Layout, NamedTensor};
 use crate::nn::{Activation, Mlp};
 use crate::optim::{Adam, Optimizer};
 
@@ -398,8 +398,11 @@ impl Classifier {
         self.mlp.save(&mut self.graph, path.as_ref())
     }
 
-    /// Loads weights from a safetensors file written by [`Classifier::save`] (or PyTorch with
-    /// the same layer names and shapes).
+    /// Loads weights from a safetensors file written by [`Classifier::save`], by
+    /// [`Graph::save_parameters`] on a classifier's graph, or by PyTorch with the same layer
+    /// names and shapes. The file's recorded layout decides how weights are read; a file that
+    /// records none is read as [`Mlp::load`] says (refused when its weights are all square:
+    /// state the layout with [`Classifier::load_as`]).
     ///
     /// All or nothing: every tensor is checked (present, right shape, finite) before any is
     /// written, so on error — a missing or misshapen tensor, a corrupt or unreadable file —
@@ -408,6 +411,13 @@ impl Classifier {
     /// to the previous weights.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         self.mlp.load(&mut self.graph, path.as_ref())?;
+        self.graph.set_optimizer(self.optimizer)
+    }
+
+    /// [`Classifier::load`] for a file whose layout the caller states (files that record none:
+    /// older versions, other tools). A file that records a different layout is refused.
+    pub fn load_as(&mut self, path: impl AsRef<Path>, layout: Layout) -> Result<()> {
+        self.mlp.load_as(&mut self.graph, path.as_ref(), layout)?;
         self.graph.set_optimizer(self.optimizer)
     }
 }
