@@ -48,9 +48,11 @@ refused with its size.
 EXIT CODES:
     0  training finished (or --epochs 0 evaluated) and did not diverge
     1  an error (device, data, file, a model too large), device memory grew during
-       training, or training diverged: an epoch's mean training loss was NaN or infinite,
-       or above both twice the loss before training and ln(classes), the loss of a
-       uniform guess (training stops at that epoch; the files asked for are still written)
+       training, or training diverged. With L0 and L1 the loss on (up to) 1,024
+       training rows before and after training and B = max(2·L0, ln(classes)), it
+       diverged when a training loss was NaN or infinite (training stops there), or
+       L1 > B, or an epoch's mean training loss exceeded B and L1 > ln(classes)/2
+       (it blew up and did not recover). The files asked for are still written.
     2  bad command line, a --load file that does not exist, or an output path that
        cannot be written (the message says what is wrong; nothing has run)";
 
@@ -229,8 +231,8 @@ pub enum Placement {
 
 /// Refuses, before anything is allocated, a model that cannot fit: layer widths `sizes`
 /// (input first), `batch` rows, `optimizer_states` f32 values of optimizer state per
-/// parameter (Adam 2, SGD 1). On a GPU every weight matrix and activation must fit in one
-/// buffer; the host must hold the weights while they are initialised (and, on the CPU
+/// parameter (Adam 2, SGD 1). Every weight matrix and activation must hold fewer than 2^31
+/// elements (a graph tensor's bound) and, on a GPU, fit in one buffer; the host must hold the weights while they are initialised (and, on the CPU
 /// backend, the weights, gradients, optimizer state and activations). `host_available` is
 /// the host's available memory in bytes, when known. `Err` names the sizes.
 pub fn check_model_size(
@@ -256,6 +258,28 @@ pub fn check_model_size(
         params = params.saturating_add(mul(fan_in, fan_out).saturating_add(fan_out));
     }
     let layer = |i: usize| format!("layer {i} ({} → {})", sizes[i], sizes[i + 1]);
+    // A graph tensor holds fewer than 2^31 elements (the kernels index with 32-bit integers),
+    // whatever the device.
+    let max_elements = u128::from(u32::MAX / 2);
+    if big / F32 > max_elements {
+        return Err(format!(
+            "the model is too large: {}'s weight matrix has {} × {} = {} weights ({}), more than \
+             the 2^31 elements a wgrad tensor can hold",
+            layer(big_layer),
+            sizes[big_layer],
+            sizes[big_layer + 1],
+            big / F32,
+            common::bytes(big)
+        ));
+    }
+    if act_bytes / F32 > max_elements {
+        return Err(format!(
+            "the model is too large: an activation of {batch} rows × {widest} units = {} values ({}) is more \
+             than the 2^31 elements a wgrad tensor can hold (lower --batch or the widths)",
+            act_bytes / F32,
+            common::bytes(act_bytes)
+        ));
+    }
     if let Placement::Gpu { limit, limit_name } = placement {
         let limit = u128::from(limit);
         if big > limit {
@@ -334,15 +358,34 @@ pub fn cross_entropy(logits: &[f32], labels: &[u32]) -> f64 {
     total / labels.len() as f64
 }
 
-/// The divergence rule: `Some(why)` when an epoch's mean training loss `epoch_loss` says
-/// training diverged. `start` is the mean training loss before the first step. Diverged means
-/// non-finite, or above both twice the starting loss and ln(classes) (the loss of a uniform
-/// guess): the optimizer left the region it started in, even if it later settles on a
-/// constant prediction with a loss near ln(classes). A trained model's small loss rising a
-/// little, or a slow start, stays below the bound.
-pub fn divergence(start: f64, epoch_loss: f32, n_classes: usize) -> Option<String> {
-    if !epoch_loss.is_finite() {
-        return Some(format!("the mean training loss is {epoch_loss}"));
+/// A loss for messages: four decimals, or three significant digits in e-notation when huge.
+pub fn show_loss(x: f64) -> String {
+    if x.abs() < 1e6 {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+/// The divergence rule, applied after training. `start` and `end` are the mean
+/// cross-entropy on the same training rows before and after training, `peak` the highest
+/// epoch-mean training loss. With the bound B = max(2·start, ln(classes)) — twice where the
+/// loss started, and never below the loss of a uniform guess — training diverged when:
+///
+/// - a loss is NaN or infinite, or
+/// - `end` is above B: the loss ended far above where it started, or
+/// - `peak` rose above B and `end` is still above ln(classes)/2: the loss blew up and did not
+///   come back to well below a uniform guess (a collapse to a constant prediction).
+///
+/// A transient spike that training recovers from, and a slow start, are not divergence.
+/// `Some(why)` when diverged.
+pub fn divergence(start: f64, peak: f32, end: f64, n_classes: usize) -> Option<String> {
+    let show = show_loss;
+    if !peak.is_finite() && peak != f32::NEG_INFINITY {
+        return Some(format!("the mean training loss of an epoch is {peak}"));
+    }
+    if !end.is_finite() {
+        return Some(format!("the loss after training is {end}"));
     }
     let uniform = (n_classes.max(2) as f64).ln();
     let bound = if start.is_finite() {
@@ -350,15 +393,22 @@ pub fn divergence(start: f64, epoch_loss: f32, n_classes: usize) -> Option<Strin
     } else {
         uniform
     };
-    let shown = if epoch_loss.abs() < 1e6 {
-        format!("{epoch_loss:.4}")
-    } else {
-        format!("{epoch_loss:.3e}")
-    };
-    (f64::from(epoch_loss) > bound).then(|| {
-        format!(
-            "the mean training loss {shown} is above {bound:.4} \
-             (the larger of twice the loss before training, {start:.4}, and ln({n_classes}) = {uniform:.4})"
-        )
-    })
+    let why_bound = format!(
+        "{} (the larger of twice the loss before training, {}, and ln({n_classes}) = {uniform:.4})",
+        show(bound),
+        show(start)
+    );
+    if end > bound {
+        return Some(format!("the loss after training, {}, is above {why_bound}", show(end)));
+    }
+    if f64::from(peak) > bound && end > uniform / 2.0 {
+        return Some(format!(
+            "the mean training loss rose to {} in an epoch, above {why_bound}, and the loss after \
+             training, {}, is still above ln({n_classes})/2 = {:.4}: training did not recover",
+            show(f64::from(peak)),
+            show(end),
+            uniform / 2.0
+        ));
+    }
+    None
 }

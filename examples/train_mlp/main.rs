@@ -181,10 +181,8 @@ fn run(args: &Args) -> Result<bool, Failure> {
     // The loss before training, the reference of the divergence rule: the mean cross-entropy
     // of the untrained (or loaded) model on up to 1,024 training rows.
     let start_loss = if args.epochs > 0 {
-        let rows = train.len().min(1024);
-        let logits = clf.logits(&train.features[..rows * train.n_features])?;
-        let l = args::cross_entropy(&logits, &train.labels[..rows]);
-        println!("loss before training: {l:.4}");
+        let l = sample_loss(&mut clf, &train)?;
+        println!("loss before training: {l:.4} (on up to {SAMPLE_ROWS} training rows)");
         l
     } else {
         f64::NAN
@@ -195,7 +193,9 @@ fn run(args: &Args) -> Result<bool, Failure> {
         .progress_chars("=> ");
     let mut epochs: Vec<EpochRecord> = Vec::new();
     let mut step_losses: Vec<(f64, f64)> = Vec::new();
-    let (mut finite, mut diverged) = (true, false);
+    let mut finite = true;
+    // The highest epoch-mean training loss, for the divergence rule.
+    let mut peak = f32::NEG_INFINITY;
     let width = args.epochs.to_string().len();
     // Device memory after the first epoch, compared with the end: it must not grow.
     let mut after_first: Option<wgrad::Counters> = None;
@@ -216,11 +216,24 @@ fn run(args: &Args) -> Result<bool, Failure> {
             bar.inc(1);
         })?;
         bar.finish_and_clear();
-        // The divergence rule (see --help and args::divergence): training stops at the first
-        // epoch whose mean loss is non-finite or far above the loss before training.
-        let why = args::divergence(start_loss, stats.mean_loss, train.n_classes);
-        finite = stats.mean_loss.is_finite();
-        let acc = if finite { clf.accuracy(&test)? } else { f32::NAN };
+        if !stats.mean_loss.is_finite() {
+            eprintln!(
+                "epoch {}: the training loss is {} — training diverged; try a smaller --lr",
+                epoch + 1,
+                stats.mean_loss
+            );
+            epochs.push(EpochRecord {
+                train_loss: stats.mean_loss,
+                test_accuracy: f32::NAN,
+                seconds: stats.seconds,
+                samples: stats.samples,
+                samples_per_sec: stats.samples_per_sec(),
+            });
+            finite = false;
+            break;
+        }
+        peak = peak.max(stats.mean_loss);
+        let acc = clf.accuracy(&test)?;
         println!(
             "epoch {:>width$}/{}  train loss {:.4}  test acc {:6.2}%  {:6.3} s  {:8.0} samples/s",
             epoch + 1,
@@ -230,9 +243,7 @@ fn run(args: &Args) -> Result<bool, Failure> {
             stats.seconds,
             stats.samples_per_sec()
         );
-        if finite {
-            after_first.get_or_insert(clf.graph.counters());
-        }
+        after_first.get_or_insert(clf.graph.counters());
         epochs.push(EpochRecord {
             train_loss: stats.mean_loss,
             test_accuracy: acc,
@@ -240,13 +251,21 @@ fn run(args: &Args) -> Result<bool, Failure> {
             samples: stats.samples,
             samples_per_sec: stats.samples_per_sec(),
         });
-        if let Some(why) = why {
-            eprintln!(
-                "error: training diverged in epoch {}: {why}; try a smaller --lr",
-                epoch + 1
-            );
+    }
+
+    // The divergence rule (see --help and args::divergence): a non-finite loss stopped the
+    // loop above; the loss after training, compared with the loss before, decides the rest.
+    let mut diverged = !finite;
+    if finite && !epochs.is_empty() {
+        let end_loss = sample_loss(&mut clf, &train)?;
+        println!(
+            "loss after training: {} (before: {})",
+            args::show_loss(end_loss),
+            args::show_loss(start_loss)
+        );
+        if let Some(why) = args::divergence(start_loss, peak, end_loss, train.n_classes) {
+            eprintln!("error: training diverged: {why}; try a smaller --lr");
             diverged = true;
-            break;
         }
     }
 
@@ -323,6 +342,16 @@ fn run(args: &Args) -> Result<bool, Failure> {
         eprintln!("the run failed: training diverged (exit status 1)");
     }
     Ok(!diverged)
+}
+
+/// Rows of the training set on which the loss before and after training is measured.
+const SAMPLE_ROWS: usize = 1024;
+
+/// Mean cross-entropy of the model on the first [`SAMPLE_ROWS`] training rows (forward only).
+fn sample_loss(clf: &mut Classifier, train: &Dataset) -> wgrad::Result<f64> {
+    let rows = train.len().min(SAMPLE_ROWS);
+    let logits = clf.logits(&train.features[..rows * train.n_features])?;
+    Ok(args::cross_entropy(&logits, &train.labels[..rows]))
 }
 
 /// Renders the DOT file to SVG with Graphviz when `dot` is on the PATH.
