@@ -42,14 +42,18 @@ fn shape() -> impl Strategy<Value = Vec<usize>> {
 
 fn action() -> impl Strategy<Value = Action> {
     let n = 0usize..12;
+    // Op ranges come from the op enums, so a new op is fuzzed without editing this test.
+    let unary = 0..UnaryOp::all(0.5).len() as u8;
+    let binary = 0..BinaryOp::ALL.len() as u8;
+    let reduce = 0..ReduceOp::ALL.len() as u8;
     prop_oneof![
         (shape(), any::<bool>()).prop_map(|(shape, grad)| Action::Input { shape, grad }),
         shape().prop_map(|shape| Action::Param { shape }),
-        (0u8..8, n.clone()).prop_map(|(o, a)| Action::Unary(o, a)),
-        (0u8..4, n.clone(), n.clone()).prop_map(|(o, a, b)| Action::Binary(o, a, b)),
+        (unary, n.clone()).prop_map(|(o, a)| Action::Unary(o, a)),
+        (binary, n.clone(), n.clone()).prop_map(|(o, a, b)| Action::Binary(o, a, b)),
         (n.clone(), n.clone()).prop_map(|(a, b)| Action::MatMul(a, b)),
         (n.clone(), n.clone()).prop_map(|(a, b)| Action::BiasAdd(a, b)),
-        (0u8..3, n.clone(), prop::option::of(0usize..4), any::<bool>())
+        (reduce, n.clone(), prop::option::of(0usize..4), any::<bool>())
             .prop_map(|(o, a, ax, k)| Action::Reduce(o, a, ax, k)),
         n.clone().prop_map(Action::Softmax),
         (n.clone(), n.clone()).prop_map(|(a, b)| Action::Mse(a, b)),
