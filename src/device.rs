@@ -44,20 +44,69 @@ impl Device {
         Device::CpuF64
     }
 
-    /// A GPU when one can be opened, else the CPU backend. Check [`Device::info`] to see which,
-    /// or use [`Device::auto_with_reason`] to learn why no GPU was used.
+    /// The fastest device at hand: a hardware GPU (discrete, integrated or virtual) when one
+    /// opens, else the CPU backend — also when the only adapter is a software one (llvmpipe /
+    /// lavapipe, SwiftShader, WARP), which runs the same kernels on the same CPU cores several
+    /// times slower than the CPU backend and first compiles every kernel. `WGPU_BACKEND` or
+    /// `WGPU_ADAPTER_NAME` in the environment ask for a GPU explicitly: then the adapter they
+    /// select is opened even if it is a software one. [`Device::gpu`] always opens the best
+    /// adapter, software included. [`Device::auto_with_reason`] also says why.
     pub fn auto() -> Device {
         Self::auto_with_reason().0
     }
 
-    /// Like [`Device::auto`], and also the error that made it fall back to the CPU backend
-    /// (`None` when a GPU opened), so a program can say why it runs on the CPU: no adapter at
-    /// all, `WGPU_BACKEND` naming no backend, `WGPU_ADAPTER_NAME` matching no adapter, or a
-    /// device that failed to open.
-    pub fn auto_with_reason() -> (Device, Option<Error>) {
-        match open_gpu(&GpuOptions::default(), None) {
-            Ok(d) => (d, None),
-            Err(e) => (Device::Cpu, Some(e)),
+    /// Like [`Device::auto`], and one line saying why that device was chosen, for a program to
+    /// print: e.g. "no hardware GPU; the CPU backend is faster than the software adapter
+    /// llvmpipe (…)", "NVIDIA H200 is a hardware GPU (DiscreteGpu)", "WGPU_BACKEND=gl selects
+    /// llvmpipe (…)", or why no GPU opened.
+    pub fn auto_with_reason() -> (Device, String) {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let explicit: Vec<String> = ["WGPU_BACKEND", "WGPU_ADAPTER_NAME"]
+            .into_iter()
+            .filter_map(|n| var(n).map(|v| format!("{n}={v}")))
+            .collect();
+        if !explicit.is_empty() {
+            let asked = explicit.join(", ");
+            return match open_gpu(&GpuOptions::default(), None) {
+                Ok(d) => {
+                    let why = format!("{asked} selects {}", d.info().name);
+                    (d, why)
+                }
+                Err(e) => (
+                    Device::Cpu,
+                    format!("{asked} opened no GPU ({e}); the CPU backend runs instead"),
+                ),
+            };
+        }
+        let Some(best) = enumerate_adapters(None).into_iter().next() else {
+            return (
+                Device::Cpu,
+                "no GPU adapter found (Vulkan, Metal, DX12 and GL tried); the CPU backend runs instead".into(),
+            );
+        };
+        let info = best.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu {
+            return (
+                Device::Cpu,
+                format!(
+                    "no hardware GPU; the CPU backend is faster than the software adapter {} ({:?}), which \
+                     --device gpu, Device::gpu() or WGPU_BACKEND still select",
+                    info.name, info.backend
+                ),
+            );
+        }
+        match GpuDevice::open_on(best, &GpuOptions::default()) {
+            Ok(g) => (
+                Device::Gpu(g),
+                format!(
+                    "{} is a hardware GPU ({:?}, {:?})",
+                    info.name, info.device_type, info.backend
+                ),
+            ),
+            Err(e) => (
+                Device::Cpu,
+                format!("the GPU {} did not open ({e}); the CPU backend runs instead", info.name),
+            ),
         }
     }
 

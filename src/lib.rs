@@ -7,7 +7,7 @@
 //! ```
 //! use wgrad::{Device, Graph};
 //! # fn main() -> wgrad::Result<()> {
-//! let device = Device::auto();          // a GPU if one opens, else the CPU backend
+//! let device = Device::auto();          // a hardware GPU if one opens, else the CPU backend
 //! let mut g = Graph::new(&device);
 //! let x = g.input("X", &[2, 3])?;
 //! let w = g.parameter("W", &[3, 1], &[0.1, -0.2, 0.3])?;
@@ -72,7 +72,8 @@ pub mod optim;
 pub mod train;
 
 pub use backend::gpu::{
-    enumerate_adapters, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, MatmulTiles, SHADERS, SUBGROUP_SHADERS,
+    enumerate_adapters, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, MatmulTiles, PipelineCompile, SHADERS,
+    SUBGROUP_SHADERS,
 };
 pub use backend::{BinaryOp, Counters, ReadFuture, ReduceOp, UnaryOp};
 pub use device::Device;

@@ -395,6 +395,10 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 #[test]
 fn train_mlp_exits_1_when_training_diverges() {
     let Some(bin) = example("train_mlp") else { return };
@@ -481,7 +485,8 @@ fn train_mlp_says_why_the_gpu_was_not_used() {
         &[("WGPU_BACKEND", "bogus")],
         &dir,
     );
-    let e = stderr(&o);
+    // The device line (stdout) says which device runs and why.
+    let e = format!("{}{}", stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{e}");
     assert!(e.contains("CPU backend") && e.contains("WGPU_BACKEND=\"bogus\""), "{e}");
     // WGPU_ADAPTER_NAME matching nothing (when there are adapters to match).
@@ -492,7 +497,7 @@ fn train_mlp_says_why_the_gpu_was_not_used() {
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("--device cpu"), "{e}");
     let (o, _) = run(&bin, &["--device", "auto", quick[0], quick[1]], &env, &dir);
-    let auto = stderr(&o);
+    let auto = format!("{}{}", stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{auto}");
     assert!(auto.contains("CPU backend"), "{auto}");
     if have_adapters {

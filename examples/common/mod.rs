@@ -79,19 +79,20 @@ pub fn float(flag: &str, v: &str) -> Result<f32, String> {
     Ok(f)
 }
 
-/// Opens `auto`, `gpu` or `cpu`. Under `auto`, when no GPU opens, says on stderr why the CPU
-/// backend runs instead (no adapter, or `WGPU_BACKEND` / `WGPU_ADAPTER_NAME` selecting none).
-/// Under `gpu` a missing adapter is an error that names the cause and suggests `--device cpu`.
+/// Opens `auto`, `gpu` or `cpu`, and prints on stdout, in one line, which device runs and why
+/// (under `auto`: a hardware GPU, or the CPU backend because there is none, the only adapter
+/// is a software one, or `WGPU_BACKEND` / `WGPU_ADAPTER_NAME` selected none). Under `gpu` a
+/// missing adapter is an error that names the cause and suggests `--device cpu`.
 pub fn open_device(name: &str) -> wgrad::Result<Device> {
-    if name.eq_ignore_ascii_case("auto") {
-        let (device, why) = Device::auto_with_reason();
-        if let Some(e) = why {
-            eprintln!("note: running on the CPU backend because no GPU opened ({e})");
-        }
-        Ok(device)
+    let (device, why) = if name.eq_ignore_ascii_case("auto") {
+        Device::auto_with_reason()
     } else {
-        Device::from_name(name)
-    }
+        let d = Device::from_name(name)?;
+        let why = format!("--device {} asked for it", name.to_ascii_lowercase());
+        (d, why)
+    };
+    println!("device: {} — {why}", device.info().name);
+    Ok(device)
 }
 
 /// What to do when an output file's folder does not exist.
