@@ -29,7 +29,11 @@ fn labels_written_before_the_loss_are_checked_when_it_is_created() {
         g.write_labels(y, &[2, 1]).unwrap();
         let loss = g.softmax_cross_entropy(logits, y).unwrap();
         // From now on writes are checked as they happen.
-        assert!(g.write_labels(y, &[0, 3]).is_err(), "{}: label 3 of 3 classes accepted", dev.info());
+        assert!(
+            g.write_labels(y, &[0, 3]).is_err(),
+            "{}: label 3 of 3 classes accepted",
+            dev.info()
+        );
         assert!(g.write(y, &[0.5, 1.0]).is_err(), "{}: label 0.5 accepted", dev.info());
         g.backward(loss).unwrap();
         // ln 3 per row on equal logits; each row's gradient sums to 0 (probs − onehot).
@@ -38,7 +42,11 @@ fn labels_written_before_the_loss_are_checked_when_it_is_created() {
         let d = g.grad(logits).unwrap();
         for r in 0..2 {
             let s: f32 = d[3 * r..3 * r + 3].iter().sum();
-            assert!(s.abs() < 1e-6, "{}: row {r} of the gradient sums to {s}, not 0", dev.info());
+            assert!(
+                s.abs() < 1e-6,
+                "{}: row {r} of the gradient sums to {s}, not 0",
+                dev.info()
+            );
         }
         let want = [1.0 / 6.0, 1.0 / 6.0, -1.0 / 3.0, 1.0 / 6.0, -1.0 / 3.0, 1.0 / 6.0];
         for (a, b) in d.iter().zip(want) {

@@ -63,9 +63,15 @@ fn matmul_with_a_long_inner_dimension_is_exact() {
                 &cv[..cv.len().min(4)]
             );
             let da = g.grad(a).unwrap();
-            assert!(da.iter().all(|&v| v == n as f32), "{name}: dA of {m}×{k}×{n} is not {n}");
+            assert!(
+                da.iter().all(|&v| v == n as f32),
+                "{name}: dA of {m}×{k}×{n} is not {n}"
+            );
             let db = g.grad(b).unwrap();
-            assert!(db.iter().all(|&v| v == m as f32), "{name}: dB of {m}×{k}×{n} is not {m}");
+            assert!(
+                db.iter().all(|&v| v == m as f32),
+                "{name}: dB of {m}×{k}×{n} is not {m}"
+            );
         }
     }
 }
@@ -115,7 +121,10 @@ fn matmul_with_a_long_inner_dimension_matches_f64() {
         let got = run(&dev);
         let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
         // f32 dot products of length k: error ~ √k·ε of the largest entry.
-        assert!(err < 1e-4, "{name}: {m}×{k}×{n} max error {err:.2e} relative to the largest entry");
+        assert!(
+            err < 1e-4,
+            "{name}: {m}×{k}×{n} max error {err:.2e} relative to the largest entry"
+        );
     }
 }
 
@@ -158,7 +167,12 @@ fn max_over_a_long_axis_finds_the_first_maximum() {
         g.backward(loss).unwrap();
         assert_eq!(g.value(mx).unwrap(), vec![4.0], "{name}: max");
         let dx = g.grad(x).unwrap();
-        let hits: Vec<usize> = dx.iter().enumerate().filter(|(_, &v)| v != 0.0).map(|(i, _)| i).collect();
+        let hits: Vec<usize> = dx
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v != 0.0)
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(hits, vec![n / 2], "{name}: the gradient goes to the first maximum");
     }
 }
@@ -197,7 +211,12 @@ fn long_reductions_are_accurate() {
         let xv = random(&mut rng, n, 0.0, 1.0);
         let tv = random(&mut rng, n, 0.0, 1.0);
         let sum: f64 = xv.iter().map(|&v| v as f64).sum();
-        let mse: f64 = xv.iter().zip(&tv).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>() / n as f64;
+        let mse: f64 = xv
+            .iter()
+            .zip(&tv)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum::<f64>()
+            / n as f64;
         let mut g = Graph::new(&dev);
         let x = g.input("x", &[n]).unwrap();
         let t = g.input("t", &[n]).unwrap();
@@ -213,7 +232,10 @@ fn long_reductions_are_accurate() {
             ("mse", g.scalar(e).unwrap() as f64, mse),
         ] {
             let rel = (got - want).abs() / want.abs();
-            assert!(rel <= 1e-6, "{name}: {what} over {n} elements: relative error {rel:.2e} (got {got}, exact {want})");
+            assert!(
+                rel <= 1e-6,
+                "{name}: {what} over {n} elements: relative error {rel:.2e} (got {got}, exact {want})"
+            );
         }
     }
 }
@@ -245,7 +267,10 @@ fn column_sums_over_a_long_batch_match_f64() {
     let want = run(&Device::cpu_f64());
     for (name, dev) in devices() {
         let got = run(&dev);
-        for (i, what) in ["d bias (fused layer)", "d c (broadcast add)", "d W"].iter().enumerate() {
+        for (i, what) in ["d bias (fused layer)", "d c (broadcast add)", "d W"]
+            .iter()
+            .enumerate()
+        {
             for (a, b) in got[i].iter().zip(&want[i]) {
                 let rel = (a - b).abs() / b.abs().max(1.0);
                 assert!(rel < 1e-5, "{name}: {what}: got {a}, f64 {b} (relative {rel:.2e})");
@@ -266,7 +291,10 @@ fn overlong_softmax_rows_are_refused_on_the_gpu() {
     g.write(x, &vec![0.0; cols]).unwrap();
     let err = g.forward().expect_err("a softmax row of 1.5M columns must be refused");
     let msg = err.to_string();
-    assert!(msg.contains("softmax") && msg.contains("1500000"), "unhelpful error: {msg}");
+    assert!(
+        msg.contains("softmax") && msg.contains("1500000"),
+        "unhelpful error: {msg}"
+    );
     // The graph stays usable: the CPU backend computes the same graph.
     let mut c = Graph::new(&Device::cpu());
     let xc = c.input("x", &[1, cols]).unwrap();
