@@ -243,6 +243,14 @@ impl Classifier {
         self.graph.train_step(self.loss)
     }
 
+    /// Compiles the training step (and with it the forward pass used by evaluation) without
+    /// running it — on a GPU, every pipeline the classifier needs, concurrently. Training and
+    /// evaluation do this on first use anyway; calling it first lets a program say that
+    /// kernels are being compiled.
+    pub fn prepare(&mut self) -> Result<()> {
+        self.graph.prepare_train_step(self.loss)
+    }
+
     /// The loss of the last forward pass (the last training step's batch), read back from the
     /// device: this waits for all submitted work to finish.
     pub fn loss(&mut self) -> Result<f32> {

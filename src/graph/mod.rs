@@ -1039,6 +1039,20 @@ impl Graph {
         self.exec.run(&[p])
     }
 
+    /// Compiles everything [`Graph::train_step`] with `loss` runs (forward, backward and the
+    /// optimizer update) without running it: on a GPU that is where pipelines are compiled on
+    /// first use, so a program can do it up front and say so. Later steps reuse it.
+    pub fn prepare_train_step(&mut self, loss: NodeId) -> Result<()> {
+        let l = self.check(loss)?;
+        if self.optim.is_none() {
+            return Err(Error::NoOptimizer);
+        }
+        self.forward_program()?;
+        self.backward_program(l, false, true)?;
+        self.optim_program()?;
+        Ok(())
+    }
+
     /// One training step as ONE submission: zero the gradients, forward, backward from `loss`,
     /// optimizer update. Values read afterwards are those of this step's forward pass.
     pub fn train_step(&mut self, loss: NodeId) -> Result<()> {

@@ -11,6 +11,8 @@ struct Prepared {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
+    /// The pipeline's cache key, for timing first dispatches.
+    name: String,
 }
 
 struct Program {
@@ -480,10 +482,12 @@ impl Executor for GpuExecutor {
             self.counters.live_bytes += params_bytes;
             Some(buf)
         };
+        // The pipelines not compiled yet, concurrently; the loop below finds them cached.
+        let new = dev.precompile(&launches)?;
+        self.counters.pipelines_compiled += new.len() as u64;
         let mut steps = Vec::with_capacity(launches.len());
         for (i, l) in launches.iter().enumerate() {
-            let (pipeline, bgl, compiled) = dev.pipeline(l)?;
-            self.counters.pipelines_compiled += compiled as u64;
+            let (pipeline, bgl, _) = dev.pipeline(l)?;
             let pbuf = params.as_ref().expect("a non-empty program has a parameter buffer");
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -511,7 +515,53 @@ impl Executor for GpuExecutor {
                 pipeline,
                 bind_group,
                 groups: l.groups,
+                name: super::pipeline_name(l),
             });
+        }
+        // Drivers that compile a pipeline at its first dispatch (Mesa's llvmpipe) do it now, on
+        // an empty dispatch of each new pipeline: compiling stays in `compile`, where a caller
+        // expects it (and can say so), and out of the first training steps. An empty dispatch
+        // runs nothing, so no buffer changes.
+        let fresh: Vec<&Prepared> = steps.iter().filter(|s| new.contains(&s.name)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<&Prepared> = fresh.into_iter().filter(|s| seen.insert(&s.name)).collect();
+        if !fresh.is_empty() {
+            // Timed one by one when the device records compile times, else all in one submission.
+            let timed = dev.timing_first_dispatch();
+            let groups: Vec<Vec<&Prepared>> = if timed {
+                fresh.iter().map(|s| vec![*s]).collect()
+            } else {
+                vec![fresh]
+            };
+            for group in groups {
+                let t = std::time::Instant::now();
+                dev.scoped("compiling kernels", || {
+                    let mut enc = dev.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("wgrad empty dispatches"),
+                    });
+                    {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: None,
+                            timestamp_writes: None,
+                        });
+                        for s in &group {
+                            pass.set_pipeline(&s.pipeline);
+                            pass.set_bind_group(0, &s.bind_group, &[]);
+                            pass.dispatch_workgroups(0, 1, 1);
+                        }
+                    }
+                    dev.queue.submit([enc.finish()]);
+                })?;
+                dev.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| Error::Gpu {
+                        during: "compiling kernels",
+                        detail: e.to_string(),
+                    })?;
+                if timed {
+                    dev.record_first_dispatch(&group[0].name, t.elapsed().as_secs_f64());
+                }
+            }
         }
         self.programs.push(Some(Program {
             steps,
@@ -577,7 +627,7 @@ impl Executor for GpuExecutor {
     }
 
     fn fuses_matmul_bias_act(&self, m: usize, k: usize, n: usize) -> bool {
-        self.max_storage_buffers() >= 6 && self.dev.matmul.has_epilogue(m, k, n)
+        self.dev.has_layer_epilogue(m, k, n)
     }
 
     fn wait(&mut self) -> Result<()> {

@@ -218,6 +218,17 @@ fn matmul_grid(m: usize, k: usize, n: usize, tw: usize, th: usize, max_dim: u32)
     Ok([gx.max(1) as u32, gy.max(1) as u32, 1])
 }
 
+/// Under [`MatmulKernel::Auto`], products of fewer multiply-adds than this run the naive kernel:
+/// on llvmpipe it compiles in ~0.03 s against 0.6–0.9 s for a register-kernel variant, and at
+/// these sizes a dispatch costs about as much as the arithmetic (64×128×10: 0.58 against
+/// 0.15 ms).
+const NAIVE_BELOW_MACS: usize = 1 << 17;
+/// Under [`MatmulKernel::Auto`], the subgroup kernel (CPU adapters with 8-wide subgroups) runs
+/// products of at least this many multiply-adds; below, the register kernel, within 15 % of it
+/// there (64×64×128: 0.35 against 0.30 ms) at a tenth of its compile time (0.6 against 4.6–7.3 s
+/// on llvmpipe with Mesa's shader cache off).
+const SUBGROUP_FROM_MACS: usize = 1 << 22;
+
 /// Reductions over at most this many elements run one thread per output (no barriers).
 const SERIAL_AXIS: usize = 1024;
 /// Softmax rows of at most this many columns run one thread per row.
@@ -296,7 +307,9 @@ pub(super) fn lower_all(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Ve
             vec![l]
         }
         Reduce { op, axis, .. } if axis > SERIAL_AXIS => {
-            let parts = slices(axis, 256 * LOOP_BUDGET, &|| format!("{} over an axis of {axis}", op.name()))?;
+            let parts = slices(axis, 256 * LOOP_BUDGET, &|| {
+                format!("{} over an axis of {axis}", op.name())
+            })?;
             if op == ReduceOp::Max {
                 // Later slices merge with the earlier result (word 6) instead of adding.
                 split(l, parts, 4, Some(6))
@@ -309,12 +322,12 @@ pub(super) fn lower_all(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Ve
             split(l, parts, 4, Some(1))
         }
         BiasActBackward { rows, cols, .. } => {
-            let parts = slices(rows, 4 * LOOP_BUDGET, &|| format!("bias_act_backward over {rows}×{cols}"))?;
+            let parts = slices(rows, 4 * LOOP_BUDGET, &|| {
+                format!("bias_act_backward over {rows}×{cols}")
+            })?;
             split(l, parts, 4, Some(3))
         }
-        Softmax { cols, .. } | SoftmaxBackward { cols, .. } | SoftmaxXent { cols, .. }
-            if cols > SOFTMAX_MAX_COLS =>
-        {
+        Softmax { cols, .. } | SoftmaxBackward { cols, .. } | SoftmaxXent { cols, .. } if cols > SOFTMAX_MAX_COLS => {
             return Err(Error::LimitExceeded {
                 what: format!("softmax over rows of {cols} columns"),
                 size: cols as u64,
@@ -359,7 +372,9 @@ fn binary_boxes(ext: &[usize; 4]) -> Result<Vec<([usize; 4], [usize; 4])>> {
     }
     // Smallest d whose inner product (axes after d) fits the budget.
     let inner = |d: usize| ext[d + 1..].iter().product::<usize>();
-    let d = (0..4).find(|&d| inner(d) <= LOOP_BUDGET).expect("the last axis has an empty inner product");
+    let d = (0..4)
+        .find(|&d| inner(d) <= LOOP_BUDGET)
+        .expect("the last axis has an empty inner product");
     let slice = (LOOP_BUDGET / inner(d)).max(1);
     let outer: usize = ext[..d].iter().product();
     let count = outer * ext[d].div_ceil(slice);
@@ -469,7 +484,14 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             // `matmul_reg_any` on llvmpipe (256×256×256 dB, 256×128×16 dB); from m = 512 on it is
             // as fast or faster (benches/NOTES.md).
             let vec4_ok = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
-            if mm.sg_max > 0 && vec4_ok {
+            // Under `Auto` the kernel also depends on the work: tiny products run the naive
+            // kernel, and only large ones the subgroup kernel, whose compile time (seconds on
+            // llvmpipe, at the first dispatch) the speed-up pays back only at large sizes
+            // (benches/NOTES.md, "First run").
+            let macs = m.saturating_mul(k).saturating_mul(n);
+            let auto = mm.kernel == MatmulKernel::Auto;
+            let naive = mm.kernel == MatmulKernel::Naive || (auto && macs < NAIVE_BELOW_MACS);
+            if mm.sg_max > 0 && vec4_ok && !naive && (!auto || macs >= SUBGROUP_FROM_MACS) {
                 let g = mm.sg_shape(m, n);
                 return Ok(Launch {
                     shader: "matmul_sg",
@@ -480,9 +502,9 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
                     groups: matmul_grid(m, k, n, 64, 32 * g as usize, max_dim)?,
                 });
             }
-            let reg = match (mm.kernel, mm.reg) {
-                (MatmulKernel::Naive, _) => None,
-                (_, wg) => wg.map(|wg| mm.reg_shape(wg, m, n)),
+            let reg = match (naive, mm.reg) {
+                (true, _) => None,
+                (false, wg) => wg.map(|wg| mm.reg_shape(wg, m, n)),
             };
             let big = mm.tiles.0;
             let tile = if n.div_ceil(big.bn as usize) * m.div_ceil(big.bm as usize) >= BIG_GROUPS {
@@ -490,8 +512,8 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             } else {
                 mm.tiles.1
             };
-            let (tw, th, entry) = match (mm.kernel, reg) {
-                (MatmulKernel::Naive, _) => (16, 16, "matmul_naive"),
+            let (tw, th, entry) = match (naive, reg) {
+                (true, _) => (16, 16, "matmul_naive"),
                 (_, Some((x, y))) => (
                     8 * x as usize,
                     8 * y as usize,
@@ -505,8 +527,8 @@ pub(super) fn lower(k: &Kernel, max_dim: u32, mm: MatmulConfig) -> Result<Launch
             };
             let groups = matmul_grid(m, k, n, tw, th, max_dim)?;
             let mut consts = vec![("TA", ta as u32 as f64), ("TB", tb as u32 as f64)];
-            let binds = match (mm.kernel, reg) {
-                (MatmulKernel::Naive, _) => vec![(1, a, true), (2, bb, true), (3, out, false)],
+            let binds = match (naive, reg) {
+                (true, _) => vec![(1, a, true), (2, bb, true), (3, out, false)],
                 (_, Some((x, y))) => {
                     consts.extend([("RWX", x as f64), ("RWY", y as f64)]);
                     vec![(4, a, true), (5, bb, true), (3, out, false)]
@@ -1104,7 +1126,9 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
         });
     }
     // Sizes that reach every narrowed `matmul_reg` workgroup shape, aligned and not.
-    let mut mm_shapes = vec![(4, 4, 4), (3, 5, 7)];
+    // (64, 64, 128) and (65, 70, 33): mid-sized, where `Auto` takes the register kernel even
+    // on adapters with the subgroup one; (4096, 4, 1024) reaches the subgroup kernel.
+    let mut mm_shapes = vec![(4, 4, 4), (3, 5, 7), (64, 64, 128), (65, 70, 33)];
     for m in [1, 8, 16, 32, 64, 128, 256, 512, 1024, 4096] {
         for n in [1, 9, 17, 33, 65, 129, 1024] {
             mm_shapes.extend([(m, 4, n), (m, 5, n)]);

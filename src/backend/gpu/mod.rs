@@ -262,7 +262,33 @@ pub struct GpuDevice {
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines_compiled: AtomicU64,
+    compile_log: Mutex<Vec<PipelineCompile>>,
+    /// See [`GpuDevice::set_time_first_dispatch`].
+    time_first_dispatch: std::sync::atomic::AtomicBool,
     matmul: MatmulConfig,
+}
+
+/// One pipeline compilation on a device: which kernel variant, how long creating the pipeline
+/// took (wall time of `create_compute_pipeline`; pipelines created concurrently overlap) and,
+/// when [`GpuDevice::set_time_first_dispatch`] is on, how long its first, empty dispatch took.
+/// Drivers differ in where they compile: most at creation, Mesa's llvmpipe (lavapipe) at the
+/// first dispatch — which the engine issues, empty, right after creating a pipeline, so the
+/// first-dispatch time is where llvmpipe's compile time shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineCompile {
+    /// The device's cache key of the pipeline (shader, entry point, constants, bindings).
+    pub name: String,
+    /// Shader family (a key of [`SHADERS`]).
+    pub shader: &'static str,
+    /// Entry point.
+    pub entry: &'static str,
+    /// Pipeline-overridable constants of this variant.
+    pub constants: Vec<(&'static str, f64)>,
+    /// Seconds the pipeline took to create.
+    pub seconds: f64,
+    /// Seconds its first (empty) dispatch took, submitted alone and waited for, when timed:
+    /// the compile time of drivers that compile on first use.
+    pub first_dispatch_seconds: Option<f64>,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -402,6 +428,8 @@ impl GpuDevice {
             lost,
             uncaptured,
             pipelines_compiled: AtomicU64::new(0),
+            compile_log: Mutex::default(),
+            time_first_dispatch: Default::default(),
             matmul,
         }))
     }
@@ -427,9 +455,92 @@ impl GpuDevice {
         self.matmul.describe()
     }
 
+    /// Whether the forward of a layer H = f(XW + b) with X m×k and W k×n runs as one kernel
+    /// here (the matmul kernel chosen for the shape writes XW, Z and H from its registers); else
+    /// it is the matmul and one bias-activation pass. Needs six storage buffers per kernel.
+    pub fn has_layer_epilogue(&self, m: usize, k: usize, n: usize) -> bool {
+        self.limits().max_storage_buffers_per_shader_stage >= 6 && self.matmul.has_epilogue(m, k, n)
+    }
+
     /// Pipelines compiled on this device so far (each is compiled once and cached).
     pub fn pipelines_compiled(&self) -> u64 {
         self.pipelines_compiled.load(Ordering::Relaxed)
+    }
+
+    /// Every pipeline compiled on this device so far, in order, with its compile time.
+    pub fn compile_log(&self) -> Vec<PipelineCompile> {
+        self.compile_log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A measurement mode: while on, the empty dispatch that follows each new pipeline's creation
+    /// (where drivers that compile on first use, such as Mesa's llvmpipe, compile it) is
+    /// submitted and waited for alone, and its time recorded in [`GpuDevice::compile_log`]. For
+    /// finding where a first run's time goes (`examples/compile_times.rs`).
+    pub fn set_time_first_dispatch(&self, on: bool) {
+        self.time_first_dispatch.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn timing_first_dispatch(&self) -> bool {
+        self.time_first_dispatch.load(Ordering::Relaxed)
+    }
+
+    /// Records the first-dispatch time of pipeline `name`; `false` if it was already recorded.
+    pub(crate) fn record_first_dispatch(&self, name: &str, seconds: f64) -> bool {
+        let mut log = self.compile_log.lock().unwrap_or_else(|p| p.into_inner());
+        match log.iter_mut().find(|c| c.name == name) {
+            Some(c) if c.first_dispatch_seconds.is_none() => {
+                c.first_dispatch_seconds = Some(seconds);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Compiles the pipelines of `launches` that are not cached yet, several at once (one
+    /// thread per available core; drivers compile independent pipelines in parallel), and
+    /// returns the cache keys of those it compiled. [`GpuDevice::pipeline`] then finds them all
+    /// cached.
+    fn precompile(&self, launches: &[Launch]) -> Result<std::collections::HashSet<String>> {
+        let mut todo: Vec<&Launch> = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        {
+            let cached = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = std::collections::HashSet::new();
+            for l in launches {
+                let name = pipeline_name(l);
+                if !cached.contains_key(&name) && seen.insert(name.clone()) {
+                    todo.push(l);
+                    names.insert(name);
+                }
+            }
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(todo.len());
+        if threads <= 1 {
+            for l in &todo {
+                self.pipeline(l)?;
+            }
+            return Ok(names);
+        }
+        let next = AtomicU64::new(0);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(l) = todo.get(i) else { break };
+                    if let Err(e) = self.pipeline(l) {
+                        first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                        break;
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(names),
+        }
     }
 
     fn check_alive(&self) -> Result<()> {
@@ -530,11 +641,12 @@ impl GpuDevice {
     fn pipeline(&self, l: &Launch) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout, bool)> {
         let key: Vec<(u32, bool)> = l.binds.iter().map(|&(b, _, ro)| (b, ro)).collect();
         let (bgl, pl) = self.layout(&key);
-        let name = format!("{}::{}{:?}{:?}", l.shader, l.entry, l.consts, key);
+        let name = pipeline_name(l);
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
             return Ok((p.clone(), bgl, false));
         }
         let module = self.module(l.shader)?;
+        let started = std::time::Instant::now();
         let p = self.scoped("pipeline creation", || {
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&name),
@@ -549,6 +661,17 @@ impl GpuDevice {
             })
         })?;
         self.pipelines_compiled.fetch_add(1, Ordering::Relaxed);
+        self.compile_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PipelineCompile {
+                name: name.clone(),
+                first_dispatch_seconds: None,
+                shader: l.shader,
+                entry: l.entry,
+                constants: l.consts.clone(),
+                seconds: started.elapsed().as_secs_f64(),
+            });
         self.pipelines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -570,4 +693,10 @@ impl GpuDevice {
             class
         }
     }
+}
+
+/// The pipeline cache key of a launch: shader, entry point, constants and binding layout.
+fn pipeline_name(l: &Launch) -> String {
+    let key: Vec<(u32, bool)> = l.binds.iter().map(|&(b, _, ro)| (b, ro)).collect();
+    format!("{}::{}{:?}{:?}", l.shader, l.entry, l.consts, key)
 }
