@@ -87,8 +87,25 @@ fn b_el(e: u32) -> f32 {
     return bv4[e / 4u][e % 4u];
 }
 
-// This thread's TM×TN block of op(A)·op(B), as laid out below (acc).
-fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> array<vec4<f32>, 16> {
+// A thread's TM×TN block of C: rows r0..r3 of row group tr and (TM = 8) r4..r7 of row group
+// tr + BM/8; in each row, v0 holds column group tc and (TN = 8) v1 column group tc + BN/8. Named
+// fields, not an indexed array, so that every accumulator is a register on every compiler (an
+// array indexed in loops measured no faster than the naive kernel on an NVIDIA H200).
+struct Tile8 {
+    r0: Row8, r1: Row8, r2: Row8, r3: Row8,
+    r4: Row8, r5: Row8, r6: Row8, r7: Row8,
+}
+
+// One row of the block after one k: r += s · [b0 | b1].
+fn rank1(r: Row8, s: f32, b0: vec4<f32>, b1: vec4<f32>) -> Row8 {
+    var o = r;
+    o.v0 = fma(vec4<f32>(s), b0, r.v0);
+    if (TN == 8u) { o.v1 = fma(vec4<f32>(s), b1, r.v1); }
+    return o;
+}
+
+// This thread's TM×TN block of op(A)·op(B) (see Tile8).
+fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> Tile8 {
     let m = p.m;
     let k = p.k;
     let n = p.n;
@@ -99,10 +116,10 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> array<vec4<f32>, 16>
     let bn4 = BN / 4u;
     // This thread's outputs: row groups tr and tr + BM/8 (TM = 8) of four rows each, column
     // groups tc and tc + BN/8 (TN = 8) of four columns each, so that neighbouring threads read
-    // neighbouring vec4s of Bs. acc[(4u·u + i)·2 + v]: row i of row group u, column group v.
+    // neighbouring vec4s of Bs.
     let tr = lid3.y;
     let tc = lid3.x;
-    var acc: array<vec4<f32>, 16>;
+    var acc = Tile8();
 
     for (var t = p.k0; t < p.k1; t += BK) {
         // Stage op(A)[row0 .. row0+BM, t .. t+BK] into As[kk][r / 4][r % 4], zero past the edges.
@@ -192,13 +209,15 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> array<vec4<f32>, 16>
             var b1 = vec4<f32>();
             if (TM == 8u) { a1 = As[kk * bm4 + tr + BM / 8u]; }
             if (TN == 8u) { b1 = Bs[kk * bn4 + tc + BN / 8u]; }
-            for (var i = 0u; i < 4u; i++) {
-                acc[2u * i] = fma(vec4<f32>(a0[i]), b0, acc[2u * i]);
-                if (TN == 8u) { acc[2u * i + 1u] = fma(vec4<f32>(a0[i]), b1, acc[2u * i + 1u]); }
-                if (TM == 8u) {
-                    acc[8u + 2u * i] = fma(vec4<f32>(a1[i]), b0, acc[8u + 2u * i]);
-                    if (TN == 8u) { acc[9u + 2u * i] = fma(vec4<f32>(a1[i]), b1, acc[9u + 2u * i]); }
-                }
+            acc.r0 = rank1(acc.r0, a0.x, b0, b1);
+            acc.r1 = rank1(acc.r1, a0.y, b0, b1);
+            acc.r2 = rank1(acc.r2, a0.z, b0, b1);
+            acc.r3 = rank1(acc.r3, a0.w, b0, b1);
+            if (TM == 8u) {
+                acc.r4 = rank1(acc.r4, a1.x, b0, b1);
+                acc.r5 = rank1(acc.r5, a1.y, b0, b1);
+                acc.r6 = rank1(acc.r6, a1.z, b0, b1);
+                acc.r7 = rank1(acc.r7, a1.w, b0, b1);
             }
         }
         workgroupBarrier();
@@ -206,32 +225,56 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> array<vec4<f32>, 16>
     return acc;
 }
 
+// A thread's block to C, rows as laid out in Tile8. Written out twice, plain and with the
+// layer epilogue: an entry point binds the epilogue's buffers only if it can reach its stores.
+fn tile_store(wid: vec3<u32>, lid3: vec3<u32>, acc: Tile8) {
+    let ra = wid.y * BM + 4u * lid3.y;
+    let rb = ra + 4u * (BM / 8u);
+    let ca = wid.x * BN + 4u * lid3.x;
+    let cb = ca + 4u * (BN / 8u);
+    put4(ra, ca, acc.r0.v0); put4(ra + 1u, ca, acc.r1.v0); put4(ra + 2u, ca, acc.r2.v0); put4(ra + 3u, ca, acc.r3.v0);
+    if (TN == 8u) {
+        put4(ra, cb, acc.r0.v1); put4(ra + 1u, cb, acc.r1.v1); put4(ra + 2u, cb, acc.r2.v1); put4(ra + 3u, cb, acc.r3.v1);
+    }
+    if (TM == 8u) {
+        put4(rb, ca, acc.r4.v0); put4(rb + 1u, ca, acc.r5.v0); put4(rb + 2u, ca, acc.r6.v0); put4(rb + 3u, ca, acc.r7.v0);
+        if (TN == 8u) {
+            put4(rb, cb, acc.r4.v1); put4(rb + 1u, cb, acc.r5.v1); put4(rb + 2u, cb, acc.r6.v1); put4(rb + 3u, cb, acc.r7.v1);
+        }
+    }
+}
+
+fn tile_store_bias_act(wid: vec3<u32>, lid3: vec3<u32>, acc: Tile8) {
+    let ra = wid.y * BM + 4u * lid3.y;
+    let rb = ra + 4u * (BM / 8u);
+    let ca = wid.x * BN + 4u * lid3.x;
+    let cb = ca + 4u * (BN / 8u);
+    put4_bias_act(ra, ca, acc.r0.v0); put4_bias_act(ra + 1u, ca, acc.r1.v0);
+    put4_bias_act(ra + 2u, ca, acc.r2.v0); put4_bias_act(ra + 3u, ca, acc.r3.v0);
+    if (TN == 8u) {
+        put4_bias_act(ra, cb, acc.r0.v1); put4_bias_act(ra + 1u, cb, acc.r1.v1);
+        put4_bias_act(ra + 2u, cb, acc.r2.v1); put4_bias_act(ra + 3u, cb, acc.r3.v1);
+    }
+    if (TM == 8u) {
+        put4_bias_act(rb, ca, acc.r4.v0); put4_bias_act(rb + 1u, ca, acc.r5.v0);
+        put4_bias_act(rb + 2u, ca, acc.r6.v0); put4_bias_act(rb + 3u, ca, acc.r7.v0);
+        if (TN == 8u) {
+            put4_bias_act(rb, cb, acc.r4.v1); put4_bias_act(rb + 1u, cb, acc.r5.v1);
+            put4_bias_act(rb + 2u, cb, acc.r6.v1); put4_bias_act(rb + 3u, cb, acc.r7.v1);
+        }
+    }
+}
+
 // C (+)= op(A)·op(B).
 @compute @workgroup_size(BN / TN, BM / TM)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let acc = tile_block(wid, lid3, lid);
-    for (var u = 0u; u < TM / 4u; u++) {
-        for (var i = 0u; i < 4u; i++) {
-            let row = wid.y * BM + 4u * (lid3.y + u * (BM / 8u)) + i;
-            for (var v = 0u; v < TN / 4u; v++) {
-                put4(row, wid.x * BN + 4u * (lid3.x + v * (BN / 8u)), acc[(4u * u + i) * 2u + v]);
-            }
-        }
-    }
+    tile_store(wid, lid3, tile_block(wid, lid3, lid));
 }
 
 // The fused layer forward (TA = TB = 0): C = A·B, Z = C + b, H = f(Z) in one pass.
 @compute @workgroup_size(BN / TN, BM / TM)
 fn matmul_bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let acc = tile_block(wid, lid3, lid);
-    for (var u = 0u; u < TM / 4u; u++) {
-        for (var i = 0u; i < 4u; i++) {
-            let row = wid.y * BM + 4u * (lid3.y + u * (BM / 8u)) + i;
-            for (var v = 0u; v < TN / 4u; v++) {
-                put4_bias_act(row, wid.x * BN + 4u * (lid3.x + v * (BN / 8u)), acc[(4u * u + i) * 2u + v]);
-            }
-        }
-    }
+    tile_store_bias_act(wid, lid3, tile_block(wid, lid3, lid));
 }
 
 @compute @workgroup_size(16, 16)

@@ -29,15 +29,15 @@ pub(crate) struct MatmulConfig {
 const BIG_GROUPS: usize = 128;
 
 impl MatmulConfig {
-    /// Every adapter gets `matmul_reg` / `matmul_reg_any`, 16×4 invocations (a 32×128 tile of
-    /// C) or a shape that fits its limits: on CPU adapters (llvmpipe, SwiftShader, WARP), which
-    /// run a workgroup's invocations as SIMD lanes and pay per lane for each load and a context
-    /// switch per barrier, and on real GPUs, where it measured 8–11× faster than the
-    /// workgroup-memory tile kernel (NVIDIA H200, Vulkan: 24.6 against 2.1 TFLOP/s forward at
-    /// 4096³). The tile kernel, with shapes from the table below (or `tiles`), runs where
-    /// [`MatmulKernel::Tiled`] asks for it. CPU adapters whose subgroups are all 8 wide
-    /// (`subgroup8`) run vec4-aligned shapes with `matmul_sg` instead, which shares op(A)
-    /// across the lanes with subgroup broadcasts (2–2.7× `matmul_reg` on llvmpipe).
+    /// CPU adapters (llvmpipe, SwiftShader, WARP) run a workgroup's invocations as SIMD lanes and
+    /// pay per lane for each load and a context switch per barrier: they get `matmul_reg`, 16×4
+    /// invocations (a 32×128 tile of C). Real GPUs get the workgroup-memory tile kernel with
+    /// shapes from the table below (or `tiles`): on an NVIDIA H200 (Vulkan) it runs W1 at 4096³
+    /// at 22.7 TFLOP/s against the register kernel's 18.4; a device whose limits cannot hold
+    /// the tiles falls back to `matmul_reg` with a shape that fits. CPU adapters whose
+    /// subgroups are all 8 wide (`subgroup8`) run large vec4-aligned shapes with `matmul_sg`
+    /// instead, which shares op(A) across the lanes with subgroup broadcasts (2–2.7×
+    /// `matmul_reg` on llvmpipe).
     pub(super) fn choose(
         kernel: MatmulKernel,
         ty: wgpu::DeviceType,
@@ -66,6 +66,7 @@ impl MatmulConfig {
         let reg = match kernel {
             MatmulKernel::Register | MatmulKernel::Naive => reg,
             MatmulKernel::Tiled if tiles_fit => None,
+            MatmulKernel::Auto if tiles_fit && ty != wgpu::DeviceType::Cpu => None,
             _ => reg,
         };
         let use_sg = subgroup8

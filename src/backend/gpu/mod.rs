@@ -156,16 +156,15 @@ impl MatmulTiles {
 /// Which matmul kernel a device runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MatmulKernel {
-    /// Chosen per adapter class when the device is created: the register-blocked kernel (on an
-    /// NVIDIA H200 through Vulkan 8–11× faster than the workgroup-memory tile kernel at
-    /// 1024–4096³, benches/NOTES.md); on CPU-class adapters (llvmpipe, WARP) the barrier-free
-    /// subgroup kernel where the adapter has 8-wide subgroups and the shape is vec4-aligned,
-    /// else the register-blocked one.
+    /// Chosen per adapter class when the device is created: workgroup-memory tiles on GPUs;
+    /// on CPU-class adapters (llvmpipe, WARP) the barrier-free subgroup kernel where the
+    /// adapter has 8-wide subgroups and the product is large and vec4-aligned, else the
+    /// register-blocked one. Under `Auto` tiny products (under 2^17 multiply-adds) run the
+    /// naive kernel, which compiles fastest.
     #[default]
     Auto,
-    /// Always the workgroup-memory tiled kernel (tile shape from the table or
-    /// [`GpuOptions::tiles`]), which also has the layer epilogue. Measured slower than the
-    /// register kernel on the one real GPU benchmarked so far; kept to tune on others.
+    /// Always the workgroup-memory tiled kernel, the real-GPU kernel (tile shape from the table
+    /// or [`GpuOptions::tiles`]) — e.g. to test it on a software adapter.
     Tiled,
     /// Always the register-blocked kernel (8×8 outputs per invocation, no workgroup memory).
     Register,
