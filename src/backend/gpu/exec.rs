@@ -316,6 +316,38 @@ impl PendingRead {
     }
 }
 
+/// Records `steps` as one compute pass and submits it; `empty`: every dispatch with zero
+/// workgroups (runs nothing; drivers that compile on first use compile the pipelines). Returns
+/// the number of dispatches.
+fn submit<'a>(
+    dev: &GpuDevice,
+    during: &'static str,
+    steps: impl Iterator<Item = &'a Prepared>,
+    empty: bool,
+) -> Result<u64> {
+    dev.scoped(during, || {
+        let mut n = 0;
+        let mut enc = dev
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(during) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            for s in steps {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                let g = if empty { [0, 1, 1] } else { s.groups };
+                pass.dispatch_workgroups(g[0], g[1], g[2]);
+                n += 1;
+            }
+        }
+        dev.queue.submit([enc.finish()]);
+        n
+    })
+}
+
 impl Executor for GpuExecutor {
     fn alloc(&mut self, len: usize, what: &str) -> Result<BufId> {
         let limits = self.dev.device.limits();
@@ -535,23 +567,7 @@ impl Executor for GpuExecutor {
             };
             for group in groups {
                 let t = std::time::Instant::now();
-                dev.scoped("compiling kernels", || {
-                    let mut enc = dev.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("wgrad empty dispatches"),
-                    });
-                    {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: None,
-                            timestamp_writes: None,
-                        });
-                        for s in &group {
-                            pass.set_pipeline(&s.pipeline);
-                            pass.set_bind_group(0, &s.bind_group, &[]);
-                            pass.dispatch_workgroups(0, 1, 1);
-                        }
-                    }
-                    dev.queue.submit([enc.finish()]);
-                })?;
+                submit(&dev, "compiling kernels", group.iter().copied(), true)?;
                 dev.device
                     .poll(wgpu::PollType::wait_indefinitely())
                     .map_err(|e| Error::Gpu {
@@ -573,37 +589,14 @@ impl Executor for GpuExecutor {
 
     fn run(&mut self, programs: &[ProgramId]) -> Result<()> {
         let dev = self.dev.clone();
-        let mut dispatches = 0;
-        {
-            let progs: Vec<&Program> = programs
+        let steps = programs.iter().flat_map(|&p| {
+            self.programs[p]
+                .as_ref()
+                .expect("program ids handed out by compile stay valid until discard")
+                .steps
                 .iter()
-                .map(|&p| {
-                    self.programs[p]
-                        .as_ref()
-                        .expect("program ids handed out by compile stay valid until discard")
-                })
-                .collect();
-            dev.scoped("running kernels", || {
-                let mut enc = dev.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("wgrad step"),
-                });
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: None,
-                        timestamp_writes: None,
-                    });
-                    for prog in &progs {
-                        for s in &prog.steps {
-                            pass.set_pipeline(&s.pipeline);
-                            pass.set_bind_group(0, &s.bind_group, &[]);
-                            pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
-                            dispatches += 1;
-                        }
-                    }
-                }
-                dev.queue.submit([enc.finish()]);
-            })?;
-        }
+        });
+        let dispatches = submit(&dev, "running kernels", steps, false)?;
         self.counters.submissions += 1;
         self.counters.dispatches += dispatches;
         Ok(())
