@@ -299,37 +299,14 @@ impl std::fmt::Debug for GpuDevice {
 }
 
 impl GpuDevice {
-    /// Opens the best adapter allowed by `opts` (discrete, then integrated, then software).
+    /// Opens the best adapter allowed by `opts` (discrete, then integrated, then software), as
+    /// [`Device::gpu_with`](crate::Device::gpu_with) does (`WGPU_BACKEND` and
+    /// `WGPU_ADAPTER_NAME` honoured, and named in the error when they select nothing).
     pub fn open(opts: &GpuOptions) -> Result<Arc<GpuDevice>> {
-        let backends = opts.backends.or_else(wgpu::Backends::from_env);
-        let adapters = enumerate_adapters(backends);
-        if adapters.is_empty() {
-            let which = backends
-                .map(|b| format!("{b:?}"))
-                .unwrap_or_else(|| "all backends".into());
-            return Err(Error::NoAdapter(format!("wgpu found no adapter for {which}")));
+        match crate::Device::gpu_with(opts)? {
+            crate::Device::Gpu(g) => Ok(g),
+            _ => unreachable!("Device::gpu_with opens a GPU or fails"),
         }
-        let wanted = opts
-            .adapter_name
-            .clone()
-            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
-        let adapter = match &wanted {
-            Some(name) => {
-                let lower = name.to_lowercase();
-                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-                adapters
-                    .into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&lower))
-                    .ok_or_else(|| {
-                        Error::NoAdapter(format!(
-                            "no adapter name contains '{name}' (found: {})",
-                            names.join(", ")
-                        ))
-                    })?
-            }
-            None => adapters.into_iter().next().expect("checked non-empty above"),
-        };
-        Self::open_on(adapter, opts)
     }
 
     /// Creates the device on a given adapter, with the adapter's own limits unless `limits` is set.
