@@ -58,14 +58,18 @@ fn h(av: f32, bv: f32) -> f32 {
     if (OP == 0u) { return av + bv; }
     if (OP == 1u) { return av - bv; }
     if (OP == 2u) { return av * bv; }
-    return av / bv;
+    if (OP == 3u) { return av / bv; }
+    // An op code without a formula here gives NaN (check_finite reports it), never another op.
+    return bitcast<f32>(0x7fc00000u);
 }
 
 fn partial(av: f32, bv: f32, which: u32) -> f32 {
     if (OP == 0u) { return 1.0; }
     if (OP == 1u) { return select(1.0, -1.0, which == 1u); }
     if (OP == 2u) { return select(bv, av, which == 1u); }
-    return select(1.0 / bv, -av / (bv * bv), which == 1u);
+    if (OP == 3u) { return select(1.0 / bv, -av / (bv * bv), which == 1u); }
+    // An op code without a formula here gives NaN (check_finite reports it), never another op.
+    return bitcast<f32>(0x7fc00000u);
 }
 
 @compute @workgroup_size(256)

@@ -60,7 +60,9 @@ var<workgroup> part: array<f32, 256>;
 fn f(v: f32) -> f32 {
     if (OP == 0u) { return 1.0 / (1.0 + exp(-v)); }
     if (OP == 1u) { return max(v, 0.0); }
-    return tanh(clamp(v, -15.0, 15.0));
+    if (OP == 2u) { return tanh(clamp(v, -15.0, 15.0)); }
+    // An op code without a formula here gives NaN (check_finite reports it), never another op.
+    return bitcast<f32>(0x7fc00000u);
 }
 
 // One thread per element of the rows×cols output; 1-D grid folded into 2-D past the limit.
@@ -76,7 +78,9 @@ fn bias_act_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 fn df(zv: f32, yv: f32) -> f32 {
     if (OP == 0u) { return yv * (1.0 - yv); }
     if (OP == 1u) { return select(0.0, 1.0, zv > 0.0); }
-    return 1.0 - yv * yv;
+    if (OP == 2u) { return 1.0 - yv * yv; }
+    // An op code without a formula here gives NaN (check_finite reports it), never another op.
+    return bitcast<f32>(0x7fc00000u);
 }
 
 @compute @workgroup_size(64, 4)

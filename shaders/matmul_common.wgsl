@@ -94,7 +94,9 @@ fn fma_row(c: Row8, a: vec4<f32>, b: B8) -> Row8 {
 fn act(v: f32) -> f32 {
     if (ACT == 0u) { return 1.0 / (1.0 + exp(-v)); }
     if (ACT == 1u) { return max(v, 0.0); }
-    return tanh(clamp(v, -15.0, 15.0));
+    if (ACT == 2u) { return tanh(clamp(v, -15.0, 15.0)); }
+    // An op code without a formula here gives NaN (check_finite reports it), never another op.
+    return bitcast<f32>(0x7fc00000u);
 }
 
 // Stores (or adds) four consecutive outputs of row `row` from column `col`, masked to C.

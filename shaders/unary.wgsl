@@ -38,7 +38,9 @@ fn f(v: f32) -> f32 {
     if (OP == 4u) { return log(v); }
     if (OP == 5u) { return -v; }
     if (OP == 6u) { return p.alpha * v; }
-    return v * v;
+    if (OP == 7u) { return v * v; }
+    // An op code without a formula here gives NaN (check_finite reports it), never another op.
+    return bitcast<f32>(0x7fc00000u);
 }
 
 // dy/dx given the input xv and the saved output yv.
@@ -50,7 +52,9 @@ fn df(xv: f32, yv: f32) -> f32 {
     if (OP == 4u) { return 1.0 / xv; }
     if (OP == 5u) { return -1.0; }
     if (OP == 6u) { return p.alpha; }
-    return 2.0 * xv;
+    if (OP == 7u) { return 2.0 * xv; }
+    // An op code without a formula here gives NaN (check_finite reports it), never another op.
+    return bitcast<f32>(0x7fc00000u);
 }
 
 @compute @workgroup_size(256)

@@ -110,20 +110,33 @@ impl MatmulConfig {
     /// One line naming the kernels this configuration runs, for logs and benchmark headers.
     pub(super) fn describe(&self) -> String {
         let t = |t: MatmulTiles| format!("{}×{}×{} tiles, {}×{} per thread", t.bm, t.bn, t.bk, t.tm, t.tn);
-        match (self.kernel, self.reg) {
-            (MatmulKernel::Naive, _) => "matmul_naive (one output per thread)".into(),
+        let main = match (self.kernel, self.reg) {
+            (MatmulKernel::Naive, _) => return "matmul_naive (one output per thread)".into(),
             (_, None) if self.tiles.0 == self.tiles.1 => format!("matmul ({})", t(self.tiles.0)),
             (_, None) => format!(
                 "matmul ({} from {BIG_GROUPS} tiles up, else {})",
                 t(self.tiles.0),
                 t(self.tiles.1)
             ),
-            (_, Some((x, y))) if self.sg_max > 0 => format!(
+            (kernel, Some((x, y))) if self.sg_max > 0 => format!(
                 "matmul_sg (8-wide subgroups, 32×8 per invocation, up to {} subgroups per workgroup) for \
-                 vec4-aligned shapes, else matmul_reg / matmul_reg_any ({x}×{y} invocations, 8×8 each)",
-                self.sg_max
+                 vec4-aligned products{}, else matmul_reg / matmul_reg_any ({x}×{y} invocations, 8×8 each)",
+                self.sg_max,
+                if kernel == MatmulKernel::Auto {
+                    format!(" of 2^{} multiply-adds and more", SUBGROUP_FROM_MACS.trailing_zeros())
+                } else {
+                    String::new()
+                }
             ),
             (_, Some((x, y))) => format!("matmul_reg / matmul_reg_any ({x}×{y} invocations, 8×8 each)"),
+        };
+        if self.kernel == MatmulKernel::Auto {
+            format!(
+                "{main}; matmul_naive under 2^{} multiply-adds",
+                NAIVE_BELOW_MACS.trailing_zeros()
+            )
+        } else {
+            main
         }
     }
 
