@@ -1,4 +1,4 @@
-//! Lists every adapter wgpu sees and the one wgrad would pick.
+//! Lists every adapter wgpu sees, the one `Device::gpu()` opens and what `Device::auto()` chooses.
 //!
 //! Run: `cargo run --example adapters` (honours `WGPU_BACKEND`, e.g. `WGPU_BACKEND=gl`).
 
@@ -55,10 +55,12 @@ fn main() {
     println!("adapters are ranked discrete > integrated > virtual > software, native APIs before GL");
     match opened {
         Ok(wgrad::Device::Gpu(g)) => {
-            println!("wgrad picks {}", g.info());
+            println!("Device::gpu() / --device gpu opens {}", g.info());
             println!("matmul kernels on it: {}", g.matmul_kernels());
         }
         Ok(_) => {}
-        Err(e) => println!("wgrad picks none: {e}"),
+        Err(e) => println!("Device::gpu() / --device gpu opens none: {e}"),
     }
+    let (auto, why) = wgrad::Device::auto_with_reason();
+    println!("Device::auto() / --device auto chooses {} — {why}", auto.info().name);
 }
