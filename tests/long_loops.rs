@@ -150,10 +150,11 @@ fn sum_and_mean_over_long_axes_are_exact() {
     }
 }
 
-/// max over a long axis: slices merge, and the first occurrence of the maximum wins.
+/// max over an axis longer than 256 × 65,535 (each thread of the old kernel looped more than
+/// 65,535 times): slices merge, and the first occurrence of the maximum wins.
 #[test]
 fn max_over_a_long_axis_finds_the_first_maximum() {
-    let n = (1 << 22) * 3 + 7;
+    let n = (1 << 24) + (1 << 22) + 7;
     let mut xv = vec![0.5f32; n];
     xv[n - 3] = 4.0; // in the last slice
     xv[n / 2] = 4.0; // an earlier slice: this one is the argmax
