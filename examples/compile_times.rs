@@ -18,30 +18,24 @@ use wgrad::nn::Activation;
 use wgrad::train::{Classifier, ClassifierConfig};
 use wgrad::{Adam, Device, GpuOptions, MatmulKernel, Optimizer, Sgd};
 
+mod common;
+
 const USAGE: &str = "usage: compile_times [--model digits|w2] [--kernel auto|register|tiled|subgroup|naive]";
 
 fn parse() -> Result<(String, MatmulKernel), String> {
     use lexopt::prelude::*;
     let (mut model, mut kernel) = ("digits".to_string(), MatmulKernel::Auto);
     let mut p = lexopt::Parser::from_env();
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = p.next().map_err(common::lexopt_message)? {
         match arg {
             Long("model") => {
-                model = p
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| format!("{e:?}"))?;
+                model = common::text("--model", p.value().map_err(common::lexopt_message)?)?;
                 if model != "digits" && model != "w2" {
                     return Err(format!("--model: '{model}' is not digits or w2"));
                 }
             }
             Long("kernel") => {
-                let v = p
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| format!("{e:?}"))?;
+                let v = common::text("--kernel", p.value().map_err(common::lexopt_message)?)?;
                 kernel = match v.as_str() {
                     "auto" => MatmulKernel::Auto,
                     "register" => MatmulKernel::Register,
@@ -59,20 +53,14 @@ fn parse() -> Result<(String, MatmulKernel), String> {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument {}", other.unexpected())),
+            other => return Err(common::lexopt_message(other.unexpected())),
         }
     }
     Ok((model, kernel))
 }
 
 fn main() -> ExitCode {
-    let (model, kernel) = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let (model, kernel) = parse().unwrap_or_else(|e| common::usage_error("compile_times", &e, USAGE));
     let t_open = Instant::now();
     let device = match Device::gpu_with(&GpuOptions {
         matmul: kernel,

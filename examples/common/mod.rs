@@ -256,11 +256,9 @@ impl Cli {
         self.values.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
-    /// `--device auto|gpu|cpu` (default auto), opened and announced.
+    /// `--device auto|gpu|cpu` (default auto), opened and announced (by [`open_device`]).
     pub fn device(&self) -> wgrad::Result<Device> {
-        let device = open_device(&self.flag("--device").unwrap_or_else(|| "auto".into()))?;
-        println!("device: {}", device.info());
-        Ok(device)
+        open_device(&self.flag("--device").unwrap_or_else(|| "auto".into()))
     }
 
     /// `--out DIR`, default `target/graphs`.
