@@ -11,8 +11,6 @@ struct Prepared {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
-    /// The pipeline's cache key, for timing first dispatches.
-    name: String,
 }
 
 struct Program {
@@ -515,11 +513,11 @@ impl Executor for GpuExecutor {
             Some(buf)
         };
         // The pipelines not compiled yet, concurrently; the loop below finds them cached.
-        let new = dev.precompile(&launches)?;
+        let mut new = dev.precompile(&launches)?;
         self.counters.pipelines_compiled += new.len() as u64;
         let mut steps = Vec::with_capacity(launches.len());
         for (i, l) in launches.iter().enumerate() {
-            let (pipeline, bgl, _) = dev.pipeline(l)?;
+            let (pipeline, bgl) = dev.pipeline(l)?;
             let pbuf = params.as_ref().expect("a non-empty program has a parameter buffer");
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -547,27 +545,29 @@ impl Executor for GpuExecutor {
                 pipeline,
                 bind_group,
                 groups: l.groups,
-                name: super::pipeline_name(l),
             });
         }
         // Drivers that compile a pipeline at its first dispatch (Mesa's llvmpipe) do it now, on
         // an empty dispatch of each new pipeline: compiling stays in `compile`, where a caller
         // expects it (and can say so), and out of the first training steps. An empty dispatch
         // runs nothing, so no buffer changes.
-        let fresh: Vec<&Prepared> = steps.iter().filter(|s| new.contains(&s.name)).collect();
-        let mut seen = std::collections::HashSet::new();
-        let fresh: Vec<&Prepared> = fresh.into_iter().filter(|s| seen.insert(&s.name)).collect();
+        // The first step using each new pipeline (taking its name out of `new` keeps one each).
+        let fresh: Vec<(&Prepared, String)> = launches
+            .iter()
+            .zip(&steps)
+            .filter_map(|(l, s)| new.take(&super::pipeline_name(l)).map(|name| (s, name)))
+            .collect();
         if !fresh.is_empty() {
             // Timed one by one when the device records compile times, else all in one submission.
             let timed = dev.timing_first_dispatch();
-            let groups: Vec<Vec<&Prepared>> = if timed {
-                fresh.iter().map(|s| vec![*s]).collect()
+            let groups: Vec<&[(&Prepared, String)]> = if timed {
+                fresh.chunks(1).collect()
             } else {
-                vec![fresh]
+                vec![&fresh[..]]
             };
             for group in groups {
                 let t = std::time::Instant::now();
-                submit(&dev, "compiling kernels", group.iter().copied(), true)?;
+                submit(&dev, "compiling kernels", group.iter().map(|(s, _)| *s), true)?;
                 dev.device
                     .poll(wgpu::PollType::wait_indefinitely())
                     .map_err(|e| Error::Gpu {
@@ -575,7 +575,7 @@ impl Executor for GpuExecutor {
                         detail: e.to_string(),
                     })?;
                 if timed {
-                    dev.record_first_dispatch(&group[0].name, t.elapsed().as_secs_f64());
+                    dev.record_first_dispatch(&group[0].1, t.elapsed().as_secs_f64());
                 }
             }
         }

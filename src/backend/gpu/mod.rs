@@ -614,12 +614,12 @@ impl GpuDevice {
     }
 
     /// The cached pipeline for (shader, entry point, constants, binding layout).
-    fn pipeline(&self, l: &Launch) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout, bool)> {
+    fn pipeline(&self, l: &Launch) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
         let key: Vec<(u32, bool)> = l.binds.iter().map(|&(b, _, ro)| (b, ro)).collect();
         let (bgl, pl) = self.layout(&key);
         let name = pipeline_name(l);
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
-            return Ok((p.clone(), bgl, false));
+            return Ok((p.clone(), bgl));
         }
         let module = self.module(l.shader)?;
         let started = std::time::Instant::now();
@@ -652,7 +652,7 @@ impl GpuDevice {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, p.clone());
-        Ok((p, bgl, true))
+        Ok((p, bgl))
     }
 
     /// Size class for pooling: powers of two up to 1 MiB, then multiples of 1 MiB, never above `cap`.
