@@ -36,10 +36,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> g: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
 fn unravel(i: u32, s: vec4<u32>) -> vec4<u32> {
     var r = i;
     var idx: vec4<u32>;

@@ -24,7 +24,8 @@
 //   8  bias storage, read        b (forward)
 //   9  zo   storage, read_write  Z (forward)
 //  10  yo   storage, read_write  H (forward)
-// Override OP: the activation, with codes as in unary.wgsl (0 sigmoid, 1 relu, 2 tanh).
+// Override OP: the activation, its code in the table of src/kernels/unary.rs (an op marked
+// `activation` there; `unary_f` and `unary_df` come from the prelude).
 
 override OP: u32 = 0u;
 
@@ -57,14 +58,6 @@ struct Params {
 
 var<workgroup> part: array<f32, 256>;
 
-fn f(v: f32) -> f32 {
-    if (OP == 0u) { return 1.0 / (1.0 + exp(-v)); }
-    if (OP == 1u) { return max(v, 0.0); }
-    if (OP == 2u) { return tanh(clamp(v, -15.0, 15.0)); }
-    // An op code without a formula here gives NaN (check_finite reports it), never another op.
-    return bitcast<f32>(0x7fc00000u);
-}
-
 // One thread per element of the rows×cols output; 1-D grid folded into 2-D past the limit.
 @compute @workgroup_size(256)
 fn bias_act_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -72,15 +65,7 @@ fn bias_act_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     if (i >= p.rows * p.cols) { return; }
     let zv = xw[i] + bias[i % p.cols];
     zo[i] = zv;
-    yo[i] = f(zv);
-}
-
-fn df(zv: f32, yv: f32) -> f32 {
-    if (OP == 0u) { return yv * (1.0 - yv); }
-    if (OP == 1u) { return select(0.0, 1.0, zv > 0.0); }
-    if (OP == 2u) { return 1.0 - yv * yv; }
-    // An op code without a formula here gives NaN (check_finite reports it), never another op.
-    return bitcast<f32>(0x7fc00000u);
+    yo[i] = unary_f(OP, zv, 0.0);
 }
 
 @compute @workgroup_size(64, 4)
@@ -90,7 +75,7 @@ fn bias_act_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     if (c < p.cols) {
         for (var r = p.r0 + lid.y; r < p.r1; r += 4u) {
             let i = r * p.cols + c;
-            let d = g[i] * df(z[i], y[i]);
+            let d = g[i] * unary_df(OP, z[i], y[i], 0.0);
             dz[i] = d;
             if (p.acc_dx != 0u) {
                 dx[i] = dx[i] + d;

@@ -91,14 +91,6 @@ fn fma_row(c: Row8, a: vec4<f32>, b: B8) -> Row8 {
     return Row8(v0, v1);
 }
 
-fn act(v: f32) -> f32 {
-    if (ACT == 0u) { return 1.0 / (1.0 + exp(-v)); }
-    if (ACT == 1u) { return max(v, 0.0); }
-    if (ACT == 2u) { return tanh(clamp(v, -15.0, 15.0)); }
-    // An op code without a formula here gives NaN (check_finite reports it), never another op.
-    return bitcast<f32>(0x7fc00000u);
-}
-
 // Stores (or adds) four consecutive outputs of row `row` from column `col`, masked to C.
 fn put4(row: u32, col: u32, x: vec4<f32>) {
     if (row >= p.m) { return; }
@@ -120,7 +112,7 @@ fn put4_bias_act(row: u32, col: u32, x: vec4<f32>) {
             let v = x[j] + bias[col + j];
             c[idx] = x[j];
             zo[idx] = v;
-            yo[idx] = act(v);
+            yo[idx] = unary_f(ACT, v, 0.0);
         }
     }
 }

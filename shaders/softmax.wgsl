@@ -33,10 +33,6 @@ fn row_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
 }
 
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
 fn store(i: u32, v: f32) {
     if (p.acc != 0u) {
         out[i] = out[i] + v;

@@ -66,13 +66,14 @@ pub mod device;
 pub mod error;
 pub mod graph;
 pub mod io;
+pub(crate) mod kernels;
 pub mod nn;
 pub(crate) mod ops;
 pub mod optim;
 pub mod train;
 
 pub use backend::gpu::{
-    enumerate_adapters, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, MatmulTiles, PipelineCompile, SHADERS,
+    enumerate_adapters, shader_sources, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, MatmulTiles, PipelineCompile,
     SUBGROUP_SHADERS,
 };
 pub use backend::{BinaryOp, Counters, ReadFuture, ReduceOp, UnaryOp};

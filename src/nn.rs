@@ -5,48 +5,42 @@ use crate::data::Rng;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::io::{layout_metadata, load_checkpoint, read_tensor, resolve_layout, save_checkpoint, Layout, NamedTensor};
+use crate::kernels::UnaryOp;
 use std::path::Path;
 
-/// Hidden-layer activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// σ(x)
-    Sigmoid,
-    /// max(x, 0)
-    Relu,
-    /// tanh(x)
-    Tanh,
-}
+/// Hidden-layer activation: any unary op that fuses with the bias-add before it
+/// ([`UnaryOp::fusable`]): `Activation::Relu`, `Activation::Gelu`, `Activation::Silu`, ….
+pub type Activation = UnaryOp;
 
-impl Activation {
-    /// Parses `sigmoid`, `relu` or `tanh`.
+impl UnaryOp {
+    /// Parses an activation by name (`relu`, `gelu`, `silu`, `sigmoid`, `tanh`, …).
     pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "sigmoid" => Ok(Activation::Sigmoid),
-            "relu" => Ok(Activation::Relu),
-            "tanh" => Ok(Activation::Tanh),
-            _ => Err(Error::arg(
+        let name = s.to_ascii_lowercase();
+        UnaryOp::from_name(&name, 1.0).filter(|op| op.fusable()).ok_or_else(|| {
+            let names: Vec<&str> = UnaryOp::all(1.0)
+                .into_iter()
+                .filter(|op| op.fusable())
+                .map(|op| op.name())
+                .collect();
+            Error::arg(
                 "activation",
-                format!("unknown activation '{s}': expected sigmoid, relu or tanh"),
-            )),
-        }
+                format!("unknown activation '{s}': expected one of {}", names.join(", ")),
+            )
+        })
     }
 
-    /// The initialisation that keeps activations well scaled: He for ReLU, Xavier otherwise.
+    /// The initialisation that keeps activations well scaled: He for the rectifier family
+    /// (ReLU, GELU, SiLU), Xavier otherwise.
     pub fn default_init(self) -> Init {
         match self {
-            Activation::Relu => Init::He,
+            UnaryOp::Relu | UnaryOp::Gelu | UnaryOp::GeluErf | UnaryOp::Silu => Init::He,
             _ => Init::Xavier,
         }
     }
 
     /// Adds the activation node.
     pub fn apply(self, g: &mut Graph, x: NodeId) -> Result<NodeId> {
-        match self {
-            Activation::Sigmoid => g.sigmoid(x),
-            Activation::Relu => g.relu(x),
-            Activation::Tanh => g.tanh(x),
-        }
+        g.unary(self, x)
     }
 }
 

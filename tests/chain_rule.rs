@@ -308,9 +308,8 @@ fn hundred_training_steps_are_one_submission_each_and_allocate_nothing() {
 
 #[test]
 fn fused_layer_backward_matches_the_unfused_kernels() {
-    use wgrad::nn::Activation;
     for dev in devices() {
-        for act in [Activation::Sigmoid, Activation::Relu, Activation::Tanh] {
+        for act in wgrad::UnaryOp::all(1.0).into_iter().filter(|op| op.fusable()) {
             // Odd shapes (bias-activation fusion) and vec4-aligned ones (the matmul epilogue on
             // the subgroup kernel).
             for (n, d, h) in [(1, 1, 1), (33, 17, 65), (130, 20, 257), (36, 20, 68)] {
@@ -374,7 +373,6 @@ fn fused_layer_backward_matches_the_unfused_kernels() {
 /// activation folded in).
 #[test]
 fn matmul_epilogue_computes_the_whole_layer() {
-    use wgrad::nn::Activation;
     let mut devs: Vec<(Device, &str)> = vec![(Device::cpu(), "cpu")];
     if let Some(d) = gpu() {
         devs.push((d, "gpu"));
@@ -393,7 +391,7 @@ fn matmul_epilogue_computes_the_whole_layer() {
             Device::Gpu(g) => (g.matmul_kernels(), g.limits().max_storage_buffers_per_shader_stage >= 6),
             _ => ("cpu".into(), true),
         };
-        for act in [Activation::Sigmoid, Activation::Relu, Activation::Tanh] {
+        for act in wgrad::UnaryOp::all(1.0).into_iter().filter(|op| op.fusable()) {
             for (n, d, h) in [(1, 1, 1), (36, 20, 68), (33, 17, 65), (130, 132, 260)] {
                 // The device says which layer shapes its matmul kernel computes with the epilogue.
                 let has = match dev {

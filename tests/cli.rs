@@ -103,8 +103,8 @@ fn train_mlp_bad_flags_say_what_is_wrong() {
             "--momentum: 1 must be in [0, 1)",
         ),
         (
-            &["--activation", "gelu"],
-            "--activation: 'gelu' is not sigmoid, relu or tanh",
+            &["--activation", "swish"],
+            "--activation: 'swish' is not one of sigmoid, relu, tanh,",
         ),
         (&["--optimizer", "rmsprop"], "--optimizer: 'rmsprop' is not sgd or adam"),
     ] {

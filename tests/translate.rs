@@ -111,10 +111,10 @@ fn every_entry_point_translates_to_every_backend() {
     let mut failures = Vec::new();
     let mut done = 0;
     for v in &variants {
-        let src = wgrad::SHADERS
+        let src = wgrad::shader_sources()
             .iter()
             .find(|(n, _)| *n == v.shader)
-            .map(|(_, s)| *s)
+            .map(|(_, s)| s.as_str())
             .expect("variant names a listed shader");
         let module = naga::front::wgsl::parse_str(src)
             .unwrap_or_else(|e| panic!("{}.wgsl: {}", v.shader, e.emit_to_string(src)));

@@ -20,7 +20,7 @@ DATA:
                           with --seed
 MODEL:
     --hidden W[,W...]     hidden layer widths                     [default: 128]
-    --activation NAME     sigmoid | relu | tanh                    [default: relu]
+    --activation NAME     relu | gelu | silu | sigmoid | tanh | …  [default: relu]
 TRAINING:
     --optimizer NAME      sgd | adam                               [default: adam]
     --lr X                learning rate, > 0 and representable in f32
@@ -147,7 +147,7 @@ pub fn parse_args(argv: impl IntoIterator<Item = OsString>) -> Result<Option<Arg
             }
             "--activation" => {
                 a.activation =
-                    Activation::parse(&v).map_err(|_| format!("--activation: '{v}' is not sigmoid, relu or tanh"))?
+                    Activation::parse(&v).map_err(|_| format!("--activation: '{v}' is not one of {}", activations()))?
             }
             "--optimizer" => {
                 let o = v.to_ascii_lowercase();
@@ -411,4 +411,14 @@ pub fn divergence(start: f64, peak: f32, end: f64, n_classes: usize) -> Option<S
         ));
     }
     None
+}
+
+/// The activations `--activation` takes: every unary op that fuses as one.
+fn activations() -> String {
+    let names: Vec<&str> = wgrad::UnaryOp::all(1.0)
+        .into_iter()
+        .filter(|op| op.fusable())
+        .map(|op| op.name())
+        .collect();
+    names.join(", ")
 }

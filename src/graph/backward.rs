@@ -13,6 +13,7 @@
 use super::{Graph, Node};
 use crate::backend::{Kernel, ProgramId};
 use crate::error::{Error, Result};
+use crate::kernels as kn;
 use crate::ops::{numel, Arg, GradTarget, Op};
 
 /// Nodes through which the gradient of `loss` flows, as a mask over node indices.
@@ -50,7 +51,7 @@ fn fused_layer_vjp(
         return None;
     }
     let (rows, cols) = (nodes[z].shape[0], nodes[z].shape[1]);
-    let kernel = Kernel::BiasActBackward {
+    let kernel = Kernel::BiasActBackward(kn::BiasActBackward {
         op,
         z: nodes[z].value,
         y: nodes[k].value,
@@ -62,7 +63,7 @@ fn fused_layer_vjp(
         cols,
         acc_dx: keep[xw] || written[xw],
         acc_db: keep[bias] || written[bias],
-    };
+    });
     written[z] = true;
     written[xw] = true;
     written[bias] = true;
@@ -125,22 +126,22 @@ impl Graph {
                 .map(|(_, n)| n)
             {
                 if let Some(g) = n.grad {
-                    ks.push(Kernel::Fill {
+                    ks.push(Kernel::Fill(kn::Fill {
                         out: g,
                         len: numel(&n.shape),
                         value: 0.0,
                         acc: false,
-                    });
+                    }));
                 }
             }
         }
         if !seeded {
-            ks.push(Kernel::Fill {
+            ks.push(Kernel::Fill(kn::Fill {
                 out: grad(loss),
                 len: 1,
                 value: 1.0,
                 acc: keep[loss],
-            });
+            }));
         }
         written[loss] = true;
         let fuse = self.fusion && self.exec.max_storage_buffers() >= 6;

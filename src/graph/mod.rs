@@ -16,6 +16,7 @@ use crate::backend::{
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::io::Layout;
+use crate::kernels as kn;
 use crate::ops::{numel, Arg, Op, MAX_RANK};
 use crate::optim::Optimizer;
 use std::collections::HashMap;
@@ -788,7 +789,7 @@ impl Graph {
                 let (rows, cols) = (n.shape[0], n.shape[1]);
                 let (xw, bias, y) = (self.nodes[xw].value, self.nodes[bias].value, self.nodes[k].value);
                 ks.push(match mm {
-                    Some((a, b)) => Kernel::MatMulBiasAct {
+                    Some((a, b)) => Kernel::MatMulBiasAct(kn::MatMulBiasAct {
                         op,
                         a: self.nodes[a].value,
                         b: self.nodes[b].value,
@@ -799,8 +800,8 @@ impl Graph {
                         m: rows,
                         k: self.nodes[a].shape[1],
                         n: cols,
-                    },
-                    None => Kernel::BiasActForward {
+                    }),
+                    None => Kernel::BiasActForward(kn::BiasActForward {
                         op,
                         xw,
                         bias,
@@ -808,7 +809,7 @@ impl Graph {
                         y,
                         rows,
                         cols,
-                    },
+                    }),
                 });
                 skip[k] = true;
                 continue;
@@ -909,11 +910,13 @@ impl Graph {
             .iter()
             .filter(|n| n.is_leaf())
             .filter_map(|n| {
-                n.grad.map(|g| Kernel::Fill {
-                    out: g,
-                    len: numel(&n.shape),
-                    value: 0.0,
-                    acc: false,
+                n.grad.map(|g| {
+                    Kernel::Fill(kn::Fill {
+                        out: g,
+                        len: numel(&n.shape),
+                        value: 0.0,
+                        acc: false,
+                    })
                 })
             })
             .collect();
@@ -990,14 +993,14 @@ impl Graph {
                 .alloc(slots * len, &format!("optimizer state of {}", n.name))?;
             buffers.push(state);
             let grad = n.grad.expect("parameters always own a gradient buffer");
-            ks.push(Kernel::Optim {
+            ks.push(Kernel::Optim(kn::Optim {
                 rule,
                 param: n.value,
                 grad,
                 state,
                 hyper,
                 len,
-            });
+            }));
         }
         Ok((hyper, self.exec.compile(ks)?))
     }
@@ -1284,7 +1287,7 @@ fn layer_pattern(nodes: &[Node], uses: &[usize], k: usize) -> Option<(UnaryOp, u
     let Op::Unary { op, x: z } = nodes[k].op else {
         return None;
     };
-    if !matches!(op, UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Tanh) || uses[z] != 1 {
+    if !op.fusable() || uses[z] != 1 {
         return None;
     }
     match nodes[z].op {

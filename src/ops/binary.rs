@@ -3,6 +3,7 @@
 use super::{numel, Arg, GradTarget, MAX_RANK};
 use crate::backend::{Bcast, BinaryOp, Kernel, ReduceOp};
 use crate::error::{Error, Result};
+use crate::kernels as kn;
 
 /// NumPy broadcasting: align trailing axes; extents must match or be 1.
 pub(super) fn shape(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
@@ -37,13 +38,13 @@ fn bcast(a: &[usize], b: &[usize], out: &[usize]) -> Bcast {
 }
 
 pub(super) fn forward(op: BinaryOp, a: Arg, b: Arg, out: Arg) -> Vec<Kernel> {
-    vec![Kernel::Binary {
+    vec![Kernel::Binary(kn::Binary {
         op,
         a: a.buf,
         b: b.buf,
         out: out.buf,
         bc: bcast(a.shape, b.shape, out.shape),
-    }]
+    })]
 }
 
 /// d_a = Σ_broadcast g ⊙ ∂(a∘b)/∂a, likewise for b.
@@ -51,15 +52,17 @@ pub(super) fn vjp(op: BinaryOp, a: Arg, b: Arg, out: Arg, g: usize, t: &[Option<
     let bc = bcast(a.shape, b.shape, out.shape);
     (0..2)
         .filter_map(|which| {
-            t[which].map(|d| Kernel::BinaryBackward {
-                op,
-                a: a.buf,
-                b: b.buf,
-                g,
-                out: d.buf,
-                bc,
-                which: which as u32,
-                acc: d.acc,
+            t[which].map(|d| {
+                Kernel::BinaryBackward(kn::BinaryBackward {
+                    op,
+                    a: a.buf,
+                    b: b.buf,
+                    g,
+                    out: d.buf,
+                    bc,
+                    which: which as u32,
+                    acc: d.acc,
+                })
             })
         })
         .collect()
@@ -75,13 +78,13 @@ pub(super) fn bias_add_shape(x: &[usize], bias: &[usize]) -> Result<Vec<usize>> 
 }
 
 pub(super) fn bias_add_forward(x: Arg, bias: Arg, out: Arg) -> Vec<Kernel> {
-    vec![Kernel::BiasAdd {
+    vec![Kernel::BiasAdd(kn::BiasAdd {
         x: x.buf,
         bias: bias.buf,
         out: out.buf,
         rows: x.shape[0],
         cols: x.shape[1],
-    }]
+    })]
 }
 
 /// d_x = g; d_bias = column sums of g (a reduction over the rows).
@@ -89,15 +92,15 @@ pub(super) fn bias_add_vjp(x: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Ke
     let (rows, cols) = (x.shape[0], x.shape[1]);
     let mut ks = vec![];
     if let Some(dx) = t[0] {
-        ks.push(Kernel::Copy {
+        ks.push(Kernel::Copy(kn::Copy {
             x: g,
             out: dx.buf,
             len: numel(x.shape),
             acc: dx.acc,
-        });
+        }));
     }
     if let Some(db) = t[1] {
-        ks.push(Kernel::Reduce {
+        ks.push(Kernel::Reduce(kn::Reduce {
             op: ReduceOp::Sum,
             x: g,
             out: db.buf,
@@ -106,7 +109,7 @@ pub(super) fn bias_add_vjp(x: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Ke
             axis: rows,
             inner: cols,
             acc: db.acc,
-        });
+        }));
     }
     ks
 }

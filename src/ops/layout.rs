@@ -3,6 +3,7 @@
 use super::{numel, Arg, GradTarget};
 use crate::backend::{BufId, Kernel};
 use crate::error::{Error, Result};
+use crate::kernels as kn;
 
 pub(super) fn transpose_shape(x: &[usize]) -> Result<Vec<usize>> {
     if x.len() != 2 {
@@ -12,38 +13,42 @@ pub(super) fn transpose_shape(x: &[usize]) -> Result<Vec<usize>> {
 }
 
 pub(super) fn transpose_forward(x: Arg, out: Arg) -> Vec<Kernel> {
-    vec![Kernel::Transpose {
+    vec![Kernel::Transpose(kn::Transpose {
         x: x.buf,
         out: out.buf,
         rows: x.shape[0],
         cols: x.shape[1],
         acc: false,
-    }]
+    })]
 }
 
 /// d_x = gᵀ, where g has the transposed shape cols×rows.
 pub(super) fn transpose_vjp(x: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Kernel> {
-    t[0].map(|dx| Kernel::Transpose {
-        x: g,
-        out: dx.buf,
-        rows: x.shape[1],
-        cols: x.shape[0],
-        acc: dx.acc,
+    t[0].map(|dx| {
+        Kernel::Transpose(kn::Transpose {
+            x: g,
+            out: dx.buf,
+            rows: x.shape[1],
+            cols: x.shape[0],
+            acc: dx.acc,
+        })
     })
     .into_iter()
     .collect()
 }
 
 pub(super) fn copy(x: BufId, out: BufId, len: usize, acc: bool) -> Vec<Kernel> {
-    vec![Kernel::Copy { x, out, len, acc }]
+    vec![Kernel::Copy(kn::Copy { x, out, len, acc })]
 }
 
 pub(super) fn reshape_vjp(x: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Kernel> {
-    t[0].map(|dx| Kernel::Copy {
-        x: g,
-        out: dx.buf,
-        len: numel(x.shape),
-        acc: dx.acc,
+    t[0].map(|dx| {
+        Kernel::Copy(kn::Copy {
+            x: g,
+            out: dx.buf,
+            len: numel(x.shape),
+            acc: dx.acc,
+        })
     })
     .into_iter()
     .collect()

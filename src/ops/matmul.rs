@@ -3,6 +3,7 @@
 use super::{Arg, GradTarget};
 use crate::backend::Kernel;
 use crate::error::{Error, Result};
+use crate::kernels as kn;
 
 pub(super) fn shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     if a.len() != 2 || b.len() != 2 || a[1] != b[0] {
@@ -13,7 +14,7 @@ pub(super) fn shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
 
 pub(super) fn forward(a: Arg, b: Arg, out: Arg) -> Vec<Kernel> {
     let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1]);
-    vec![Kernel::MatMul {
+    vec![Kernel::MatMul(kn::MatMul {
         a: a.buf,
         b: b.buf,
         out: out.buf,
@@ -23,7 +24,7 @@ pub(super) fn forward(a: Arg, b: Arg, out: Arg) -> Vec<Kernel> {
         ta: false,
         tb: false,
         acc: false,
-    }]
+    })]
 }
 
 /// dA = G·Bᵀ and dB = Aᵀ·G, the transposed operand read in place by the kernel.
@@ -31,7 +32,7 @@ pub(super) fn vjp(a: Arg, b: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Ker
     let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1]);
     let mut ks = vec![];
     if let Some(da) = t[0] {
-        ks.push(Kernel::MatMul {
+        ks.push(Kernel::MatMul(kn::MatMul {
             a: g,
             b: b.buf,
             out: da.buf,
@@ -41,10 +42,10 @@ pub(super) fn vjp(a: Arg, b: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Ker
             ta: false,
             tb: true,
             acc: da.acc,
-        });
+        }));
     }
     if let Some(db) = t[1] {
-        ks.push(Kernel::MatMul {
+        ks.push(Kernel::MatMul(kn::MatMul {
             a: a.buf,
             b: g,
             out: db.buf,
@@ -54,7 +55,7 @@ pub(super) fn vjp(a: Arg, b: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Ker
             ta: true,
             tb: false,
             acc: db.acc,
-        });
+        }));
     }
     ks
 }

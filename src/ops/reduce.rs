@@ -3,6 +3,7 @@
 use super::{numel, Arg, GradTarget};
 use crate::backend::{BufId, Kernel, ReduceOp};
 use crate::error::{Error, Result};
+use crate::kernels as kn;
 
 pub(super) fn shape(op: ReduceOp, x: &[usize], axis: Option<usize>, keepdim: bool) -> Result<Vec<usize>> {
     match axis {
@@ -36,7 +37,7 @@ fn split(x: &[usize], axis: Option<usize>) -> (usize, usize, usize) {
 pub(super) fn forward(op: ReduceOp, x: Arg, axis: Option<usize>, out: Arg, aux: &[BufId]) -> Vec<Kernel> {
     let (outer, ax, inner) = split(x.shape, axis);
     let arg = aux.first().copied().unwrap_or(out.buf);
-    vec![Kernel::Reduce {
+    vec![Kernel::Reduce(kn::Reduce {
         op,
         x: x.buf,
         out: out.buf,
@@ -45,7 +46,7 @@ pub(super) fn forward(op: ReduceOp, x: Arg, axis: Option<usize>, out: Arg, aux: 
         axis: ax,
         inner,
         acc: false,
-    }]
+    })]
 }
 
 pub(super) fn vjp(
@@ -58,15 +59,17 @@ pub(super) fn vjp(
 ) -> Vec<Kernel> {
     let (outer, ax, inner) = split(x.shape, axis);
     let arg = aux.first().copied().unwrap_or(g);
-    t[0].map(|dx| Kernel::ReduceBackward {
-        op,
-        g,
-        arg,
-        out: dx.buf,
-        outer,
-        axis: ax,
-        inner,
-        acc: dx.acc,
+    t[0].map(|dx| {
+        Kernel::ReduceBackward(kn::ReduceBackward {
+            op,
+            g,
+            arg,
+            out: dx.buf,
+            outer,
+            axis: ax,
+            inner,
+            acc: dx.acc,
+        })
     })
     .into_iter()
     .collect()

@@ -3,6 +3,7 @@
 use super::{numel, Arg, GradTarget};
 use crate::backend::{BufId, Kernel, ReduceOp};
 use crate::error::{Error, Result};
+use crate::kernels as kn;
 
 pub(super) fn shape(x: &[usize]) -> Result<Vec<usize>> {
     if x.is_empty() {
@@ -18,23 +19,25 @@ fn rows_cols(x: &[usize]) -> (usize, usize) {
 
 pub(super) fn forward(x: Arg, out: Arg) -> Vec<Kernel> {
     let (rows, cols) = rows_cols(x.shape);
-    vec![Kernel::Softmax {
+    vec![Kernel::Softmax(kn::Softmax {
         x: x.buf,
         out: out.buf,
         rows,
         cols,
-    }]
+    })]
 }
 
 pub(super) fn vjp(out: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Kernel> {
     let (rows, cols) = rows_cols(out.shape);
-    t[0].map(|dx| Kernel::SoftmaxBackward {
-        y: out.buf,
-        g,
-        out: dx.buf,
-        rows,
-        cols,
-        acc: dx.acc,
+    t[0].map(|dx| {
+        Kernel::SoftmaxBackward(kn::SoftmaxBackward {
+            y: out.buf,
+            g,
+            out: dx.buf,
+            rows,
+            cols,
+            acc: dx.acc,
+        })
     })
     .into_iter()
     .collect()
@@ -58,15 +61,15 @@ pub(super) fn xent_shape(logits: &[usize], labels: &[usize]) -> Result<Vec<usize
 pub(super) fn xent_forward(logits: Arg, labels: Arg, out: Arg, aux: &[BufId]) -> Vec<Kernel> {
     let (rows, cols) = (logits.shape[0], logits.shape[1]);
     vec![
-        Kernel::SoftmaxXent {
+        Kernel::SoftmaxXent(kn::SoftmaxXent {
             logits: logits.buf,
             labels: labels.buf,
             probs: aux[0],
             loss_rows: aux[1],
             rows,
             cols,
-        },
-        Kernel::Reduce {
+        }),
+        Kernel::Reduce(kn::Reduce {
             op: ReduceOp::Mean,
             x: aux[1],
             out: out.buf,
@@ -75,21 +78,23 @@ pub(super) fn xent_forward(logits: Arg, labels: Arg, out: Arg, aux: &[BufId]) ->
             axis: rows,
             inner: 1,
             acc: false,
-        },
+        }),
     ]
 }
 
 /// d_logits = g · (softmax − onehot) / rows; labels get no gradient.
 pub(super) fn xent_vjp(logits: Arg, labels: Arg, g: usize, aux: &[BufId], t: &[Option<GradTarget>]) -> Vec<Kernel> {
     let (rows, cols) = (logits.shape[0], logits.shape[1]);
-    t[0].map(|d| Kernel::SoftmaxXentBackward {
-        probs: aux[0],
-        labels: labels.buf,
-        g,
-        out: d.buf,
-        rows,
-        cols,
-        acc: d.acc,
+    t[0].map(|d| {
+        Kernel::SoftmaxXentBackward(kn::SoftmaxXentBackward {
+            probs: aux[0],
+            labels: labels.buf,
+            g,
+            out: d.buf,
+            rows,
+            cols,
+            acc: d.acc,
+        })
     })
     .into_iter()
     .collect()

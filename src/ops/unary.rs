@@ -2,26 +2,29 @@
 
 use super::{numel, Arg, GradTarget};
 use crate::backend::{Kernel, UnaryOp};
+use crate::kernels as kn;
 
 pub(super) fn forward(op: UnaryOp, x: Arg, out: Arg) -> Vec<Kernel> {
-    vec![Kernel::Unary {
+    vec![Kernel::Unary(kn::Unary {
         op,
         x: x.buf,
         out: out.buf,
         len: numel(x.shape),
-    }]
+    })]
 }
 
 /// d_x = g ⊙ f'(x), with f' taken from the saved output where it can (σ, tanh, exp).
 pub(super) fn vjp(op: UnaryOp, x: Arg, out: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Kernel> {
-    t[0].map(|dx| Kernel::UnaryBackward {
-        op,
-        x: x.buf,
-        y: out.buf,
-        g,
-        out: dx.buf,
-        len: numel(x.shape),
-        acc: dx.acc,
+    t[0].map(|dx| {
+        Kernel::UnaryBackward(kn::UnaryBackward {
+            op,
+            x: x.buf,
+            y: out.buf,
+            g,
+            out: dx.buf,
+            len: numel(x.shape),
+            acc: dx.acc,
+        })
     })
     .into_iter()
     .collect()

@@ -1,7 +1,10 @@
 //! The per-graph executor: buffers from the device pool, compiled programs (pipelines, one
 //! parameter block, bind groups made once), one-submission runs and readback.
 
-use super::lower::{lower_all, PARAM_SLOT};
+use crate::kernels::Cx;
+
+/// Bytes of the uniform buffer reserved for each dispatch's parameters.
+const PARAM_SLOT: u64 = 256;
 use super::GpuDevice;
 use crate::backend::{BufId, Counters, Executor, Kernel, ProgramId, ReadFuture, ReadInner};
 use crate::error::{Error, Result};
@@ -489,7 +492,10 @@ impl Executor for GpuExecutor {
         let max_dim = dev.device.limits().max_compute_workgroups_per_dimension;
         let mut launches = Vec::with_capacity(kernels.len());
         for k in &kernels {
-            launches.extend(lower_all(k, max_dim, dev.matmul)?);
+            launches.extend(k.lower(&Cx {
+                max_dim,
+                mm: dev.matmul,
+            })?);
         }
         let align = (dev.device.limits().min_uniform_buffer_offset_alignment as u64).max(PARAM_SLOT);
         let params_bytes = align * launches.len() as u64;
@@ -712,12 +718,12 @@ mod tests {
         let _ = dev.device.poll(wgpu::PollType::Poll);
         let r = ex.read_f32(b);
         assert!(matches!(r, Err(Error::DeviceLost(_)) | Err(Error::Gpu { .. })), "{r:?}");
-        let r = ex.compile(vec![Kernel::Fill {
+        let r = ex.compile(vec![Kernel::Fill(crate::kernels::Fill {
             out: b,
             len: 4,
             value: 1.0,
             acc: false,
-        }]);
+        })]);
         assert!(r.is_err(), "after loss, calls fail instead of hanging");
     }
 }

@@ -7,49 +7,19 @@
 //! out-of-memory error scopes, so failures surface as [`Error`] values.
 
 mod exec;
-mod lower;
-
+use crate::kernels::matmul::MatmulConfig;
+pub use crate::kernels::matmul::{MatmulKernel, MatmulTiles};
+use crate::kernels::Launch;
+#[doc(hidden)]
+pub use crate::kernels::{params_layouts, pipeline_variants, PipelineVariant};
+pub use crate::kernels::{shader_sources, SUBGROUP_SHADERS};
 pub(crate) use exec::GpuExecutor;
 pub use exec::PendingRead;
-pub use lower::{pipeline_variants, PipelineVariant};
-use lower::{Launch, MatmulConfig};
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// Every WGSL source of the crate, by family name, as embedded in the binary (the matmul
-/// families with `shaders/matmul_common.wgsl` in front: WGSL has no include).
-pub const SHADERS: &[(&str, &str)] = &[
-    (
-        "matmul",
-        concat!(
-            include_str!("../../../shaders/matmul_common.wgsl"),
-            include_str!("../../../shaders/matmul.wgsl")
-        ),
-    ),
-    ("misc", include_str!("../../../shaders/misc.wgsl")),
-    ("unary", include_str!("../../../shaders/unary.wgsl")),
-    ("binary", include_str!("../../../shaders/binary.wgsl")),
-    ("reduce", include_str!("../../../shaders/reduce.wgsl")),
-    ("softmax", include_str!("../../../shaders/softmax.wgsl")),
-    ("loss", include_str!("../../../shaders/loss.wgsl")),
-    ("optim", include_str!("../../../shaders/optim.wgsl")),
-    ("fused", include_str!("../../../shaders/fused.wgsl")),
-    (
-        "matmul_sg",
-        concat!(
-            include_str!("../../../shaders/matmul_common.wgsl"),
-            include_str!("../../../shaders/matmul_sg.wgsl")
-        ),
-    ),
-];
-
-/// The shader families in [`SHADERS`] that use subgroup operations: they are compiled only on
-/// devices created with [`wgpu::Features::SUBGROUP`] and validated with naga's `SUBGROUP`
-/// capability.
-pub const SUBGROUP_SHADERS: &[&str] = &["matmul_sg"];
 
 /// Options for opening a GPU device.
 #[derive(Clone, Debug, Default)]
@@ -72,110 +42,6 @@ pub struct GpuOptions {
     pub tiles: Option<MatmulTiles>,
 }
 
-/// Tile shape of the workgroup-memory matmul kernel (`matmul` in `shaders/matmul.wgsl`): a
-/// `bm`×`bn` tile of C per workgroup of (`bn`/`tn`)×(`bm`/`tm`) threads, each computing a
-/// `tm`×`tn` block, staging `bk`-deep slices of both operands in workgroup memory. The values
-/// become pipeline-overridable constants, so tuning them needs no shader edit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MatmulTiles {
-    /// Rows of C per workgroup (a multiple of `tm`).
-    pub bm: u32,
-    /// Columns of C per workgroup (a multiple of `tn`).
-    pub bn: u32,
-    /// Depth of each staged slice (a multiple of 4).
-    pub bk: u32,
-    /// Rows per thread: 4 or 8.
-    pub tm: u32,
-    /// Columns per thread: 4 or 8.
-    pub tn: u32,
-}
-
-impl MatmulTiles {
-    /// 128×128 tiles, 8×8 per thread, 8-deep slices: 256 threads, 8 KiB of workgroup memory,
-    /// 64 multiply-adds per 4 workgroup-memory loads. For large outputs on discrete GPUs.
-    pub const LARGE: MatmulTiles = MatmulTiles {
-        bm: 128,
-        bn: 128,
-        bk: 8,
-        tm: 8,
-        tn: 8,
-    };
-    /// 64×64 tiles, 4×4 per thread, 16-deep slices: 256 threads, 8 KiB. More workgroups for
-    /// the same output, for smaller GPUs and smaller outputs.
-    pub const SMALL: MatmulTiles = MatmulTiles {
-        bm: 64,
-        bn: 64,
-        bk: 16,
-        tm: 4,
-        tn: 4,
-    };
-
-    /// Workgroup shape (x along n, y along m).
-    pub fn workgroup(&self) -> (u32, u32) {
-        (self.bn / self.tn, self.bm / self.tm)
-    }
-
-    /// Workgroup memory used, in bytes (u64: any u32 fields give an exact answer).
-    pub fn shared_bytes(&self) -> u64 {
-        4 * self.bk as u64 * (self.bm as u64 + self.bn as u64)
-    }
-
-    /// Checks the shape rules and the device limits; the error names the rule broken.
-    pub fn check(&self, l: &wgpu::Limits) -> Result<()> {
-        let bad = |why: String| Err(Error::arg("matmul tiles", format!("{self:?}: {why}")));
-        if ![4, 8].contains(&self.tm) || ![4, 8].contains(&self.tn) {
-            return bad("tm and tn must be 4 or 8".into());
-        }
-        if self.bm == 0 || self.bn == 0 || !self.bm.is_multiple_of(self.tm) || !self.bn.is_multiple_of(self.tn) {
-            return bad("bm must be a positive multiple of tm, bn of tn".into());
-        }
-        if self.bk == 0 || !self.bk.is_multiple_of(4) {
-            return bad("bk must be a positive multiple of 4".into());
-        }
-        let (x, y) = self.workgroup();
-        if x > l.max_compute_workgroup_size_x
-            || y > l.max_compute_workgroup_size_y
-            || x as u64 * y as u64 > l.max_compute_invocations_per_workgroup as u64
-        {
-            return bad(format!(
-                "a {x}×{y} workgroup exceeds the device's limits ({}×{}, {} invocations)",
-                l.max_compute_workgroup_size_x, l.max_compute_workgroup_size_y, l.max_compute_invocations_per_workgroup
-            ));
-        }
-        if self.shared_bytes() > l.max_compute_workgroup_storage_size as u64 {
-            return bad(format!(
-                "{} bytes of workgroup memory exceed max_compute_workgroup_storage_size ({})",
-                self.shared_bytes(),
-                l.max_compute_workgroup_storage_size
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Which matmul kernel a device runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MatmulKernel {
-    /// Chosen per adapter class when the device is created: workgroup-memory tiles on GPUs;
-    /// on CPU-class adapters (llvmpipe, WARP) the barrier-free subgroup kernel where the
-    /// adapter has 8-wide subgroups and the product is large and vec4-aligned, else the
-    /// register-blocked one. Under `Auto` tiny products (under 2^17 multiply-adds) run the
-    /// naive kernel, which compiles fastest.
-    #[default]
-    Auto,
-    /// Always the workgroup-memory tiled kernel, the real-GPU kernel (tile shape from the table
-    /// or [`GpuOptions::tiles`]) — e.g. to test it on a software adapter.
-    Tiled,
-    /// Always the register-blocked kernel (8×8 outputs per invocation, no workgroup memory).
-    Register,
-    /// The subgroup kernel for CPU-class adapters with 8-wide subgroups (32×8 outputs per
-    /// invocation, op(A) shared through `subgroupBroadcast`) for every vec4-aligned shape, the
-    /// register-blocked kernel for the others. Opening a device with this option fails when the
-    /// adapter has no 8-wide subgroups.
-    Subgroup,
-    /// One output per thread, straight from global memory: the simple baseline.
-    Naive,
-}
 /// What was opened: adapter name, backend and device type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -277,7 +143,7 @@ pub struct GpuDevice {
 pub struct PipelineCompile {
     /// The device's cache key of the pipeline (shader, entry point, constants, bindings).
     pub name: String,
-    /// Shader family (a key of [`SHADERS`]).
+    /// Shader family (a key of [`shader_sources`]).
     pub shader: &'static str,
     /// Entry point.
     pub entry: &'static str,
@@ -558,11 +424,7 @@ impl GpuDevice {
         if let Some(m) = mods.get(shader) {
             return Ok(m.clone());
         }
-        let src = SHADERS
-            .iter()
-            .find(|(n, _)| *n == shader)
-            .map(|(_, s)| *s)
-            .expect("every kernel names a shader listed in SHADERS");
+        let src = crate::kernels::shader_source(shader).expect("every kernel names a shader family");
         let m = self.scoped("shader compilation", || {
             self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader),

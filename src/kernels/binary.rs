@@ -1,0 +1,336 @@
+//! Elementwise functions of two broadcast arguments and their VJPs (`shaders/binary.wgsl`).
+
+use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET, MAX_SPLIT};
+use crate::error::{Error, Result};
+
+/// Elementwise functions of two broadcast arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a − b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b
+    Div,
+}
+
+impl BinaryOp {
+    /// Every binary op.
+    pub const ALL: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
+
+    /// Short lowercase name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+
+    pub(crate) fn code(&self) -> u32 {
+        *self as u32
+    }
+
+    /// a ∘ b
+    #[inline(always)]
+    fn value<T: Real>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        }
+    }
+
+    /// ∂(a∘b)/∂a (which = 0) or ∂(a∘b)/∂b (which = 1).
+    #[inline(always)]
+    fn partial<T: Real>(self, a: T, b: T, which: u32) -> T {
+        match (self, which) {
+            (BinaryOp::Add, _) => T::one(),
+            (BinaryOp::Sub, 0) => T::one(),
+            (BinaryOp::Sub, _) => -T::one(),
+            (BinaryOp::Mul, 0) => b,
+            (BinaryOp::Mul, _) => a,
+            (BinaryOp::Div, 0) => T::one() / b,
+            (BinaryOp::Div, _) => -a / (b * b),
+        }
+    }
+}
+
+/// Broadcast geometry of a binary op, padded to rank 4 (leading dims of 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bcast {
+    /// Output shape.
+    pub out: [usize; 4],
+    /// Shape of the first operand.
+    pub a_shape: [usize; 4],
+    /// Shape of the second operand.
+    pub b_shape: [usize; 4],
+}
+
+impl Bcast {
+    /// Elements of the output.
+    pub fn numel(&self) -> usize {
+        self.out.iter().product()
+    }
+    /// Element strides of a contiguous tensor, 0 on axes of extent 1 (they broadcast).
+    pub fn strides(shape: &[usize; 4]) -> [usize; 4] {
+        let mut s = [0; 4];
+        let mut acc = 1;
+        for d in (0..4).rev() {
+            s[d] = if shape[d] == 1 { 0 } else { acc };
+            acc *= shape[d];
+        }
+        s
+    }
+}
+
+wgsl_params! {
+    /// `Params` of `shaders/binary.wgsl`.
+    BinaryParams for "binary" {
+        out_shape: [u32; 4],
+        a_str: [u32; 4],
+        b_str: [u32; 4],
+        /// backward: shape of the operand receiving the gradient
+        t_shape: [u32; 4],
+        /// elements of out (forward) or of the target (backward)
+        len: u32,
+        acc: u32,
+        /// backward: 0 → d_a, 1 → d_b
+        which: u32,
+        _pad: u32,
+        /// backward: the box lo .. hi of the summed axes this dispatch folds
+        lo: [u32; 4],
+        hi: [u32; 4],
+    }
+}
+
+impl BinaryParams {
+    fn new(bc: &Bcast, target: &[usize; 4], len: usize) -> BinaryParams {
+        let w = |s: [usize; 4]| s.map(u);
+        BinaryParams {
+            out_shape: w(bc.out),
+            a_str: w(Bcast::strides(&bc.a_shape)),
+            b_str: w(Bcast::strides(&bc.b_shape)),
+            t_shape: w(*target),
+            len: u(len),
+            hi: [u32::MAX; 4],
+            ..Default::default()
+        }
+    }
+}
+
+/// out = a ∘ b with broadcasting
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Binary {
+    pub op: BinaryOp,
+    pub a: BufId,
+    pub b: BufId,
+    pub out: BufId,
+    pub bc: Bcast,
+}
+
+/// d_a or d_b (which = 0 or 1) (+)= reduce over broadcast axes of g·∂(a∘b)
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct BinaryBackward {
+    pub op: BinaryOp,
+    pub a: BufId,
+    pub b: BufId,
+    pub g: BufId,
+    pub out: BufId,
+    pub bc: Bcast,
+    pub which: u32,
+    pub acc: bool,
+}
+
+impl KernelDef for Binary {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let len = self.bc.numel();
+        let p = BinaryParams::new(&self.bc, &self.bc.out, len);
+        let binds = vec![(1, self.a, true), (2, self.b, true), (4, self.out, false)];
+        Ok(vec![
+            Launch::new("binary_forward", &p, binds, cx.elems(len)?).with("OP", self.op.code())
+        ])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let Binary { op, a, b: bb, bc, .. } = *self;
+        with_out(b, self.out, |o, b| {
+            let sa = Bcast::strides(&bc.a_shape);
+            let sb = Bcast::strides(&bc.b_shape);
+            for (i, o) in o.iter_mut().enumerate().take(bc.numel()) {
+                let idx = unravel(i, &bc.out);
+                *o = op.value(b[a][dot4(&idx, &sa)], b[bb][dot4(&idx, &sb)]);
+            }
+        })
+    }
+}
+
+impl KernelDef for BinaryBackward {
+    /// One thread per element of the target; the broadcast axes it sums over are cut into
+    /// boxes of at most [`LOOP_BUDGET`] elements, one dispatch each, adding into the gradient.
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let BinaryBackward {
+            op,
+            a,
+            b,
+            g,
+            out,
+            bc,
+            which,
+            acc,
+        } = *self;
+        let target = if which == 0 { bc.a_shape } else { bc.b_shape };
+        let len: usize = target.iter().product();
+        let p = BinaryParams {
+            acc: acc as u32,
+            which,
+            ..BinaryParams::new(&bc, &target, len)
+        };
+        let binds = vec![(1, a, true), (2, b, true), (3, g, true), (4, out, false)];
+        let l = Launch::new("binary_backward", &p, binds, cx.elems(len)?).with("OP", op.code());
+        let ext: [usize; 4] = std::array::from_fn(|d| if target[d] != bc.out[d] { bc.out[d] } else { 1 });
+        Ok(
+            l.split(boxes(&ext)?.into_iter().enumerate().map(|(i, (lo, hi))| BinaryParams {
+                acc: (acc || i > 0) as u32,
+                lo: lo.map(u),
+                hi: hi.map(u),
+                ..p
+            })),
+        )
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let BinaryBackward {
+            op,
+            a,
+            b: bb,
+            g,
+            bc,
+            which,
+            acc,
+            ..
+        } = *self;
+        with_out(b, self.out, |o, b| {
+            let sa = Bcast::strides(&bc.a_shape);
+            let sb = Bcast::strides(&bc.b_shape);
+            let target = if which == 0 { bc.a_shape } else { bc.b_shape };
+            let st = Bcast::strides(&target);
+            let n: usize = target.iter().product();
+            // Sums over the broadcast axes in f64 (see `reduce`).
+            let mut sums = vec![0.0f64; n];
+            for (i, &gi) in b[g].iter().enumerate().take(bc.numel()) {
+                let idx = unravel(i, &bc.out);
+                let (av, bv) = (b[a][dot4(&idx, &sa)], b[bb][dot4(&idx, &sb)]);
+                sums[dot4(&idx, &st)] += (gi * op.partial(av, bv, which)).to_f64();
+            }
+            for (o, s) in o.iter_mut().zip(sums) {
+                put(o, T::from_f64(s), acc);
+            }
+        })
+    }
+}
+
+fn unravel(mut i: usize, shape: &[usize; 4]) -> [usize; 4] {
+    let mut idx = [0; 4];
+    for d in (0..4).rev() {
+        idx[d] = i % shape[d];
+        i /= shape[d];
+    }
+    idx
+}
+
+fn dot4(idx: &[usize; 4], strides: &[usize; 4]) -> usize {
+    idx.iter().zip(strides).map(|(i, s)| i * s).sum()
+}
+
+/// Boxes (lo, hi per axis) that cover the summed index space `ext` of a broadcast VJP with at
+/// most [`LOOP_BUDGET`] loop iterations each: the outermost axis whose inner extents fit is cut
+/// into slices, the axes outside it into single indices.
+fn boxes(ext: &[usize; 4]) -> Result<Vec<([usize; 4], [usize; 4])>> {
+    let total: usize = ext.iter().product();
+    if total <= LOOP_BUDGET {
+        return Ok(vec![([0; 4], [u32::MAX as usize; 4])]);
+    }
+    // Smallest d whose inner product (axes after d) fits the budget.
+    let inner = |d: usize| ext[d + 1..].iter().product::<usize>();
+    let d = (0..4)
+        .find(|&d| inner(d) <= LOOP_BUDGET)
+        .expect("the last axis has an empty inner product");
+    let slice = (LOOP_BUDGET / inner(d)).max(1);
+    let outer: usize = ext[..d].iter().product();
+    let count = outer * ext[d].div_ceil(slice);
+    if count > MAX_SPLIT {
+        return Err(Error::LimitExceeded {
+            what: format!("broadcast gradient summing {total} elements per output ({ext:?})"),
+            size: total as u64,
+            limit_name: "loop iterations per invocation × dispatches per kernel",
+            limit: (LOOP_BUDGET * MAX_SPLIT) as u64,
+        });
+    }
+    let mut boxes = Vec::with_capacity(count);
+    for o in 0..outer {
+        // Unravel o over the axes before d.
+        let mut idx = [0usize; 4];
+        let mut r = o;
+        for a in (0..d).rev() {
+            idx[a] = r % ext[a];
+            r /= ext[a];
+        }
+        for s in (0..ext[d]).step_by(slice) {
+            let mut lo = [0usize; 4];
+            let mut hi = [u32::MAX as usize; 4];
+            for a in 0..d {
+                lo[a] = idx[a];
+                hi[a] = idx[a] + 1;
+            }
+            lo[d] = s;
+            hi[d] = (s + slice).min(ext[d]);
+            boxes.push((lo, hi));
+        }
+    }
+    Ok(boxes)
+}
+
+/// Representative kernels: every op, forward and both VJPs.
+pub(crate) fn examples() -> Vec<Kernel> {
+    let bc = Bcast {
+        out: [1, 1, 2, 3],
+        a_shape: [1, 1, 2, 3],
+        b_shape: [1, 1, 1, 3],
+    };
+    let mut ks = Vec::new();
+    for op in BinaryOp::ALL {
+        ks.push(
+            Binary {
+                op,
+                a: 0,
+                b: 1,
+                out: 2,
+                bc,
+            }
+            .into(),
+        );
+        for which in 0..2 {
+            ks.push(
+                BinaryBackward {
+                    op,
+                    a: 0,
+                    b: 1,
+                    g: 2,
+                    out: 3,
+                    bc,
+                    which,
+                    acc: false,
+                }
+                .into(),
+            );
+        }
+    }
+    ks
+}

@@ -1,0 +1,375 @@
+//! A layer's bias-add and activation fused, forward and VJP (`shaders/fused.wgsl`), and the
+//! forward fused with the matmul before it (the matmul kernels' epilogue entry points).
+
+use super::matmul::{epilogue_entry, k_slice, matmul, MatMul};
+use super::{put, slices, u, wgsl_params, BufId, Cx, Kernel, KernelDef, Launch, Real, UnaryOp, LOOP_BUDGET};
+use crate::error::{Error, Result};
+
+wgsl_params! {
+    /// `Params` of `shaders/fused.wgsl`.
+    FusedParams for "fused" {
+        rows: u32,
+        cols: u32,
+        acc_dx: u32,
+        acc_db: u32,
+        /// backward: the rows r0 .. r1 this dispatch sums into the bias gradient
+        r0: u32,
+        r1: u32,
+        _p0: u32,
+        _p1: u32,
+    }
+}
+
+/// Fused forward of Z = XW + b, H = f(Z): writes both Z and H.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct BiasActForward {
+    pub op: UnaryOp,
+    pub xw: BufId,
+    pub bias: BufId,
+    pub z: BufId,
+    pub y: BufId,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Fused layer forward with the matmul: XW = A·B (A m×k, B k×n), Z = XW + b, H = f(Z); writes
+/// all three. Emitted only where the executor says the backend has it for the shape.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MatMulBiasAct {
+    pub op: UnaryOp,
+    pub a: BufId,
+    pub b: BufId,
+    pub bias: BufId,
+    pub xw: BufId,
+    pub z: BufId,
+    pub y: BufId,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// Fused VJP of H = f(Z), Z = XW + b: dz = g ⊙ f'(z, y); dx (+)= dz; db (+)= column sums of dz.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct BiasActBackward {
+    pub op: UnaryOp,
+    pub z: BufId,
+    pub y: BufId,
+    pub g: BufId,
+    pub dz: BufId,
+    pub dx: BufId,
+    pub db: BufId,
+    pub rows: usize,
+    pub cols: usize,
+    pub acc_dx: bool,
+    pub acc_db: bool,
+}
+
+impl KernelDef for BiasActForward {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let p = FusedParams {
+            rows: u(self.rows),
+            cols: u(self.cols),
+            ..Default::default()
+        };
+        let binds = vec![
+            (7, self.xw, true),
+            (8, self.bias, true),
+            (9, self.z, false),
+            (10, self.y, false),
+        ];
+        let groups = cx.elems(self.rows * self.cols)?;
+        Ok(vec![
+            Launch::new("bias_act_forward", &p, binds, groups).with("OP", self.op.code())
+        ])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let BiasActForward {
+            op,
+            xw,
+            bias,
+            z,
+            y,
+            rows,
+            cols,
+        } = *self;
+        let mut zv = std::mem::take(&mut b[z]);
+        let mut yv = std::mem::take(&mut b[y]);
+        bias_act(op, &b[xw], &b[bias], &mut zv, &mut yv, rows, cols);
+        b[z] = zv;
+        b[y] = yv;
+    }
+}
+
+impl KernelDef for MatMulBiasAct {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let MatMulBiasAct {
+            op,
+            a,
+            b,
+            bias,
+            xw,
+            z,
+            y,
+            m,
+            k,
+            n,
+        } = *self;
+        // The same kernel choice as the forward MatMul, with the epilogue entry point.
+        let mm = MatMul {
+            a,
+            b,
+            out: xw,
+            m,
+            k,
+            n,
+            ta: false,
+            tb: false,
+            acc: false,
+        };
+        let mut l = mm.launch(cx)?;
+        if k > k_slice(l.entry) {
+            return Err(Error::arg(
+                "matmul_bias_act",
+                format!("inner dimension {k} needs a split matmul (m={m}, n={n}); the graph runs it unfused"),
+            ));
+        }
+        l.entry = epilogue_entry(l.entry).ok_or_else(|| {
+            Error::arg(
+                "matmul_bias_act",
+                format!("kernel {} has no layer epilogue (m={m}, k={k}, n={n})", l.entry),
+            )
+        })?;
+        l.consts.push(("ACT", op.code() as f64));
+        l.binds.extend([(6, bias, true), (7, z, false), (8, y, false)]);
+        Ok(vec![l])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let MatMulBiasAct {
+            op,
+            a,
+            b: bb,
+            bias,
+            xw,
+            z,
+            y,
+            m,
+            k,
+            n,
+        } = *self;
+        let mut xv = std::mem::take(&mut b[xw]);
+        let mut zv = std::mem::take(&mut b[z]);
+        let mut yv = std::mem::take(&mut b[y]);
+        matmul(&b[a], &b[bb], &mut xv, m, k, n, false, false, false);
+        bias_act(op, &xv, &b[bias], &mut zv, &mut yv, m, n);
+        b[xw] = xv;
+        b[z] = zv;
+        b[y] = yv;
+    }
+}
+
+impl KernelDef for BiasActBackward {
+    /// Split over rows so that no invocation sums more than `4 · LOOP_BUDGET` of them.
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let BiasActBackward {
+            op,
+            z,
+            y,
+            g,
+            dz,
+            dx,
+            db,
+            rows,
+            cols,
+            acc_dx,
+            acc_db,
+        } = *self;
+        let binds = vec![
+            (1, z, true),
+            (2, y, true),
+            (3, g, true),
+            (4, dz, false),
+            (5, dx, false),
+            (6, db, false),
+        ];
+        let p = FusedParams {
+            rows: u(rows),
+            cols: u(cols),
+            acc_dx: acc_dx as u32,
+            ..Default::default()
+        };
+        let l = Launch::new("bias_act_backward", &p, binds, cx.grid(cols.div_ceil(64))?).with("OP", op.code());
+        let parts = slices(rows, 4 * LOOP_BUDGET, &|| {
+            format!("bias_act_backward over {rows}×{cols}")
+        })?;
+        Ok(l.split(parts.into_iter().enumerate().map(|(i, (r0, r1))| FusedParams {
+            acc_db: (acc_db || i > 0) as u32,
+            r0: u(r0),
+            r1: u(r1),
+            ..p
+        })))
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let BiasActBackward {
+            op,
+            z,
+            y,
+            g,
+            dz,
+            dx,
+            db,
+            rows,
+            cols,
+            acc_dx,
+            acc_db,
+        } = *self;
+        let mut dzv = std::mem::take(&mut b[dz]);
+        let mut dxv = std::mem::take(&mut b[dx]);
+        let mut dbv = std::mem::take(&mut b[db]);
+        // Column sums in f64 (see `reduce`).
+        let mut sums = vec![0.0f64; cols];
+        let (zb, yb, gb) = (&b[z], &b[y], &b[g]);
+        let (dzs, dxs, sm) = (&mut dzv[..], &mut dxv[..], &mut sums[..]);
+        let shape = (rows, cols, acc_dx);
+        // The op as a constant in each arm: `derivative` folds to that one formula.
+        let d = |op: UnaryOp| move |x, y| op.derivative(x, y);
+        match op {
+            UnaryOp::Sigmoid => bias_act_vjp(d(UnaryOp::Sigmoid), zb, yb, gb, dzs, dxs, sm, shape),
+            UnaryOp::Tanh => bias_act_vjp(d(UnaryOp::Tanh), zb, yb, gb, dzs, dxs, sm, shape),
+            _ => bias_act_vjp(d(op), zb, yb, gb, dzs, dxs, sm, shape),
+        }
+        for (v, s) in dbv.iter_mut().zip(sums) {
+            put(v, T::from_f64(s), acc_db);
+        }
+        b[dz] = dzv;
+        b[dx] = dxv;
+        b[db] = dbv;
+    }
+}
+
+/// Fused layer forward over `rows` rows: z = xw + bias (per column), y = op(z), in one pass
+/// (the activation chosen outside the loop, so the loop vectorises).
+#[inline(always)]
+fn bias_act<T: Real>(op: UnaryOp, xw: &[T], bias: &[T], z: &mut [T], y: &mut [T], rows: usize, cols: usize) {
+    match op {
+        // The op as a constant in each arm: `value` folds to that one formula.
+        UnaryOp::Sigmoid => bias_act_rows(|v| UnaryOp::Sigmoid.value(v), xw, bias, z, y, rows, cols),
+        UnaryOp::Tanh => bias_act_rows(|v| UnaryOp::Tanh.value(v), xw, bias, z, y, rows, cols),
+        _ => bias_act_rows(|v| op.value(v), xw, bias, z, y, rows, cols),
+    }
+}
+
+#[inline(always)]
+fn bias_act_rows<T: Real>(
+    f: impl Fn(T) -> T,
+    xw: &[T],
+    bias: &[T],
+    z: &mut [T],
+    y: &mut [T],
+    rows: usize,
+    cols: usize,
+) {
+    let bias = &bias[..cols];
+    for r in 0..rows {
+        let s = r * cols..(r + 1) * cols;
+        let (xw, z, y) = (&xw[s.clone()], &mut z[s.clone()], &mut y[s]);
+        for c in 0..cols {
+            let v = xw[c] + bias[c];
+            z[c] = v;
+            y[c] = f(v);
+        }
+    }
+}
+
+/// Fused layer VJP over `rows` rows: d = g · f'(z) (from z and the saved y) is written to `dz`,
+/// written or added to `dx`, and summed per column into `sums`. Row slices and the derivative
+/// chosen outside the loop keep the inner loop a straight, vectorisable pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bias_act_vjp<T: Real>(
+    deriv: impl Fn(T, T) -> T,
+    z: &[T],
+    y: &[T],
+    g: &[T],
+    dz: &mut [T],
+    dx: &mut [T],
+    sums: &mut [f64],
+    (rows, cols, acc_dx): (usize, usize, bool),
+) {
+    let sums = &mut sums[..cols];
+    for r in 0..rows {
+        let s = r * cols..(r + 1) * cols;
+        let (z, y, g) = (&z[s.clone()], &y[s.clone()], &g[s.clone()]);
+        let (dz, dx) = (&mut dz[s.clone()], &mut dx[s]);
+        for c in 0..cols {
+            let d = g[c] * deriv(z[c], y[c]);
+            dz[c] = d;
+            dx[c] = if acc_dx { dx[c] + d } else { d };
+            sums[c] += d.to_f64();
+        }
+    }
+}
+
+/// Representative kernels: every fusable activation; the layer epilogue at every example matmul
+/// shape for the MLP activations (the shape picks the kernel and its constants) and at two
+/// shapes for the others (the op only picks a case of `unary_f`).
+pub(crate) fn examples() -> Vec<Kernel> {
+    let mut ks = Vec::new();
+    for op in UnaryOp::all(2.0).into_iter().filter(|op| op.fusable()) {
+        ks.push(
+            BiasActForward {
+                op,
+                xw: 0,
+                bias: 1,
+                z: 2,
+                y: 3,
+                rows: 2,
+                cols: 3,
+            }
+            .into(),
+        );
+        ks.push(
+            BiasActBackward {
+                op,
+                z: 0,
+                y: 1,
+                g: 2,
+                dz: 3,
+                dx: 4,
+                db: 5,
+                rows: 2,
+                cols: 3,
+                acc_dx: false,
+                acc_db: false,
+            }
+            .into(),
+        );
+        let shapes = match op {
+            UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Tanh => super::matmul::example_shapes(),
+            _ => vec![(64, 64, 128), (4096, 4, 1024)],
+        };
+        for (m, k, n) in shapes {
+            ks.push(
+                MatMulBiasAct {
+                    op,
+                    a: 0,
+                    b: 1,
+                    bias: 2,
+                    xw: 3,
+                    z: 4,
+                    y: 5,
+                    m,
+                    k,
+                    n,
+                }
+                .into(),
+            );
+        }
+    }
+    ks
+}

@@ -1,0 +1,324 @@
+//! Sum, mean and max along one axis, and their VJPs (`shaders/reduce.wgsl`).
+
+use super::{put, slices, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
+use crate::error::Result;
+
+/// Reductions along one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Σ
+    Sum,
+    /// Σ / n
+    Mean,
+    /// max; the VJP routes the gradient to the first maximal element.
+    Max,
+}
+
+impl ReduceOp {
+    /// Every reduction.
+    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max];
+
+    /// Short lowercase name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+        }
+    }
+}
+
+wgsl_params! {
+    /// `Params` of `shaders/reduce.wgsl`.
+    ReduceParams for "reduce" {
+        outer: u32,
+        axis: u32,
+        inner: u32,
+        acc: u32,
+        /// the slice a0 .. a1 of the axis this dispatch folds
+        a0: u32,
+        a1: u32,
+        /// max: merge with the result of the previous slices
+        merge: u32,
+        /// always 0 (see `opaque` in the shader)
+        zero: u32,
+    }
+}
+
+/// Reductions over at most this many elements run one thread per output (no barriers).
+const SERIAL_AXIS: usize = 1024;
+
+/// x viewed as [outer, axis, inner]; out[o, i] (+)= reduce_a x[o, a, i]; Max also writes the
+/// argmax index into `arg`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Reduce {
+    pub op: ReduceOp,
+    pub x: BufId,
+    pub out: BufId,
+    pub arg: BufId,
+    pub outer: usize,
+    pub axis: usize,
+    pub inner: usize,
+    pub acc: bool,
+}
+
+/// d_x[o, a, i] (+)= g[o, i] · (1 | 1/n | [a == arg[o, i]])
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ReduceBackward {
+    pub op: ReduceOp,
+    pub g: BufId,
+    pub arg: BufId,
+    pub out: BufId,
+    pub outer: usize,
+    pub axis: usize,
+    pub inner: usize,
+    pub acc: bool,
+}
+
+impl KernelDef for Reduce {
+    /// Short axes: a thread per output walks the axis (no barriers). Long axes: a workgroup per
+    /// output and a tree, split into slices of at most `256 · LOOP_BUDGET` elements, each adding
+    /// into (max: merging with) the previous ones.
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let Reduce {
+            op,
+            x,
+            out,
+            arg,
+            outer,
+            axis,
+            inner,
+            acc,
+        } = *self;
+        let p = ReduceParams {
+            outer: u(outer),
+            axis: u(axis),
+            inner: u(inner),
+            acc: acc as u32,
+            a0: 0,
+            a1: u(axis),
+            ..Default::default()
+        };
+        let serial = axis <= SERIAL_AXIS;
+        let groups = if serial {
+            cx.elems(outer * inner)?
+        } else {
+            cx.grid(outer * inner)?
+        };
+        let max = op == ReduceOp::Max;
+        let entry = match (max, serial) {
+            (true, true) => "reduce_max_serial",
+            (true, false) => "reduce_max_forward",
+            (false, true) => "reduce_serial",
+            (false, false) => "reduce_forward",
+        };
+        let l = if max {
+            Launch::new(entry, &p, vec![(1, x, true), (2, arg, false), (3, out, false)], groups)
+        } else {
+            Launch::new(entry, &p, vec![(1, x, true), (3, out, false)], groups)
+                .with("MEAN", (op == ReduceOp::Mean) as u32)
+        };
+        if serial {
+            return Ok(vec![l]);
+        }
+        let parts = slices(axis, 256 * LOOP_BUDGET, &|| {
+            format!("{} over an axis of {axis}", op.name())
+        })?;
+        Ok(l.split(parts.into_iter().enumerate().map(|(i, (a0, a1))| ReduceParams {
+            a0: u(a0),
+            a1: u(a1),
+            acc: (acc || (i > 0 && !max)) as u32,
+            merge: (i > 0 && max) as u32,
+            ..p
+        })))
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let Reduce {
+            op,
+            x,
+            arg,
+            outer,
+            axis,
+            inner,
+            acc,
+            ..
+        } = *self;
+        with_out(b, self.out, |o, b| {
+            // Only max records indices; sum and mean leave `arg` untouched.
+            let mut idx = if op == ReduceOp::Max {
+                std::mem::take(&mut b[arg])
+            } else {
+                Vec::new()
+            };
+            reduce(op, &b[x], o, &mut idx, outer, axis, inner, acc);
+            if op == ReduceOp::Max {
+                b[arg] = idx;
+            }
+        })
+    }
+}
+
+impl KernelDef for ReduceBackward {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let ReduceBackward {
+            op,
+            g,
+            arg,
+            out,
+            outer,
+            axis,
+            inner,
+            acc,
+        } = *self;
+        let p = ReduceParams {
+            outer: u(outer),
+            axis: u(axis),
+            inner: u(inner),
+            acc: acc as u32,
+            ..Default::default()
+        };
+        let groups = cx.elems(outer * axis * inner)?;
+        Ok(vec![if op == ReduceOp::Max {
+            Launch::new(
+                "reduce_max_backward",
+                &p,
+                vec![(1, g, true), (3, out, false), (4, arg, true)],
+                groups,
+            )
+        } else {
+            Launch::new("reduce_backward", &p, vec![(1, g, true), (3, out, false)], groups)
+                .with("MEAN", (op == ReduceOp::Mean) as u32)
+        }])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let ReduceBackward {
+            op,
+            g,
+            arg,
+            outer,
+            axis,
+            inner,
+            acc,
+            ..
+        } = *self;
+        with_out(b, self.out, |o, b| {
+            reduce_backward(op, &b[g], &b[arg], o, outer, axis, inner, acc)
+        })
+    }
+}
+
+/// Reduce x viewed as [outer, axis, inner] along the middle axis.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn reduce<T: Real>(
+    op: ReduceOp,
+    x: &[T],
+    out: &mut [T],
+    arg: &mut [T],
+    outer: usize,
+    axis: usize,
+    inner: usize,
+    acc: bool,
+) {
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |a: usize| x[(o * axis + a) * inner + i];
+            let v = match op {
+                ReduceOp::Sum | ReduceOp::Mean => {
+                    // Accumulated in f64: exact for any f32 sum of fewer than 2^29 terms of
+                    // similar magnitude, so this backend can be the reference for long axes.
+                    let s: f64 = (0..axis).map(|a| at(a).to_f64()).sum();
+                    T::from_f64(if op == ReduceOp::Mean { s / axis as f64 } else { s })
+                }
+                ReduceOp::Max => {
+                    let (mut best, mut besti) = (at(0), 0);
+                    for a in 1..axis {
+                        // NaN propagates: a NaN anywhere makes the max NaN, as IEEE max-with-NaN does in NumPy.
+                        if at(a) > best || (at(a).is_nan() && !best.is_nan()) {
+                            best = at(a);
+                            besti = a;
+                        }
+                    }
+                    arg[o * inner + i] = T::from_f64(besti as f64);
+                    best
+                }
+            };
+            put(&mut out[o * inner + i], v, acc);
+        }
+    }
+}
+
+/// Gradient of a reduction: spread g over the reduced axis.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn reduce_backward<T: Real>(
+    op: ReduceOp,
+    g: &[T],
+    arg: &[T],
+    out: &mut [T],
+    outer: usize,
+    axis: usize,
+    inner: usize,
+    acc: bool,
+) {
+    let inv = T::one() / T::from_f64(axis as f64);
+    for o in 0..outer {
+        for a in 0..axis {
+            for i in 0..inner {
+                let gi = g[o * inner + i];
+                let v = match op {
+                    ReduceOp::Sum => gi,
+                    ReduceOp::Mean => gi * inv,
+                    ReduceOp::Max => {
+                        if arg[o * inner + i].to_f64() as usize == a {
+                            gi
+                        } else {
+                            T::zero()
+                        }
+                    }
+                };
+                put(&mut out[(o * axis + a) * inner + i], v, acc);
+            }
+        }
+    }
+}
+
+/// Representative kernels: short and long axes lower to different entry points.
+pub(crate) fn examples() -> Vec<Kernel> {
+    let mut ks = Vec::new();
+    for op in ReduceOp::ALL {
+        for axis in [3, 5000] {
+            ks.push(
+                Reduce {
+                    op,
+                    x: 0,
+                    out: 1,
+                    arg: 2,
+                    outer: 2,
+                    axis,
+                    inner: 1,
+                    acc: false,
+                }
+                .into(),
+            );
+        }
+        ks.push(
+            ReduceBackward {
+                op,
+                g: 0,
+                arg: 1,
+                out: 2,
+                outer: 2,
+                axis: 3,
+                inner: 1,
+                acc: false,
+            }
+            .into(),
+        );
+    }
+    ks
+}

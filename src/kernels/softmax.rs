@@ -1,0 +1,293 @@
+//! Row-wise softmax, softmax cross-entropy, and their VJPs (`shaders/softmax.wgsl`).
+
+use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
+use crate::error::{Error, Result};
+
+wgsl_params! {
+    /// `Params` of `shaders/softmax.wgsl`.
+    SoftmaxParams for "softmax" {
+        rows: u32,
+        cols: u32,
+        acc: u32,
+        _pad: u32,
+    }
+}
+
+/// Rows of at most this many columns run one thread per row, longer ones a workgroup per row.
+const SERIAL_ROW: usize = 64;
+
+/// Softmax rows longer than this are refused: the workgroup-per-row kernels make three passes
+/// over a row with 256 threads, `3·cols/256` loop iterations per invocation.
+const SOFTMAX_MAX_COLS: usize = 256 * LOOP_BUDGET / 3;
+
+/// Row-wise softmax of a rows×cols matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Softmax {
+    pub x: BufId,
+    pub out: BufId,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// d_x (+)= y ⊙ (g − Σ_row g⊙y)
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SoftmaxBackward {
+    pub y: BufId,
+    pub g: BufId,
+    pub out: BufId,
+    pub rows: usize,
+    pub cols: usize,
+    pub acc: bool,
+}
+
+/// Per row: probs = softmax(logits), loss_rows[r] = logsumexp − logits[r, label[r]].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SoftmaxXent {
+    pub logits: BufId,
+    pub labels: BufId,
+    pub probs: BufId,
+    pub loss_rows: BufId,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// d_logits (+)= g[0] · (probs − onehot(labels)) / rows
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SoftmaxXentBackward {
+    pub probs: BufId,
+    pub labels: BufId,
+    pub g: BufId,
+    pub out: BufId,
+    pub rows: usize,
+    pub cols: usize,
+    pub acc: bool,
+}
+
+/// A row-wise launch: `short` (a thread per row) for short rows, else `long` (a workgroup per
+/// row); rows past [`SOFTMAX_MAX_COLS`] are refused.
+fn rows_launch(
+    cx: &Cx,
+    (short, long): (&'static str, &'static str),
+    (rows, cols, acc): (usize, usize, bool),
+    binds: Vec<(u32, BufId, bool)>,
+) -> Result<Vec<Launch>> {
+    if cols > SOFTMAX_MAX_COLS {
+        return Err(Error::LimitExceeded {
+            what: format!("softmax over rows of {cols} columns"),
+            size: cols as u64,
+            limit_name: "columns per softmax row (loop iterations per invocation)",
+            limit: SOFTMAX_MAX_COLS as u64,
+        });
+    }
+    let p = SoftmaxParams {
+        rows: u(rows),
+        cols: u(cols),
+        acc: acc as u32,
+        ..Default::default()
+    };
+    Ok(vec![if cols <= SERIAL_ROW {
+        Launch::new(short, &p, binds, cx.elems(rows)?)
+    } else {
+        Launch::new(long, &p, binds, cx.grid(rows)?)
+    }])
+}
+
+impl KernelDef for Softmax {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let entries = ("softmax_forward_rows", "softmax_forward");
+        rows_launch(
+            cx,
+            entries,
+            (self.rows, self.cols, false),
+            vec![(1, self.x, true), (4, self.out, false)],
+        )
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        with_out(b, self.out, |o, b| softmax(&b[self.x], o, self.rows, self.cols))
+    }
+}
+
+impl KernelDef for SoftmaxBackward {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let entries = ("softmax_backward_rows", "softmax_backward");
+        let binds = vec![(1, self.y, true), (3, self.g, true), (4, self.out, false)];
+        rows_launch(cx, entries, (self.rows, self.cols, self.acc), binds)
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let SoftmaxBackward {
+            y, g, rows, cols, acc, ..
+        } = *self;
+        with_out(b, self.out, |o, b| {
+            for r in 0..rows {
+                let s = (0..cols).fold(T::zero(), |s, c| s + b[g][r * cols + c] * b[y][r * cols + c]);
+                for c in 0..cols {
+                    let i = r * cols + c;
+                    put(&mut o[i], b[y][i] * (b[g][i] - s), acc);
+                }
+            }
+        })
+    }
+}
+
+impl KernelDef for SoftmaxXent {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let entries = ("softmax_xent_forward_rows", "softmax_xent_forward");
+        let binds = vec![
+            (1, self.logits, true),
+            (2, self.labels, true),
+            (4, self.probs, false),
+            (5, self.loss_rows, false),
+        ];
+        rows_launch(cx, entries, (self.rows, self.cols, false), binds)
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let SoftmaxXent {
+            logits,
+            labels,
+            probs,
+            loss_rows,
+            rows,
+            cols,
+        } = *self;
+        let mut pv = std::mem::take(&mut b[probs]);
+        let mut lv = std::mem::take(&mut b[loss_rows]);
+        softmax(&b[logits], &mut pv, rows, cols);
+        for r in 0..rows {
+            let row = &b[logits][r * cols..(r + 1) * cols];
+            let m = row_max(row);
+            let s = row.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
+            let label = (b[labels][r].to_f64() as usize).min(cols - 1);
+            lv[r] = m + s.ln() - row[label];
+        }
+        b[probs] = pv;
+        b[loss_rows] = lv;
+    }
+}
+
+impl KernelDef for SoftmaxXentBackward {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let SoftmaxXentBackward {
+            probs,
+            labels,
+            g,
+            out,
+            rows,
+            cols,
+            acc,
+        } = *self;
+        let p = SoftmaxParams {
+            rows: u(rows),
+            cols: u(cols),
+            acc: acc as u32,
+            ..Default::default()
+        };
+        let binds = vec![(1, probs, true), (2, labels, true), (3, g, true), (4, out, false)];
+        Ok(vec![Launch::new(
+            "softmax_xent_backward",
+            &p,
+            binds,
+            cx.elems(rows * cols)?,
+        )])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let SoftmaxXentBackward {
+            probs,
+            labels,
+            g,
+            rows,
+            cols,
+            acc,
+            ..
+        } = *self;
+        with_out(b, self.out, |o, b| {
+            let scale = b[g][0] / T::from_f64(rows as f64);
+            for (r, &lab) in b[labels].iter().enumerate().take(rows) {
+                // Clamped as in the forward pass (the graph refuses labels past the classes;
+                // forward and backward still agree on one meaning if one gets through).
+                let label = (lab.to_f64() as usize).min(cols - 1);
+                for c in 0..cols {
+                    let i = r * cols + c;
+                    let onehot = if c == label { T::one() } else { T::zero() };
+                    put(&mut o[i], scale * (b[probs][i] - onehot), acc);
+                }
+            }
+        })
+    }
+}
+
+fn row_max<T: Real>(row: &[T]) -> T {
+    row.iter().copied().fold(row[0], |m, v| if v > m { v } else { m })
+}
+
+/// Row-wise softmax, computed as exp(x − max) / Σ exp(x − max).
+#[inline]
+fn softmax<T: Real>(x: &[T], out: &mut [T], rows: usize, cols: usize) {
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let m = row_max(row);
+        let mut s = T::zero();
+        for (o, &v) in out[r * cols..(r + 1) * cols].iter_mut().zip(row) {
+            *o = (v - m).exp();
+            s += *o;
+        }
+        for o in &mut out[r * cols..(r + 1) * cols] {
+            *o = *o / s;
+        }
+    }
+}
+
+/// Representative kernels: short and long rows lower to different entry points.
+pub(crate) fn examples() -> Vec<Kernel> {
+    let mut ks: Vec<Kernel> = vec![SoftmaxXentBackward {
+        probs: 0,
+        labels: 1,
+        g: 2,
+        out: 3,
+        rows: 2,
+        cols: 3,
+        acc: false,
+    }
+    .into()];
+    for cols in [3, 1000] {
+        ks.push(
+            Softmax {
+                x: 0,
+                out: 1,
+                rows: 2,
+                cols,
+            }
+            .into(),
+        );
+        ks.push(
+            SoftmaxBackward {
+                y: 0,
+                g: 1,
+                out: 2,
+                rows: 2,
+                cols,
+                acc: false,
+            }
+            .into(),
+        );
+        ks.push(
+            SoftmaxXent {
+                logits: 0,
+                labels: 1,
+                probs: 2,
+                loss_rows: 3,
+                rows: 2,
+                cols,
+            }
+            .into(),
+        );
+    }
+    ks
+}
