@@ -2,7 +2,7 @@
 //! forward fused with the matmul before it (the matmul kernels' epilogue entry points).
 
 use super::matmul::{epilogue_entry, k_slice, matmul, MatMul};
-use super::{put, slices, u, wgsl_params, BufId, Cx, Kernel, KernelDef, Launch, Real, UnaryOp, LOOP_BUDGET};
+use super::{put, slices, u, wgsl_params, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real, UnaryOp, LOOP_BUDGET};
 use crate::error::{Error, Result};
 
 wgsl_params! {
@@ -85,20 +85,10 @@ impl KernelDef for BiasActForward {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let BiasActForward {
-            op,
-            xw,
-            bias,
-            z,
-            y,
-            rows,
-            cols,
-        } = *self;
-        let mut zv = std::mem::take(&mut b[z]);
-        let mut yv = std::mem::take(&mut b[y]);
-        bias_act(op, &b[xw], &b[bias], &mut zv, &mut yv, rows, cols);
-        b[z] = zv;
-        b[y] = yv;
+        let k = self;
+        with_outs(b, [k.z, k.y], |[z, y], b| {
+            bias_act(k.op, &b[k.xw], &b[k.bias], z, y, k.rows, k.cols)
+        });
     }
 }
 
@@ -148,26 +138,11 @@ impl KernelDef for MatMulBiasAct {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let MatMulBiasAct {
-            op,
-            a,
-            b: bb,
-            bias,
-            xw,
-            z,
-            y,
-            m,
-            k,
-            n,
-        } = *self;
-        let mut xv = std::mem::take(&mut b[xw]);
-        let mut zv = std::mem::take(&mut b[z]);
-        let mut yv = std::mem::take(&mut b[y]);
-        matmul(&b[a], &b[bb], &mut xv, m, k, n, false, false, false);
-        bias_act(op, &xv, &b[bias], &mut zv, &mut yv, m, n);
-        b[xw] = xv;
-        b[z] = zv;
-        b[y] = yv;
+        let f = self;
+        with_outs(b, [f.xw, f.z, f.y], |[xw, z, y], b| {
+            matmul(&b[f.a], &b[f.b], xw, f.m, f.k, f.n, false, false, false);
+            bias_act(f.op, xw, &b[f.bias], z, y, f.m, f.n);
+        });
     }
 }
 
@@ -175,18 +150,9 @@ impl KernelDef for BiasActBackward {
     /// Split over rows so that no invocation sums more than `4 · LOOP_BUDGET` of them.
     fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
         let BiasActBackward {
-            op,
-            z,
-            y,
-            g,
-            dz,
-            dx,
-            db,
-            rows,
-            cols,
-            acc_dx,
-            acc_db,
+            op, rows, cols, acc_db, ..
         } = *self;
+        let (z, y, g, dz, dx, db) = (self.z, self.y, self.g, self.dz, self.dx, self.db);
         let binds = vec![
             (1, z, true),
             (2, y, true),
@@ -198,7 +164,7 @@ impl KernelDef for BiasActBackward {
         let p = FusedParams {
             rows: u(rows),
             cols: u(cols),
-            acc_dx: acc_dx as u32,
+            acc_dx: self.acc_dx as u32,
             ..Default::default()
         };
         let l = Launch::new("bias_act_backward", &p, binds, cx.grid(cols.div_ceil(64))?).with("OP", op.code());
@@ -215,40 +181,24 @@ impl KernelDef for BiasActBackward {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let BiasActBackward {
-            op,
-            z,
-            y,
-            g,
-            dz,
-            dx,
-            db,
-            rows,
-            cols,
-            acc_dx,
-            acc_db,
-        } = *self;
-        let mut dzv = std::mem::take(&mut b[dz]);
-        let mut dxv = std::mem::take(&mut b[dx]);
-        let mut dbv = std::mem::take(&mut b[db]);
-        // Column sums in f64 (see `reduce`).
-        let mut sums = vec![0.0f64; cols];
-        let (zb, yb, gb) = (&b[z], &b[y], &b[g]);
-        let (dzs, dxs, sm) = (&mut dzv[..], &mut dxv[..], &mut sums[..]);
-        let shape = (rows, cols, acc_dx);
-        // The op as a constant in each arm: `derivative` folds to that one formula.
-        let d = |op: UnaryOp| move |x, y| op.derivative(x, y);
-        match op {
-            UnaryOp::Sigmoid => bias_act_vjp(d(UnaryOp::Sigmoid), zb, yb, gb, dzs, dxs, sm, shape),
-            UnaryOp::Tanh => bias_act_vjp(d(UnaryOp::Tanh), zb, yb, gb, dzs, dxs, sm, shape),
-            _ => bias_act_vjp(d(op), zb, yb, gb, dzs, dxs, sm, shape),
-        }
-        for (v, s) in dbv.iter_mut().zip(sums) {
-            put(v, T::from_f64(s), acc_db);
-        }
-        b[dz] = dzv;
-        b[dx] = dxv;
-        b[db] = dbv;
+        let k = self;
+        with_outs(b, [k.dz, k.dx, k.db], |[dz, dx, db], b| {
+            // Column sums in f64 (see `reduce`).
+            let mut sums = vec![0.0f64; k.cols];
+            let (zb, yb, gb) = (&b[k.z][..], &b[k.y][..], &b[k.g][..]);
+            let (dz, dx, sm) = (&mut dz[..], &mut dx[..], &mut sums[..]);
+            let shape = (k.rows, k.cols, k.acc_dx);
+            // The op as a constant in each arm: `derivative` folds to that one formula.
+            let d = |op: UnaryOp| move |x, y| op.derivative(x, y);
+            match k.op {
+                UnaryOp::Sigmoid => bias_act_vjp(d(UnaryOp::Sigmoid), zb, yb, gb, dz, dx, sm, shape),
+                UnaryOp::Tanh => bias_act_vjp(d(UnaryOp::Tanh), zb, yb, gb, dz, dx, sm, shape),
+                op => bias_act_vjp(d(op), zb, yb, gb, dz, dx, sm, shape),
+            }
+            for (v, s) in db.iter_mut().zip(sums) {
+                put(v, T::from_f64(s), k.acc_db);
+            }
+        });
     }
 }
 

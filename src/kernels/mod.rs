@@ -442,6 +442,20 @@ pub(crate) fn with_out<T, R>(b: &mut [Vec<T>], out: BufId, f: impl FnOnce(&mut V
     r
 }
 
+/// Runs `f` with the buffers `outs` taken out of `b` (a kernel writing several buffers).
+#[inline(always)]
+pub(crate) fn with_outs<T, const N: usize>(
+    b: &mut [Vec<T>],
+    outs: [BufId; N],
+    f: impl FnOnce(&mut [Vec<T>; N], &[Vec<T>]),
+) {
+    let mut o = outs.map(|id| std::mem::take(&mut b[id]));
+    f(&mut o, b);
+    for (id, v) in outs.into_iter().zip(o) {
+        b[id] = v;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::grid;

@@ -82,14 +82,13 @@ impl KernelDef for Reduce {
     fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
         let Reduce {
             op,
-            x,
-            out,
-            arg,
             outer,
             axis,
             inner,
             acc,
+            ..
         } = *self;
+        let (x, arg, out) = (self.x, self.arg, self.out);
         let p = ReduceParams {
             outer: u(outer),
             axis: u(axis),
@@ -162,24 +161,16 @@ impl KernelDef for Reduce {
 
 impl KernelDef for ReduceBackward {
     fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
-        let ReduceBackward {
-            op,
-            g,
-            arg,
-            out,
-            outer,
-            axis,
-            inner,
-            acc,
-        } = *self;
+        let (g, arg, out) = (self.g, self.arg, self.out);
         let p = ReduceParams {
-            outer: u(outer),
-            axis: u(axis),
-            inner: u(inner),
-            acc: acc as u32,
+            outer: u(self.outer),
+            axis: u(self.axis),
+            inner: u(self.inner),
+            acc: self.acc as u32,
             ..Default::default()
         };
-        let groups = cx.elems(outer * axis * inner)?;
+        let op = self.op;
+        let groups = cx.elems(self.outer * self.axis * self.inner)?;
         Ok(vec![if op == ReduceOp::Max {
             Launch::new(
                 "reduce_max_backward",

@@ -1,6 +1,6 @@
 //! Row-wise softmax, softmax cross-entropy, and their VJPs (`shaders/softmax.wgsl`).
 
-use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
+use super::{put, u, wgsl_params, with_out, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
 use crate::error::{Error, Result};
 
 wgsl_params! {
@@ -147,26 +147,18 @@ impl KernelDef for SoftmaxXent {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let SoftmaxXent {
-            logits,
-            labels,
-            probs,
-            loss_rows,
-            rows,
-            cols,
-        } = *self;
-        let mut pv = std::mem::take(&mut b[probs]);
-        let mut lv = std::mem::take(&mut b[loss_rows]);
-        softmax(&b[logits], &mut pv, rows, cols);
-        for r in 0..rows {
-            let row = &b[logits][r * cols..(r + 1) * cols];
-            let m = row_max(row);
-            let s = row.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
-            let label = (b[labels][r].to_f64() as usize).min(cols - 1);
-            lv[r] = m + s.ln() - row[label];
-        }
-        b[probs] = pv;
-        b[loss_rows] = lv;
+        let (rows, cols) = (self.rows, self.cols);
+        with_outs(b, [self.probs, self.loss_rows], |[probs, loss], b| {
+            let (logits, labels) = (&b[self.logits], &b[self.labels]);
+            softmax(logits, probs, rows, cols);
+            for r in 0..rows {
+                let row = &logits[r * cols..(r + 1) * cols];
+                let m = row_max(row);
+                let s = row.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
+                let label = (labels[r].to_f64() as usize).min(cols - 1);
+                loss[r] = m + s.ln() - row[label];
+            }
+        });
     }
 }
 
