@@ -10,17 +10,18 @@ mod build;
 mod dot;
 mod limits;
 mod run;
+mod train_state;
 
 pub(crate) use limits::check_host_available;
+use train_state::OptimState;
 
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::GpuExecutor;
-use crate::backend::{BufId, Counters, Executor, Kernel, OptimRule, ProgramId, UnaryOp};
+use crate::backend::{BufId, Counters, Executor, ProgramId, UnaryOp};
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::io::Layout;
 use crate::ops::{numel, Op};
-use crate::optim::Optimizer;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,17 +77,6 @@ impl Node {
             _ => NodeKind::Result,
         }
     }
-}
-
-struct OptimState {
-    opt: Optimizer,
-    t: u64,
-    hyper: BufId,
-    program: ProgramId,
-    /// Every buffer the optimizer owns (hyper-parameters and per-parameter state).
-    buffers: Vec<BufId>,
-    /// Parameters it updates (those that existed when it was set).
-    params: usize,
 }
 
 /// A computational graph on one [`Device`].
@@ -325,149 +315,6 @@ impl Graph {
             idx: self.nodes.len() - 1,
             graph: self.id,
         })
-    }
-
-    /// Chooses the optimizer used by [`Graph::step`] and [`Graph::train_step`]; allocates its
-    /// state (zeroed) for every parameter that exists now.
-    pub fn set_optimizer(&mut self, opt: impl Into<Optimizer>) -> Result<()> {
-        let opt = opt.into();
-        opt.validate()?;
-        let rule = match opt {
-            Optimizer::Sgd(_) => OptimRule::Sgd,
-            Optimizer::Adam(_) => OptimRule::Adam,
-        };
-        // Check the state's sizes first, then build it; on failure free what was made and keep
-        // the old optimizer.
-        let (slots, eb) = (if rule == OptimRule::Adam { 2u64 } else { 1 }, self.elem_bytes());
-        let mut total = 0u64;
-        for n in self.nodes.iter().filter(|n| n.op == Op::Parameter) {
-            let bytes = slots * numel(&n.shape) as u64 * eb;
-            self.check_buffer(&format!("optimizer state of {}", n.name), bytes)?;
-            total = total.saturating_add(bytes);
-        }
-        if !self.device.is_gpu() {
-            self.check_host("optimizer state", total)?;
-        }
-        let mut buffers = Vec::new();
-        let built = self.build_optimizer(rule, &mut buffers);
-        let (hyper, program) = match built {
-            Ok(v) => v,
-            Err(e) => {
-                for b in buffers {
-                    self.exec.free(b);
-                }
-                return Err(e);
-            }
-        };
-        if let Some(old) = self.optim.take() {
-            self.exec.discard(old.program);
-            for b in old.buffers {
-                self.exec.free(b);
-            }
-        }
-        let params = self.parameters().len();
-        self.optim = Some(OptimState {
-            opt,
-            t: 0,
-            hyper,
-            program,
-            buffers,
-            params,
-        });
-        Ok(())
-    }
-
-    fn build_optimizer(&mut self, rule: OptimRule, buffers: &mut Vec<BufId>) -> Result<(BufId, ProgramId)> {
-        let hyper = self.exec.alloc(8, "optimizer hyper-parameters")?;
-        buffers.push(hyper);
-        let mut ks = Vec::new();
-        for n in self.nodes.iter().filter(|n| n.op == Op::Parameter) {
-            let len = numel(&n.shape);
-            let slots = if rule == OptimRule::Adam { 2 } else { 1 };
-            let state = self
-                .exec
-                .alloc(slots * len, &format!("optimizer state of {}", n.name))?;
-            buffers.push(state);
-            let grad = n.grad.expect("parameters always own a gradient buffer");
-            ks.push(Kernel::Optim {
-                rule,
-                param: n.value,
-                grad,
-                state,
-                hyper,
-                len,
-            });
-        }
-        Ok((hyper, self.exec.compile(ks)?))
-    }
-
-    /// Changes the learning rate of the configured optimizer (for schedules).
-    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        let st = self.optim.as_mut().ok_or(Error::NoOptimizer)?;
-        let mut opt = st.opt;
-        match &mut opt {
-            Optimizer::Sgd(s) => s.lr = lr,
-            Optimizer::Adam(a) => a.lr = lr,
-        }
-        opt.validate()?;
-        st.opt = opt;
-        Ok(())
-    }
-
-    fn optim_program(&mut self) -> Result<ProgramId> {
-        let params = self.parameters().len();
-        let st = self.optim.as_mut().ok_or(Error::NoOptimizer)?;
-        if st.params != params {
-            return Err(Error::arg(
-                "step",
-                format!(
-                    "{} parameters were added after set_optimizer; call set_optimizer again to include them",
-                    params - st.params
-                ),
-            ));
-        }
-        st.t += 1;
-        let (hyper, words, p) = (st.hyper, st.opt.hyper(st.t), st.program);
-        self.exec.write(hyper, &words)?;
-        Ok(p)
-    }
-
-    /// Applies one optimizer update to every parameter from its current gradient.
-    pub fn step(&mut self) -> Result<()> {
-        let p = self.optim_program()?;
-        self.exec.run(&[p])
-    }
-
-    /// Compiles everything [`Graph::train_step`] with `loss` runs (forward, backward and the
-    /// optimizer update) without running it: on a GPU that is where pipelines are compiled on
-    /// first use, so a program can do it up front and say so. Later steps reuse it.
-    pub fn prepare_train_step(&mut self, loss: NodeId) -> Result<()> {
-        let l = self.check(loss)?;
-        if self.optim.is_none() {
-            return Err(Error::NoOptimizer);
-        }
-        self.forward_program()?;
-        self.backward_program(l, false, true)?;
-        self.optim_program()?;
-        Ok(())
-    }
-
-    /// One training step as ONE submission: zero the gradients, forward, backward from `loss`,
-    /// optimizer update. Values read afterwards are those of this step's forward pass.
-    pub fn train_step(&mut self, loss: NodeId) -> Result<()> {
-        let l = self.check(loss)?;
-        if self.optim.is_none() {
-            return Err(Error::NoOptimizer);
-        }
-        // The fresh backward overwrites every parameter gradient (zeroing unreached ones), so
-        // no separate zero_grad pass is needed.
-        let f = self.forward_program()?;
-        let b = self.backward_program(l, false, true)?;
-        let o = self.optim_program()?;
-        self.exec.run(&[f, b, o])?;
-        self.dirty = false;
-        self.mark_grads(l);
-        Ok(())
     }
 
     /// Every parameter as a named tensor, in the graph's own shapes (by node name).
