@@ -20,7 +20,6 @@ use crate::backend::gpu::GpuExecutor;
 use crate::backend::{BufId, Counters, Executor, ProgramId, UnaryOp};
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
-use crate::io::Layout;
 use crate::ops::{numel, Op};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -315,82 +314,6 @@ impl Graph {
             idx: self.nodes.len() - 1,
             graph: self.id,
         })
-    }
-
-    /// Every parameter as a named tensor, in the graph's own shapes (by node name).
-    pub fn parameter_tensors(&mut self) -> Result<Vec<crate::io::NamedTensor>> {
-        self.parameters()
-            .into_iter()
-            .map(|id| {
-                let n = &self.nodes[id.idx];
-                let (name, shape) = (n.name.clone(), n.shape.clone());
-                Ok(crate::io::NamedTensor::new(name, shape, self.value(id)?))
-            })
-            .collect()
-    }
-
-    /// Writes parameters from named tensors in the graph's own shapes (as from
-    /// [`Graph::parameter_tensors`]). Every parameter must be present with its shape and finite
-    /// values; all are checked before any is written, so a bad set changes nothing. Extra
-    /// tensors are ignored.
-    pub fn load_parameter_tensors(&mut self, tensors: &[crate::io::NamedTensor]) -> Result<()> {
-        self.load_parameter_tensors_as(tensors, Layout::Graph)
-    }
-
-    /// [`Graph::load_parameter_tensors`] for tensors stored in `layout`: with
-    /// [`Layout::Torch`], every matrix parameter (rank 2) is read from the transposed tensor.
-    pub fn load_parameter_tensors_as(&mut self, tensors: &[crate::io::NamedTensor], layout: Layout) -> Result<()> {
-        let staged = self
-            .parameters()
-            .into_iter()
-            .map(|id| {
-                let n = &self.nodes[id.idx];
-                crate::io::read_tensor(tensors, &n.name, &n.shape, layout).map(|data| (id, data))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for (id, data) in staged {
-            self.write(id, &data)?;
-        }
-        Ok(())
-    }
-
-    /// Saves every parameter to a safetensors file (names are node names; they must be unique),
-    /// in the graph's own shapes, and records that layout (`"wgrad.layout": "graph"` in the
-    /// file's metadata, see [`crate::io::Layout`]).
-    pub fn save_parameters(&mut self, path: &std::path::Path) -> Result<()> {
-        let tensors = self.parameter_tensors()?;
-        crate::io::save_checkpoint(path, &tensors, &crate::io::layout_metadata(Layout::Graph))
-    }
-
-    /// Loads every parameter from a safetensors file, all or nothing.
-    ///
-    /// The file's recorded layout decides how it is read: a `"graph"` file as saved by
-    /// [`Graph::save_parameters`], a `"torch"` file (as `nn::Mlp::save` writes) with every matrix
-    /// transposed back; any other recorded layout is refused. A file that records none is read
-    /// by the rule of [`crate::io::resolve_layout`]: in the graph's layout when a non-square
-    /// matrix confirms it, else refused (square matrices are ambiguous); state the layout with
-    /// [`Graph::load_parameters_as`] for such files. On any error no parameter is changed.
-    pub fn load_parameters(&mut self, path: &std::path::Path) -> Result<()> {
-        self.load_parameters_with(path, None)
-    }
-
-    /// [`Graph::load_parameters`] with the file's layout stated by the caller, for files that
-    /// record none (older versions, other tools). A file that records a different layout is
-    /// refused.
-    pub fn load_parameters_as(&mut self, path: &std::path::Path, layout: Layout) -> Result<()> {
-        self.load_parameters_with(path, Some(layout))
-    }
-
-    fn load_parameters_with(&mut self, path: &std::path::Path, stated: Option<Layout>) -> Result<()> {
-        let ckpt = crate::io::load_checkpoint(path)?;
-        let wanted: Vec<(String, Vec<usize>)> = self
-            .parameters()
-            .into_iter()
-            .map(|id| (self.nodes[id.idx].name.clone(), self.nodes[id.idx].shape.clone()))
-            .collect();
-        let file = path.display().to_string();
-        let layout = crate::io::resolve_layout(&file, &ckpt, stated, Layout::Graph, &wanted)?;
-        self.load_parameter_tensors_as(&ckpt.tensors, layout)
     }
 
     /// Writes a DOT description of the graph (see [`Graph::to_dot_with`] for options).

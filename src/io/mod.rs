@@ -22,6 +22,7 @@
 //! whose matrices are all square, or whose shapes fit only the other layout, is refused with
 //! an error that says how to state the layout.
 
+mod checkpoint;
 mod safetensors;
 
 pub use self::safetensors::{
