@@ -13,6 +13,7 @@ mod run;
 mod train_state;
 
 pub(crate) use limits::check_host_available;
+pub(crate) use train_state::OptimSpec;
 use train_state::OptimState;
 
 use crate::backend::cpu::CpuExecutor;

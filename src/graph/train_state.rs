@@ -1,14 +1,42 @@
-//! Optimizer state: the update program and its per-parameter state buffers, and the step
-//! functions that run it (alone, or after forward and backward as one training step).
+//! Optimizer state: the update rule and hyper-parameters a graph runs, the update program and
+//! its per-parameter state buffers, and the step functions that run it (alone, or after forward
+//! and backward as one training step).
+//!
+//! Users' optimizer configurations (`crate::optim::Optimizer`) are translated into an
+//! [`OptimSpec`] by that module, so this one knows only the backend's update rules.
 
 use super::{Graph, NodeId};
 use crate::backend::{BufId, Kernel, OptimRule, ProgramId};
 use crate::error::{Error, Result};
 use crate::ops::{numel, Op};
-use crate::optim::Optimizer;
+
+/// An optimizer as a graph runs it: an update rule and its hyper-parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct OptimSpec {
+    /// The update rule.
+    pub rule: OptimRule,
+    /// The rule's hyper-parameters in the order of its hyper buffer (see [`OptimRule`]), without
+    /// the bias corrections that end Adam's and change every step: SGD [lr, μ, λ], Adam
+    /// [lr, β1, β2, ε, λ].
+    pub values: Vec<f32>,
+}
+
+impl OptimSpec {
+    /// Hyper-parameter words for step number `t` (1-based), as `shaders/optim.wgsl` reads them:
+    /// the values, then for Adam the bias corrections 1 − β1ᵗ and 1 − β2ᵗ.
+    fn hyper(&self, t: u64) -> Vec<f64> {
+        let mut words: Vec<f64> = self.values.iter().map(|&v| v as f64).collect();
+        if self.rule == OptimRule::Adam {
+            let (beta1, beta2) = (words[1], words[2]);
+            words.push(1.0 - beta1.powf(t as f64));
+            words.push(1.0 - beta2.powf(t as f64));
+        }
+        words
+    }
+}
 
 pub(super) struct OptimState {
-    opt: Optimizer,
+    spec: OptimSpec,
     t: u64,
     hyper: BufId,
     program: ProgramId,
@@ -19,15 +47,11 @@ pub(super) struct OptimState {
 }
 
 impl Graph {
-    /// Chooses the optimizer used by [`Graph::step`] and [`Graph::train_step`]; allocates its
-    /// state (zeroed) for every parameter that exists now.
-    pub fn set_optimizer(&mut self, opt: impl Into<Optimizer>) -> Result<()> {
-        let opt = opt.into();
-        opt.validate()?;
-        let rule = match opt {
-            Optimizer::Sgd(_) => OptimRule::Sgd,
-            Optimizer::Adam(_) => OptimRule::Adam,
-        };
+    /// Makes `spec` the optimizer used by [`Graph::step`] and [`Graph::train_step`] (for
+    /// [`Graph::set_optimizer`], which validates it first); allocates its state (zeroed) for
+    /// every parameter that exists now. On failure the old optimizer is kept.
+    pub(crate) fn install_optimizer(&mut self, spec: OptimSpec) -> Result<()> {
+        let rule = spec.rule;
         // Check the state's sizes first, then build it; on failure free what was made and keep
         // the old optimizer.
         let (slots, eb) = (if rule == OptimRule::Adam { 2u64 } else { 1 }, self.elem_bytes());
@@ -59,7 +83,7 @@ impl Graph {
         }
         let params = self.parameters().len();
         self.optim = Some(OptimState {
-            opt,
+            spec,
             t: 0,
             hyper,
             program,
@@ -93,17 +117,10 @@ impl Graph {
         Ok((hyper, self.exec.compile(ks)?))
     }
 
-    /// Changes the learning rate of the configured optimizer (for schedules).
-    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        let st = self.optim.as_mut().ok_or(Error::NoOptimizer)?;
-        let mut opt = st.opt;
-        match &mut opt {
-            Optimizer::Sgd(s) => s.lr = lr,
-            Optimizer::Adam(a) => a.lr = lr,
-        }
-        opt.validate()?;
-        st.opt = opt;
-        Ok(())
+    /// The configured optimizer, to change its hyper-parameters between steps (for
+    /// [`Graph::set_learning_rate`]); its rule must stay, the state buffers are laid out for it.
+    pub(crate) fn optimizer_spec_mut(&mut self) -> Option<&mut OptimSpec> {
+        self.optim.as_mut().map(|st| &mut st.spec)
     }
 
     fn optim_program(&mut self) -> Result<ProgramId> {
@@ -119,7 +136,7 @@ impl Graph {
             ));
         }
         st.t += 1;
-        let (hyper, words, p) = (st.hyper, st.opt.hyper(st.t), st.program);
+        let (hyper, words, p) = (st.hyper, st.spec.hyper(st.t), st.program);
         self.exec.write(hyper, &words)?;
         Ok(p)
     }
