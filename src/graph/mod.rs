@@ -8,6 +8,7 @@
 mod backward;
 mod build;
 mod dot;
+mod fusion;
 mod limits;
 mod run;
 mod train_state;
@@ -18,7 +19,7 @@ use train_state::OptimState;
 
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::GpuExecutor;
-use crate::backend::{BufId, Counters, Executor, ProgramId, UnaryOp};
+use crate::backend::{BufId, Counters, Executor, ProgramId};
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::ops::{numel, Op};
@@ -320,30 +321,5 @@ impl Graph {
     /// Writes a DOT description of the graph (see [`Graph::to_dot_with`] for options).
     pub fn to_dot(&self) -> String {
         self.to_dot_with(None)
-    }
-}
-
-/// How many times each node is read by an op (an op reading a node twice counts twice).
-fn use_counts(nodes: &[Node]) -> Vec<usize> {
-    let mut uses = vec![0usize; nodes.len()];
-    for n in nodes {
-        n.op.inputs().into_iter().for_each(|j| uses[j] += 1);
-    }
-    uses
-}
-
-/// The layer pattern H = f(Z), Z = XW + b with f ∈ {σ, ReLU, tanh}, seen from the activation
-/// node `k`, when Z is read by f alone (so Z's gradient is f's VJP alone and Z can be computed
-/// together with H). Returns (f, Z, XW, b) as node indices.
-fn layer_pattern(nodes: &[Node], uses: &[usize], k: usize) -> Option<(UnaryOp, usize, usize, usize)> {
-    let Op::Unary { op, x: z } = nodes[k].op else {
-        return None;
-    };
-    if !matches!(op, UnaryOp::Sigmoid | UnaryOp::Relu | UnaryOp::Tanh) || uses[z] != 1 {
-        return None;
-    }
-    match nodes[z].op {
-        Op::BiasAdd { x: xw, bias } if xw != bias => Some((op, z, xw, bias)),
-        _ => None,
     }
 }

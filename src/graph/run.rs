@@ -1,72 +1,27 @@
 //! Running the graph: the forward, backward and zero-gradient programs (compiled once, replayed
 //! as one submission each), reading values and gradients back, and the opt-in finiteness check.
 
-use super::{layer_pattern, use_counts, Graph, NodeId};
+use super::backward::reached;
+use super::{Graph, NodeId};
 use crate::backend::{BufId, Kernel, ProgramId, ReadFuture};
 use crate::error::{Error, Result};
-use crate::ops::{numel, Arg, Op};
+use crate::ops::{numel, Arg};
 
 impl Graph {
+    /// The forward program: every node's kernels in node order, with the layers that
+    /// [`Graph::forward_fusion`] plans as fused kernels.
     pub(super) fn forward_program(&mut self) -> Result<ProgramId> {
         if let Some(p) = self.forward_prog {
             return Ok(p);
         }
         let mut ks = Vec::new();
-        let fuse = self.fusion && self.exec.max_storage_buffers() >= 4;
-        let uses = use_counts(&self.nodes);
-        // Activation nodes whose bias-add input is computed together with them, and, where XW is
-        // a matmul read by the bias-add alone and the backend has the epilogue, the matmul too
-        // (computed at the bias-add's place: nothing between reads XW).
-        let mut fused_into = vec![None; self.nodes.len()];
-        let mut skip = vec![false; self.nodes.len()];
-        if fuse {
-            for k in 0..self.nodes.len() {
-                if let Some((op, z, xw, bias)) = layer_pattern(&self.nodes, &uses, k) {
-                    // The matmul's operands (m×k, k×n), where it is fused too.
-                    let mm = match self.nodes[xw].op {
-                        Op::MatMul { a, b } if uses[xw] == 1 => {
-                            let (sa, sb) = (&self.nodes[a].shape, &self.nodes[b].shape);
-                            self.exec.fuses_matmul_bias_act(sa[0], sa[1], sb[1]).then_some((a, b))
-                        }
-                        _ => None,
-                    };
-                    if mm.is_some() {
-                        skip[xw] = true;
-                    }
-                    fused_into[z] = Some((k, op, xw, bias, mm));
-                }
-            }
-        }
+        let (fused_into, mut skip) = self.forward_fusion();
         for (i, n) in self.nodes.iter().enumerate() {
             if skip[i] {
                 continue;
             }
-            if let Some((k, op, xw, bias, mm)) = fused_into[i] {
-                let (rows, cols) = (n.shape[0], n.shape[1]);
-                let (xw, bias, y) = (self.nodes[xw].value, self.nodes[bias].value, self.nodes[k].value);
-                ks.push(match mm {
-                    Some((a, b)) => Kernel::MatMulBiasAct {
-                        op,
-                        a: self.nodes[a].value,
-                        b: self.nodes[b].value,
-                        bias,
-                        xw,
-                        z: n.value,
-                        y,
-                        m: rows,
-                        k: self.nodes[a].shape[1],
-                        n: cols,
-                    },
-                    None => Kernel::BiasActForward {
-                        op,
-                        xw,
-                        bias,
-                        z: n.value,
-                        y,
-                        rows,
-                        cols,
-                    },
-                });
+            if let Some(layer @ (k, ..)) = fused_into[i] {
+                ks.push(self.fused_forward(n, layer));
                 skip[k] = true;
                 continue;
             }
@@ -107,6 +62,73 @@ impl Graph {
         } else {
             vec![]
         })
+    }
+
+    /// The backward program from `loss`. `seeded`: the caller writes d(loss) itself (any shape,
+    /// see `backward_from`); otherwise the loss must be a scalar and d(loss) = 1.
+    /// `fresh`: the program stands for zero_grad + backward — leaf gradients are overwritten by
+    /// their first contribution and leaves it does not reach are zeroed, which saves a pass of
+    /// fills over every parameter gradient in a training step.
+    pub(super) fn backward_program(&mut self, loss: usize, seeded: bool, fresh: bool) -> Result<ProgramId> {
+        let n = &self.nodes[loss];
+        if !seeded && numel(&n.shape) != 1 {
+            return Err(Error::NonScalarLoss {
+                node: loss,
+                name: n.name.clone(),
+                shape: n.shape.as_slice().into(),
+            });
+        }
+        if !n.requires_grad {
+            return Err(Error::arg(
+                "backward",
+                format!(
+                    "'{}' does not depend on any parameter or input that requires a gradient",
+                    n.name
+                ),
+            ));
+        }
+        if seeded && n.is_leaf() {
+            return Err(Error::arg(
+                "backward_from",
+                format!("'{}' is an input or parameter, not the result of an op", n.name),
+            ));
+        }
+        if let Some(&p) = self.backward_progs.get(&(loss, seeded, fresh)) {
+            return Ok(p);
+        }
+        let needs = reached(&self.nodes, loss);
+        // Intermediate gradient buffers are allocated once, the first time a backward needs them.
+        for (i, &need) in needs.iter().enumerate().take(loss + 1) {
+            if need && self.nodes[i].grad.is_none() {
+                let name = format!("gradient of {}", self.nodes[i].name);
+                let g = self.exec.alloc(numel(&self.nodes[i].shape), &name)?;
+                self.nodes[i].grad = Some(g);
+            }
+        }
+        let mut ks = Vec::new();
+        // A fresh program zeroes the gradients of the leaves it does not reach.
+        if fresh {
+            for n in self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|&(i, n)| n.is_leaf() && !needs[i])
+                .map(|(_, n)| n)
+            {
+                if let Some(g) = n.grad {
+                    ks.push(Kernel::Fill {
+                        out: g,
+                        len: numel(&n.shape),
+                        value: 0.0,
+                        acc: false,
+                    });
+                }
+            }
+        }
+        ks.extend(self.backward_kernels(loss, &needs, seeded, fresh));
+        let p = self.exec.compile(ks)?;
+        self.backward_progs.insert((loss, seeded, fresh), p);
+        Ok(p)
     }
 
     /// Seeds d(loss) = 1 and runs the VJP of every node on the path to the parameters, in
