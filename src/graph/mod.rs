@@ -5,6 +5,13 @@
 //! topological order: forward walks it from the front, backward (see `backward.rs`) from the
 //! loss towards the front.
 
+// This file holds the nodes and the graph's storage; the rest is split by concern: build.rs (the
+// builder API and input writes), limits.rs (size and host-memory checks), run.rs (forward,
+// backward and zero programs, readback), backward.rs (the chain rule), fusion.rs (fused layer
+// kernels), train_state.rs (optimizer state and training steps) and dot.rs (DOT export). The
+// methods that take optimizer or checkpoint types live with those types, in crate::optim and
+// crate::io::checkpoint, so that graph depends on neither.
+
 mod backward;
 mod build;
 mod dot;
@@ -316,10 +323,5 @@ impl Graph {
             idx: self.nodes.len() - 1,
             graph: self.id,
         })
-    }
-
-    /// Writes a DOT description of the graph (see [`Graph::to_dot_with`] for options).
-    pub fn to_dot(&self) -> String {
-        self.to_dot_with(None)
     }
 }
