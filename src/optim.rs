@@ -1,4 +1,11 @@
 //! Optimizers, applied in place on the device by `shaders/optim.wgsl`.
+//!
+//! The [`Graph`] methods that take them, [`Graph::set_optimizer`] and
+//! [`Graph::set_learning_rate`], are defined here too.
+
+use crate::backend::OptimRule;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, OptimSpec};
 
 /// Stochastic gradient descent with momentum and L2 weight decay:
 /// `v = μ·v + (g + λ·p); p −= lr·v`.
@@ -116,23 +123,59 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Hyper-parameter words for step number `t` (1-based), as `shaders/optim.wgsl` reads them.
-    pub(crate) fn hyper(&self, t: u64) -> Vec<f64> {
+    /// The update rule and hyper-parameters the graph runs for this configuration.
+    pub(crate) fn spec(&self) -> OptimSpec {
         match *self {
-            Optimizer::Sgd(s) => vec![s.lr as f64, s.momentum as f64, s.weight_decay as f64],
-            Optimizer::Adam(a) => {
-                let c1 = 1.0 - (a.beta1 as f64).powf(t as f64);
-                let c2 = 1.0 - (a.beta2 as f64).powf(t as f64);
-                vec![
-                    a.lr as f64,
-                    a.beta1 as f64,
-                    a.beta2 as f64,
-                    a.eps as f64,
-                    a.weight_decay as f64,
-                    c1,
-                    c2,
-                ]
-            }
+            Optimizer::Sgd(s) => OptimSpec {
+                rule: OptimRule::Sgd,
+                values: vec![s.lr, s.momentum, s.weight_decay],
+            },
+            Optimizer::Adam(a) => OptimSpec {
+                rule: OptimRule::Adam,
+                values: vec![a.lr, a.beta1, a.beta2, a.eps, a.weight_decay],
+            },
         }
+    }
+
+    /// The configuration `spec` describes: the inverse of [`Optimizer::spec`].
+    fn from_spec(spec: &OptimSpec) -> Optimizer {
+        let v = &spec.values;
+        match spec.rule {
+            OptimRule::Sgd => Optimizer::Sgd(Sgd {
+                lr: v[0],
+                momentum: v[1],
+                weight_decay: v[2],
+            }),
+            OptimRule::Adam => Optimizer::Adam(Adam {
+                lr: v[0],
+                beta1: v[1],
+                beta2: v[2],
+                eps: v[3],
+                weight_decay: v[4],
+            }),
+        }
+    }
+}
+
+impl Graph {
+    /// Chooses the optimizer used by [`Graph::step`] and [`Graph::train_step`]; allocates its
+    /// state (zeroed) for every parameter that exists now.
+    pub fn set_optimizer(&mut self, opt: impl Into<Optimizer>) -> Result<()> {
+        let opt = opt.into();
+        opt.validate()?;
+        self.install_optimizer(opt.spec())
+    }
+
+    /// Changes the learning rate of the configured optimizer (for schedules).
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        let spec = self.optimizer_spec_mut().ok_or(Error::NoOptimizer)?;
+        let mut opt = Optimizer::from_spec(spec);
+        match &mut opt {
+            Optimizer::Sgd(s) => s.lr = lr,
+            Optimizer::Adam(a) => a.lr = lr,
+        }
+        opt.validate()?;
+        *spec = opt.spec();
+        Ok(())
     }
 }

@@ -9,6 +9,11 @@ fn esc(s: &str) -> String {
 }
 
 impl Graph {
+    /// Writes a DOT description of the graph (see [`Graph::to_dot_with`] for options).
+    pub fn to_dot(&self) -> String {
+        self.to_dot_with(None)
+    }
+
     /// DOT text of the graph. Inputs are grey boxes, parameters blue boxes, op results
     /// ellipses labelled with the op; `loss` (if given) is drawn red and doubled. Nodes that
     /// hold a gradient from the last backward pass say so.

@@ -1,0 +1,334 @@
+//! The builder API: inputs, parameters and ops, each checked (shapes, arguments) as it is added,
+//! and the writes that put new data into inputs and parameters.
+
+use super::{Graph, NodeId};
+use crate::backend::{BinaryOp, ReduceOp, UnaryOp};
+use crate::error::{Error, Result};
+use crate::ops::{numel, Op};
+
+impl Graph {
+    /// An input tensor: data the user writes, no gradient.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<NodeId> {
+        self.push(name.to_string(), Op::Input, shape.to_vec(), false)
+    }
+
+    /// An input whose gradient is computed by backward (e.g. to inspect ∂loss/∂x).
+    pub fn input_with_grad(&mut self, name: &str, shape: &[usize]) -> Result<NodeId> {
+        self.push(name.to_string(), Op::Input, shape.to_vec(), true)
+    }
+
+    /// A trainable parameter with initial values `init` (row-major, `shape`'s element count).
+    pub fn parameter(&mut self, name: &str, shape: &[usize], init: &[f32]) -> Result<NodeId> {
+        Self::check_shape("parameter", shape)?;
+        if init.len() != numel(shape) {
+            return Err(Error::LengthMismatch {
+                node: self.nodes.len(),
+                name: name.to_string(),
+                shape: shape.into(),
+                expected: numel(shape),
+                got: init.len(),
+            });
+        }
+        let id = self.push(name.to_string(), Op::Parameter, shape.to_vec(), true)?;
+        self.exec.write_f32(self.nodes[id.idx].value, init)?;
+        Ok(id)
+    }
+
+    fn add_op(&mut self, op: Op, name: Option<String>) -> Result<NodeId> {
+        let inputs = op.inputs();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|&i| self.nodes[i].shape.as_slice()).collect();
+        let shape = op.infer_shape(&shapes)?;
+        let diff = op.differentiable();
+        let requires_grad = inputs
+            .iter()
+            .enumerate()
+            .any(|(pos, &i)| diff.contains(&pos) && self.nodes[i].requires_grad);
+        let name = name.unwrap_or_else(|| format!("{}{}", op.name(), self.nodes.len()));
+        self.push(name, op, shape, requires_grad)
+    }
+
+    /// C = A·B for A: m×k and B: k×n.
+    pub fn matmul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let (a, b) = (self.check(a)?, self.check(b)?);
+        self.add_op(Op::MatMul { a, b }, None)
+    }
+
+    /// Y = X + b, with b of length cols (or 1×cols) added to every row of X (rows×cols).
+    pub fn bias_add(&mut self, x: NodeId, bias: NodeId) -> Result<NodeId> {
+        let (x, bias) = (self.check(x)?, self.check(bias)?);
+        self.add_op(Op::BiasAdd { x, bias }, None)
+    }
+
+    /// Applies an elementwise function.
+    pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
+        let x = self.check(x)?;
+        if let UnaryOp::Scale(a) = op {
+            if !a.is_finite() {
+                return Err(Error::arg("scale", format!("factor {a} is not finite")));
+            }
+        }
+        self.add_op(Op::Unary { op, x }, None)
+    }
+
+    /// σ(x) = 1/(1+e^(−x)), elementwise.
+    pub fn sigmoid(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Sigmoid, x)
+    }
+
+    /// max(x, 0), elementwise.
+    pub fn relu(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Relu, x)
+    }
+
+    /// tanh(x), elementwise.
+    pub fn tanh(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Tanh, x)
+    }
+
+    /// e^x, elementwise.
+    pub fn exp(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Exp, x)
+    }
+
+    /// ln x, elementwise.
+    pub fn log(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Log, x)
+    }
+
+    /// −x, elementwise.
+    pub fn neg(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Neg, x)
+    }
+
+    /// α·x, elementwise.
+    pub fn scale(&mut self, x: NodeId, alpha: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::Scale(alpha), x)
+    }
+
+    /// x², elementwise.
+    pub fn square(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Square, x)
+    }
+
+    /// GELU in its tanh form, ½x(1 + tanh(√(2/π)(x + 0.044715x³))), elementwise (PyTorch's
+    /// `gelu(x, approximate="tanh")`).
+    pub fn gelu(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Gelu, x)
+    }
+
+    /// GELU in its exact form, x·Φ(x) = ½x(1 + erf(x/√2)), elementwise (PyTorch's `gelu(x)`).
+    pub fn gelu_erf(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::GeluErf, x)
+    }
+
+    /// SiLU (swish), x·σ(x), elementwise.
+    pub fn silu(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Silu, x)
+    }
+
+    /// An elementwise op with NumPy broadcasting.
+    pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let (a, b) = (self.check(a)?, self.check(b)?);
+        self.add_op(Op::Binary { op, a, b }, None)
+    }
+
+    /// a + b (broadcasting).
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    /// a − b (broadcasting).
+    pub fn sub(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+
+    /// a · b elementwise (broadcasting).
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    /// a / b elementwise (broadcasting).
+    pub fn div(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+
+    /// A reduction along `axis` (all elements when `None`), keeping the axis as extent 1 when `keepdim`.
+    pub fn reduce(&mut self, op: ReduceOp, x: NodeId, axis: Option<usize>, keepdim: bool) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Reduce { op, x, axis, keepdim }, None)
+    }
+
+    /// Sum of all elements: a scalar.
+    pub fn sum(&mut self, x: NodeId) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, None, false)
+    }
+
+    /// Mean of all elements: a scalar.
+    pub fn mean(&mut self, x: NodeId) -> Result<NodeId> {
+        self.reduce(ReduceOp::Mean, x, None, false)
+    }
+
+    /// Sum along one axis.
+    pub fn sum_axis(&mut self, x: NodeId, axis: usize, keepdim: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, Some(axis), keepdim)
+    }
+
+    /// Mean along one axis.
+    pub fn mean_axis(&mut self, x: NodeId, axis: usize, keepdim: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Mean, x, Some(axis), keepdim)
+    }
+
+    /// Max along one axis; the gradient goes to the first maximal element.
+    pub fn max_axis(&mut self, x: NodeId, axis: usize, keepdim: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Max, x, Some(axis), keepdim)
+    }
+
+    /// Softmax along the last axis.
+    pub fn softmax(&mut self, x: NodeId) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Softmax { x }, None)
+    }
+
+    /// Mean over the batch of `−log softmax(logits)[label]`, computed in the stable logsumexp form.
+    /// `logits` is batch×classes; `labels` is an input of shape `[batch]` holding class indices
+    /// (write it with [`Graph::write_labels`]).
+    pub fn softmax_cross_entropy(&mut self, logits: NodeId, labels: NodeId) -> Result<NodeId> {
+        let (l, y) = (self.check(logits)?, self.check(labels)?);
+        if self.nodes[y].op != Op::Input {
+            return Err(Error::arg(
+                "softmax_cross_entropy",
+                format!(
+                    "labels must be an input node, but '{}' is the result of {}",
+                    self.nodes[y].name,
+                    self.nodes[y].op.name()
+                ),
+            ));
+        }
+        let classes = self.nodes[l].shape.get(1).copied();
+        if let (Some(prev), Some(c)) = (self.nodes[y].label_classes, classes) {
+            if prev != c {
+                return Err(Error::arg(
+                    "softmax_cross_entropy",
+                    format!("labels '{}' already index {prev} classes, not {c}", self.nodes[y].name),
+                ));
+            }
+        }
+        // Labels written before the loss existed were not checked then: check them now (one
+        // readback of the label vector), so forward and backward never see an index past the
+        // classes. Later writes are checked as they happen.
+        if let Some(c) = classes {
+            let written = self.exec.read(self.nodes[y].value)?;
+            check_labels("softmax_cross_entropy", &self.nodes[y].name, written.into_iter(), c)?;
+        }
+        let id = self.add_op(Op::SoftmaxCrossEntropy { logits: l, labels: y }, None)?;
+        self.nodes[y].label_classes = classes;
+        Ok(id)
+    }
+
+    /// Mean squared error mean((pred − target)²): a scalar.
+    pub fn mse(&mut self, pred: NodeId, target: NodeId) -> Result<NodeId> {
+        let (p, t) = (self.check(pred)?, self.check(target)?);
+        self.add_op(Op::Mse { pred: p, target: t }, None)
+    }
+
+    /// Transpose of a matrix.
+    pub fn transpose(&mut self, x: NodeId) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Transpose { x }, None)
+    }
+
+    /// The same elements in another shape (same element count).
+    pub fn reshape(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        let xi = self.check(x)?;
+        Self::check_shape("reshape", shape)?;
+        if numel(shape) != numel(&self.nodes[xi].shape) {
+            return Err(Error::shape("reshape", &self.nodes[xi].shape, shape));
+        }
+        let id = self.add_op(Op::Reshape { x: xi }, None)?;
+        // The generic shape rule keeps the input shape; a reshape sets its own (same buffer size).
+        self.nodes[id.idx].shape = shape.to_vec();
+        Ok(id)
+    }
+
+    /// The same value, but no gradient flows back through it.
+    pub fn detach(&mut self, x: NodeId) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Detach { x }, None)
+    }
+
+    /// Renames a node (names appear in errors, DOT output and saved files).
+    pub fn set_name(&mut self, id: NodeId, name: &str) -> Result<()> {
+        let i = self.check(id)?;
+        self.nodes[i].name = name.to_string();
+        Ok(())
+    }
+
+    fn writable(&self, i: usize, len: usize) -> Result<()> {
+        let n = &self.nodes[i];
+        if !n.is_leaf() {
+            return Err(Error::NotWritable {
+                node: i,
+                name: n.name.clone(),
+                op: n.op.name(),
+            });
+        }
+        if len != numel(&n.shape) {
+            return Err(Error::LengthMismatch {
+                node: i,
+                name: n.name.clone(),
+                shape: n.shape.as_slice().into(),
+                expected: numel(&n.shape),
+                got: len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes new values into an input or parameter (row-major).
+    pub fn write(&mut self, id: NodeId, data: &[f32]) -> Result<()> {
+        let i = self.check(id)?;
+        self.writable(i, data.len())?;
+        if let Some(c) = self.nodes[i].label_classes {
+            check_labels("write", &self.nodes[i].name, data.iter().map(|&v| v as f64), c)?;
+        }
+        self.exec.write_f32(self.nodes[i].value, data)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Writes f64 values (kept exactly on the f64 CPU backend, rounded to f32 elsewhere).
+    pub fn write_f64(&mut self, id: NodeId, data: &[f64]) -> Result<()> {
+        let i = self.check(id)?;
+        self.writable(i, data.len())?;
+        if let Some(c) = self.nodes[i].label_classes {
+            check_labels("write", &self.nodes[i].name, data.iter().copied(), c)?;
+        }
+        self.exec.write(self.nodes[i].value, data)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Writes class indices into a labels input of [`Graph::softmax_cross_entropy`].
+    pub fn write_labels(&mut self, id: NodeId, labels: &[u32]) -> Result<()> {
+        let v: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+        if let Some(&big) = labels.iter().find(|&&l| l >= 1 << 24) {
+            return Err(Error::arg(
+                "write_labels",
+                format!("label {big} cannot be represented exactly"),
+            ));
+        }
+        self.write(id, &v)
+    }
+}
+
+fn check_labels(op: &'static str, name: &str, values: impl Iterator<Item = f64>, classes: usize) -> Result<()> {
+    for (i, v) in values.enumerate() {
+        if !(v >= 0.0 && v < classes as f64 && v.fract() == 0.0) {
+            return Err(Error::arg(
+                op,
+                format!("labels '{name}'[{i}] = {v} is not a class index in 0..{classes}"),
+            ));
+        }
+    }
+    Ok(())
+}
