@@ -33,7 +33,8 @@
 //! - **Forward runs in creation order.** An op can only read nodes created before it, so
 //!   creation order is a topological order. [`Graph::forward`] lowers every node to its
 //!   kernels (the `forward` match in `src/ops/mod.rs`), compiles them once into a program
-//!   (cached pipelines, bind groups made once — `src/backend/gpu.rs`) and replays it as one
+//!   (cached pipelines, bind groups made once — `src/backend/gpu/`; each kernel family's
+//!   lowering and CPU reference in `src/kernels/`) and replays it as one
 //!   command encoder and one queue submission.
 //! - **Backward runs in reverse order, with VJPs, not Jacobians.** [`Graph::backward`] seeds
 //!   d(loss) = 1 and visits the nodes that lead to the loss from the last to the first
@@ -53,7 +54,8 @@
 //!   submission. [`Graph::counters`] shows buffers, bind groups, pipelines and submissions.
 //! - **Two backends, one API.** [`Device::gpu`] (wgpu: Vulkan, Metal, DX12, GL) and
 //!   [`Device::cpu`], the reference implementation every GPU result is tested against
-//!   (`src/backend/cpu.rs`); [`Device::auto`] falls back to it when no adapter exists.
+//!   (`src/backend/cpu.rs` running each kernel's CPU reference); [`Device::auto`] falls back
+//!   to it when no adapter exists.
 //!
 //! Errors never panic: every fallible call returns [`Result`], including wgpu validation,
 //! out-of-memory and device-lost errors, which are caught with error scopes.

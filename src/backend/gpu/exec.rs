@@ -1,14 +1,15 @@
 //! The per-graph executor: buffers from the device pool, compiled programs (pipelines, one
 //! parameter block, bind groups made once), one-submission runs and readback.
 
-use crate::kernels::Cx;
-
-/// Bytes of the uniform buffer reserved for each dispatch's parameters.
-const PARAM_SLOT: u64 = 256;
+use super::readback::{copy_out, lock, Holder, PendingRead, Staging, StagingState};
 use super::GpuDevice;
 use crate::backend::{BufId, Counters, Executor, Kernel, ProgramId, ReadFuture, ReadInner};
 use crate::error::{Error, Result};
-use std::sync::{Arc, Mutex, MutexGuard};
+use crate::kernels::Cx;
+use std::sync::{Arc, Mutex};
+
+/// Bytes of the uniform buffer reserved for each dispatch's parameters.
+const PARAM_SLOT: u64 = 256;
 
 struct Prepared {
     pipeline: wgpu::ComputePipeline,
@@ -26,57 +27,6 @@ struct Slot {
     buffer: wgpu::Buffer,
     class: u64,
     len: usize,
-}
-
-/// Who holds a readback (staging) buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Holder {
-    /// Nobody: it may be used for the next read.
-    Free,
-    /// A read in progress (blocking, or an async read not yet resolved or dropped).
-    Reader,
-    /// Its reader was dropped (or gave up) while the mapping was in flight: the executor takes
-    /// it back once the mapping has completed.
-    Abandoned,
-}
-
-/// A staging buffer's state, shared by the executor, its reader and the map callback.
-struct StagingState {
-    holder: Holder,
-    /// The outcome of `map_async`, set by its callback; `None` while it is in flight.
-    mapped: Option<std::result::Result<(), String>>,
-    /// The submission that copies into the buffer, to wait for when taking it back.
-    submission: Option<wgpu::SubmissionIndex>,
-}
-
-type SharedState = Arc<Mutex<StagingState>>;
-
-fn lock(state: &SharedState) -> MutexGuard<'_, StagingState> {
-    state.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A readback buffer of the executor and its shared state.
-#[derive(Clone)]
-struct Staging {
-    buffer: wgpu::Buffer,
-    state: SharedState,
-}
-
-impl Staging {
-    /// Frees the buffer if its reader abandoned it and its mapping has completed (unmapping
-    /// it where the mapping succeeded). Returns whether it is free.
-    fn reclaim(&self) -> bool {
-        let mut st = lock(&self.state);
-        if st.holder == Holder::Abandoned {
-            match st.mapped.take() {
-                Some(Ok(())) => self.buffer.unmap(),
-                Some(Err(_)) => {}
-                None => return false,
-            }
-            st.holder = Holder::Free;
-        }
-        st.holder == Holder::Free
-    }
 }
 
 /// The per-graph GPU executor: its buffers (from the device pool) and compiled programs.
@@ -238,82 +188,6 @@ impl GpuExecutor {
             lock(&state).mapped = Some(r.map_err(|e| e.to_string()));
         });
         Ok((staging, bytes))
-    }
-}
-
-/// The first `bytes` of a mapped staging buffer as floats; unmaps it in every case.
-fn copy_out(staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
-    let v = staging
-        .get_mapped_range(..bytes)
-        .map(|view| bytemuck::cast_slice::<u8, f32>(&view).to_vec())
-        .map_err(|e| Error::Gpu {
-            during: "readback",
-            detail: e.to_string(),
-        });
-    staging.unmap();
-    v
-}
-
-/// An in-flight asynchronous readback. Dropping it before it resolves hands its staging buffer
-/// back to the executor, which reuses it once the mapping completes.
-pub struct PendingRead {
-    dev: Arc<GpuDevice>,
-    staging: Staging,
-    bytes: u64,
-    done: bool,
-}
-
-impl Drop for PendingRead {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut st = lock(&self.staging.state);
-        match st.mapped.take() {
-            // The mapping finished: unmap and free the buffer now.
-            Some(Ok(())) => {
-                self.staging.buffer.unmap();
-                st.holder = Holder::Free;
-            }
-            Some(Err(_)) => st.holder = Holder::Free,
-            // Still in flight: the executor takes the buffer back once it is mapped.
-            None => st.holder = Holder::Abandoned,
-        }
-    }
-}
-
-impl PendingRead {
-    pub(crate) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<Vec<f32>>> {
-        if self.done {
-            return std::task::Poll::Ready(Err(Error::Gpu {
-                during: "readback",
-                detail: "the read was already resolved".into(),
-            }));
-        }
-        // Native wgpu delivers map callbacks from Device::poll; drive it without blocking.
-        if let Err(e) = self.dev.device.poll(wgpu::PollType::Poll) {
-            return std::task::Poll::Ready(Err(Error::Gpu {
-                during: "readback",
-                detail: e.to_string(),
-            }));
-        }
-        let mut st = lock(&self.staging.state);
-        let ready = match st.mapped.take() {
-            Some(Ok(())) => copy_out(&self.staging.buffer, self.bytes),
-            Some(Err(e)) => Err(Error::Gpu {
-                during: "readback",
-                detail: e,
-            }),
-            None => {
-                drop(st);
-                cx.waker().wake_by_ref();
-                return std::task::Poll::Pending;
-            }
-        };
-        // copy_out unmapped the buffer (or the mapping failed): it is free again.
-        st.holder = Holder::Free;
-        self.done = true;
-        std::task::Poll::Ready(ready)
     }
 }
 

@@ -7,6 +7,7 @@
 //! out-of-memory error scopes, so failures surface as [`Error`] values.
 
 mod exec;
+mod readback;
 use crate::kernels::matmul::MatmulConfig;
 pub use crate::kernels::matmul::{MatmulKernel, MatmulTiles};
 use crate::kernels::Launch;
@@ -14,7 +15,7 @@ use crate::kernels::Launch;
 pub use crate::kernels::{params_layouts, pipeline_variants, PipelineVariant};
 pub use crate::kernels::{shader_sources, SUBGROUP_SHADERS};
 pub(crate) use exec::GpuExecutor;
-pub use exec::PendingRead;
+pub use readback::PendingRead;
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
