@@ -27,7 +27,7 @@ use train_state::OptimState;
 use crate::backend::cpu::CpuExecutor;
 use crate::backend::gpu::GpuExecutor;
 use crate::backend::{BufId, Counters, Executor, ProgramId};
-use crate::device::{Device, DeviceInfo};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::ops::{numel, Op};
 use std::collections::HashMap;
@@ -159,11 +159,6 @@ impl Graph {
     /// The device this graph runs on.
     pub fn device(&self) -> &Device {
         &self.device
-    }
-
-    /// Adapter name, backend and type of the device.
-    pub fn device_info(&self) -> DeviceInfo {
-        self.device.info()
     }
 
     /// Work and allocation counters of this graph (buffers, submissions, pipelines, ...).

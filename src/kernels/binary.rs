@@ -159,7 +159,7 @@ impl KernelDef for Binary {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let Binary { op, a, b: bb, bc, .. } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             let sa = Bcast::strides(&bc.a_shape);
             let sb = Bcast::strides(&bc.b_shape);
             for (i, o) in o.iter_mut().enumerate().take(bc.numel()) {
@@ -216,7 +216,7 @@ impl KernelDef for BinaryBackward {
             acc,
             ..
         } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             let sa = Bcast::strides(&bc.a_shape);
             let sb = Bcast::strides(&bc.b_shape);
             let target = if which == 0 { bc.a_shape } else { bc.b_shape };

@@ -86,7 +86,7 @@ impl KernelDef for BiasActForward {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let k = self;
-        with_outs(b, [k.z, k.y], |[z, y], b| {
+        with_outs!(b, [k.z, k.y], |[z, y], b| {
             bias_act(k.op, &b[k.xw], &b[k.bias], z, y, k.rows, k.cols)
         });
     }
@@ -139,7 +139,7 @@ impl KernelDef for MatMulBiasAct {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let f = self;
-        with_outs(b, [f.xw, f.z, f.y], |[xw, z, y], b| {
+        with_outs!(b, [f.xw, f.z, f.y], |[xw, z, y], b| {
             matmul(&b[f.a], &b[f.b], xw, f.m, f.k, f.n, false, false, false);
             bias_act(f.op, xw, &b[f.bias], z, y, f.m, f.n);
         });
@@ -182,18 +182,19 @@ impl KernelDef for BiasActBackward {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let k = self;
-        with_outs(b, [k.dz, k.dx, k.db], |[dz, dx, db], b| {
+        with_outs!(b, [k.dz, k.dx, k.db], |[dz, dx, db], b| {
             // Column sums in f64 (see `reduce`).
             let mut sums = vec![0.0f64; k.cols];
             let (zb, yb, gb) = (&b[k.z][..], &b[k.y][..], &b[k.g][..]);
             let (dz, dx, sm) = (&mut dz[..], &mut dx[..], &mut sums[..]);
             let shape = (k.rows, k.cols, k.acc_dx);
             // The op as a constant in each arm: `derivative` folds to that one formula.
-            let d = |op: UnaryOp| move |x, y| op.derivative(x, y);
             match k.op {
-                UnaryOp::Sigmoid => bias_act_vjp(d(UnaryOp::Sigmoid), zb, yb, gb, dz, dx, sm, shape),
-                UnaryOp::Tanh => bias_act_vjp(d(UnaryOp::Tanh), zb, yb, gb, dz, dx, sm, shape),
-                op => bias_act_vjp(d(op), zb, yb, gb, dz, dx, sm, shape),
+                UnaryOp::Sigmoid => {
+                    bias_act_vjp(|x, y| UnaryOp::Sigmoid.derivative(x, y), zb, yb, gb, dz, dx, sm, shape)
+                }
+                UnaryOp::Tanh => bias_act_vjp(|x, y| UnaryOp::Tanh.derivative(x, y), zb, yb, gb, dz, dx, sm, shape),
+                op => bias_act_vjp(|x, y| op.derivative(x, y), zb, yb, gb, dz, dx, sm, shape),
             }
             for (v, s) in db.iter_mut().zip(sums) {
                 put(v, T::from_f64(s), k.acc_db);

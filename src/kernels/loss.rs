@@ -64,7 +64,7 @@ impl KernelDef for Mse {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let Mse { p, t, len, .. } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             // Differences and squares in T, their sum in f64 (see `reduce`).
             let s: f64 = (0..len)
                 .map(|i| {
@@ -105,7 +105,7 @@ impl KernelDef for MseBackward {
             acc,
             ..
         } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             let sign = if which == 0 { 2.0 } else { -2.0 };
             let scale = b[g][0] * T::from_f64(sign / len as f64);
             for i in 0..len {

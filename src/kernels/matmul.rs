@@ -511,7 +511,7 @@ impl KernelDef for MatMul {
             acc,
             ..
         } = *self;
-        super::with_out(b, self.out, |o, b| matmul(&b[a], &b[bb], o, m, k, n, ta, tb, acc))
+        super::with_out!(b, self.out, |o, b| matmul(&b[a], &b[bb], o, m, k, n, ta, tb, acc))
     }
 }
 

@@ -91,7 +91,7 @@ impl KernelDef for Copy {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             o[..self.len]
                 .iter_mut()
                 .zip(&b[self.x])
@@ -118,7 +118,7 @@ impl KernelDef for BiasAdd {
         let BiasAdd {
             x, bias, rows, cols, ..
         } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             for r in 0..rows {
                 for c in 0..cols {
                     o[r * cols + c] = b[x][r * cols + c] + b[bias][c];
@@ -145,7 +145,7 @@ impl KernelDef for Transpose {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let Transpose { x, rows, cols, acc, .. } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             for r in 0..rows {
                 for c in 0..cols {
                     put(&mut o[c * rows + r], b[x][r * cols + c], acc);

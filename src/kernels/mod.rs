@@ -433,28 +433,41 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
 // ---------------------------------------------------------------------------------------------
 // CPU buffers
 
-/// Runs `f` with buffer `out` taken out of `b` (so that inputs can be borrowed alongside it).
-#[inline(always)]
-pub(crate) fn with_out<T, R>(b: &mut [Vec<T>], out: BufId, f: impl FnOnce(&mut Vec<T>, &mut [Vec<T>]) -> R) -> R {
-    let mut o = std::mem::take(&mut b[out]);
-    let r = f(&mut o, b);
-    b[out] = o;
-    r
+/// Runs a block with buffer `out` taken out of the CPU buffers (so that inputs can be borrowed
+/// alongside it): `with_out!(b, self.out, |o, b| …)`. A macro, not a function taking a closure,
+/// so the block is compiled inside the executor's AVX2 build like the rest of the kernel.
+macro_rules! with_out {
+    ($bufs:expr, $id:expr, |$o:ident, $b:ident| $body:expr) => {{
+        let (bufs, id) = ($bufs, $id);
+        let mut $o = std::mem::take(&mut bufs[id]);
+        let r = {
+            let $b: &[Vec<_>] = &*bufs;
+            let $o = &mut $o;
+            $body
+        };
+        bufs[id] = $o;
+        r
+    }};
 }
+pub(crate) use with_out;
 
-/// Runs `f` with the buffers `outs` taken out of `b` (a kernel writing several buffers).
-#[inline(always)]
-pub(crate) fn with_outs<T, const N: usize>(
-    b: &mut [Vec<T>],
-    outs: [BufId; N],
-    f: impl FnOnce(&mut [Vec<T>; N], &[Vec<T>]),
-) {
-    let mut o = outs.map(|id| std::mem::take(&mut b[id]));
-    f(&mut o, b);
-    for (id, v) in outs.into_iter().zip(o) {
-        b[id] = v;
-    }
+/// [`with_out!`] for a kernel writing several buffers: `with_outs!(b, [k.z, k.y], |[z, y], b| …)`.
+macro_rules! with_outs {
+    ($bufs:expr, [$($id:expr),+], |[$($o:ident),+], $b:ident| $body:expr) => {{
+        let bufs = $bufs;
+        let ids = [$($id),+];
+        let mut taken = ids.map(|id| std::mem::take(&mut bufs[id]));
+        {
+            let $b: &[Vec<_>] = &*bufs;
+            let [$($o),+] = &mut taken;
+            $body
+        };
+        for (id, v) in ids.into_iter().zip(taken) {
+            bufs[id] = v;
+        }
+    }};
 }
+pub(crate) use with_outs;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! Optimizer updates, in place on the device (`shaders/optim.wgsl`).
 
-use super::{u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
+use super::{u, wgsl_params, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real};
 use crate::error::Result;
 
 /// Optimizer update rules, run in place on the device.
@@ -63,11 +63,9 @@ impl KernelDef for Optim {
             hyper,
             ..
         } = *self;
-        with_out(b, self.param, |p, b| {
-            let mut st = std::mem::take(&mut b[state]);
-            update(rule, p, &b[grad], &mut st, &b[hyper]);
-            b[state] = st;
-        })
+        with_outs!(b, [self.param, state], |[p, st], b| update(
+            rule, p, &b[grad], st, &b[hyper]
+        ));
     }
 }
 

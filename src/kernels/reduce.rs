@@ -1,6 +1,8 @@
 //! Sum, mean and max along one axis, and their VJPs (`shaders/reduce.wgsl`).
 
-use super::{put, slices, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
+use super::{
+    put, slices, u, wgsl_params, with_out, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET,
+};
 use crate::error::Result;
 
 /// Reductions along one axis.
@@ -144,18 +146,23 @@ impl KernelDef for Reduce {
             acc,
             ..
         } = *self;
-        with_out(b, self.out, |o, b| {
+        if op == ReduceOp::Max {
+            with_outs!(b, [self.out, arg], |[o, idx], b| {
+                reduce(op, &b[x], o, idx, outer, axis, inner, acc)
+            });
+        } else {
             // Only max records indices; sum and mean leave `arg` untouched.
-            let mut idx = if op == ReduceOp::Max {
-                std::mem::take(&mut b[arg])
-            } else {
-                Vec::new()
-            };
-            reduce(op, &b[x], o, &mut idx, outer, axis, inner, acc);
-            if op == ReduceOp::Max {
-                b[arg] = idx;
-            }
-        })
+            with_out!(b, self.out, |o, b| reduce(
+                op,
+                &b[x],
+                o,
+                &mut [],
+                outer,
+                axis,
+                inner,
+                acc
+            ))
+        }
     }
 }
 
@@ -196,7 +203,7 @@ impl KernelDef for ReduceBackward {
             acc,
             ..
         } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             reduce_backward(op, &b[g], &b[arg], o, outer, axis, inner, acc)
         })
     }

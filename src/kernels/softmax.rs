@@ -105,7 +105,7 @@ impl KernelDef for Softmax {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        with_out(b, self.out, |o, b| softmax(&b[self.x], o, self.rows, self.cols))
+        with_out!(b, self.out, |o, b| softmax(&b[self.x], o, self.rows, self.cols))
     }
 }
 
@@ -121,7 +121,7 @@ impl KernelDef for SoftmaxBackward {
         let SoftmaxBackward {
             y, g, rows, cols, acc, ..
         } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             for r in 0..rows {
                 let s = (0..cols).fold(T::zero(), |s, c| s + b[g][r * cols + c] * b[y][r * cols + c]);
                 for c in 0..cols {
@@ -148,7 +148,7 @@ impl KernelDef for SoftmaxXent {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let (rows, cols) = (self.rows, self.cols);
-        with_outs(b, [self.probs, self.loss_rows], |[probs, loss], b| {
+        with_outs!(b, [self.probs, self.loss_rows], |[probs, loss], b| {
             let (logits, labels) = (&b[self.logits], &b[self.labels]);
             softmax(logits, probs, rows, cols);
             for r in 0..rows {
@@ -199,7 +199,7 @@ impl KernelDef for SoftmaxXentBackward {
             acc,
             ..
         } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             let scale = b[g][0] / T::from_f64(rows as f64);
             for (r, &lab) in b[labels].iter().enumerate().take(rows) {
                 // Clamped as in the forward pass (the graph refuses labels past the classes;

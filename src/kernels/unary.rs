@@ -245,7 +245,7 @@ impl KernelDef for Unary {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             map(self.op, &b[self.x][..self.len], &mut o[..self.len])
         })
     }
@@ -275,7 +275,7 @@ impl KernelDef for UnaryBackward {
         let UnaryBackward {
             op, x, y, g, len, acc, ..
         } = *self;
-        with_out(b, self.out, |o, b| {
+        with_out!(b, self.out, |o, b| {
             for i in 0..len {
                 put(&mut o[i], b[g][i] * op.derivative(b[x][i], b[y][i]), acc);
             }

@@ -1,9 +1,9 @@
 //! Broadcasting elementwise ops and bias-add. Kernels: `shaders/binary.wgsl`, `shaders/misc.wgsl`.
 
 use super::{numel, Arg, GradTarget, MAX_RANK};
-use crate::backend::{Bcast, BinaryOp, Kernel, ReduceOp};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
+use crate::kernels::{Bcast, BinaryOp, Kernel, ReduceOp};
 
 /// NumPy broadcasting: align trailing axes; extents must match or be 1.
 pub(super) fn shape(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {

@@ -1,9 +1,9 @@
 //! Transpose, reshape and detach. Kernels: `shaders/misc.wgsl`.
 
 use super::{numel, Arg, GradTarget};
-use crate::backend::{BufId, Kernel};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
+use crate::kernels::{BufId, Kernel};
 
 pub(super) fn transpose_shape(x: &[usize]) -> Result<Vec<usize>> {
     if x.len() != 2 {

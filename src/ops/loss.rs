@@ -1,9 +1,9 @@
 //! Mean squared error. Kernel: `shaders/loss.wgsl`.
 
 use super::{numel, Arg, GradTarget};
-use crate::backend::Kernel;
 use crate::error::{Error, Result};
 use crate::kernels as kn;
+use crate::kernels::Kernel;
 
 pub(super) fn mse_shape(p: &[usize], t: &[usize]) -> Result<Vec<usize>> {
     if p != t {

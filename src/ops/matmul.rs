@@ -1,9 +1,9 @@
 //! Matrix multiply. Kernel: `shaders/matmul.wgsl`.
 
 use super::{Arg, GradTarget};
-use crate::backend::Kernel;
 use crate::error::{Error, Result};
 use crate::kernels as kn;
+use crate::kernels::Kernel;
 
 pub(super) fn shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     if a.len() != 2 || b.len() != 2 || a[1] != b[0] {

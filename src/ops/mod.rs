@@ -13,8 +13,8 @@ mod reduce;
 mod softmax;
 mod unary;
 
-use crate::backend::{BinaryOp, BufId, Kernel, ReduceOp, UnaryOp};
 use crate::error::Result;
+use crate::kernels::{BinaryOp, BufId, Kernel, ReduceOp, UnaryOp};
 
 /// What a node computes. Inputs are node indices of the same graph, always earlier nodes,
 /// so node order is a topological order.

@@ -1,9 +1,9 @@
 //! Sum, mean and max along an axis. Kernel: `shaders/reduce.wgsl`.
 
 use super::{numel, Arg, GradTarget};
-use crate::backend::{BufId, Kernel, ReduceOp};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
+use crate::kernels::{BufId, Kernel, ReduceOp};
 
 pub(super) fn shape(op: ReduceOp, x: &[usize], axis: Option<usize>, keepdim: bool) -> Result<Vec<usize>> {
     match axis {

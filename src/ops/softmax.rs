@@ -1,9 +1,9 @@
 //! Softmax and the fused softmax cross-entropy loss. Kernel: `shaders/softmax.wgsl`.
 
 use super::{numel, Arg, GradTarget};
-use crate::backend::{BufId, Kernel, ReduceOp};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
+use crate::kernels::{BufId, Kernel, ReduceOp};
 
 pub(super) fn shape(x: &[usize]) -> Result<Vec<usize>> {
     if x.is_empty() {

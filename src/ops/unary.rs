@@ -1,8 +1,8 @@
 //! Elementwise functions of one argument. Kernel: `shaders/unary.wgsl`.
 
 use super::{numel, Arg, GradTarget};
-use crate::backend::{Kernel, UnaryOp};
 use crate::kernels as kn;
+use crate::kernels::{Kernel, UnaryOp};
 
 pub(super) fn forward(op: UnaryOp, x: Arg, out: Arg) -> Vec<Kernel> {
     vec![Kernel::Unary(kn::Unary {

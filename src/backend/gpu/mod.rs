@@ -176,22 +176,6 @@ impl GpuDevice {
         }
     }
 
-    /// Creates the device on a given adapter, with the adapter's own limits unless `limits` is set.
-    pub fn from_adapter(
-        adapter: wgpu::Adapter,
-        limits: Option<wgpu::Limits>,
-        matmul: MatmulKernel,
-    ) -> Result<Arc<GpuDevice>> {
-        Self::open_on(
-            adapter,
-            &GpuOptions {
-                limits,
-                matmul,
-                ..Default::default()
-            },
-        )
-    }
-
     /// Creates the device on a given adapter with `opts`' limits, matmul kernel and tiles (its
     /// backend and adapter-name fields are not used).
     pub fn open_on(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Arc<GpuDevice>> {
