@@ -14,21 +14,7 @@
 
 override OP: u32 = 0u;
 
-struct Params {
-    out_shape: vec4<u32>,
-    a_str: vec4<u32>,
-    b_str: vec4<u32>,
-    t_shape: vec4<u32>,   // backward: shape of the operand receiving the gradient
-    len: u32,             // elements of out (forward) or of the target (backward)
-    acc: u32,
-    which: u32,           // backward: 0 -> d_a, 1 -> d_b
-    _pad: u32,
-    // backward: the box lo .. hi of the summed axes one dispatch folds (0 .. extent where not
-    // split). The host splits large broadcast sums so that no invocation loops more than a
-    // bounded number of times; each dispatch after the first adds into the gradient.
-    lo: vec4<u32>,
-    hi: vec4<u32>,
-}
+// `struct Params` is generated from `BinaryParams` in src/kernels/binary.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;

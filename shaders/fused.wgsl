@@ -32,16 +32,7 @@ override OP: u32 = 0u;
 // r0 .. r1 (bias_act_backward): the rows one dispatch handles; the host splits tall inputs so
 // that no invocation loops more than a bounded number of times, each slice after the first
 // adding its column sums into db.
-struct Params {
-    rows: u32,
-    cols: u32,
-    acc_dx: u32,
-    acc_db: u32,
-    r0: u32,
-    r1: u32,
-    _p0: u32,
-    _p1: u32,
-}
+// `struct Params` is generated from `FusedParams` in src/kernels/fused.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> z: array<f32>;

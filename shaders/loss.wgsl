@@ -12,16 +12,7 @@
 // lo .. hi (forward): the slice of the elements one dispatch folds; the host splits long inputs
 // so that no invocation loops more than a bounded number of times, each slice after the first
 // adding its share (acc) into the loss.
-struct Params {
-    len: u32,
-    acc: u32,
-    which: u32,   // backward: 0 -> d_pred, 1 -> d_target
-    _pad: u32,
-    lo: u32,
-    hi: u32,
-    zero: u32,    // always 0: see `opaque`
-    _p1: u32,
-}
+// `struct Params` is generated from `LossParams` in src/kernels/loss.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;

@@ -22,16 +22,7 @@ override ACT: u32 = 0u;
 // slices, each dispatch after the first adding into C, so that no invocation runs a loop for
 // more than a bounded number of iterations: some drivers cut longer loops short). k0 is a
 // multiple of the kernel's k step (4, or BK for the tile kernel); k1 is k0 + slice or k.
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    acc: u32,
-    k0: u32,
-    k1: u32,
-    _p0: u32,
-    _p1: u32,
-}
+// `struct Params` is generated from `MatmulParams` in src/kernels/matmul.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;

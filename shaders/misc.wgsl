@@ -8,13 +8,7 @@
 // Dispatch: 1-D over `len` elements in workgroups of 256, folded into a 2-D grid when the
 // workgroup count exceeds the per-dimension limit; the flat id is rebuilt from num_workgroups.
 
-struct Params {
-    len: u32,    // elements written
-    acc: u32,    // 1: out += v, 0: out = v
-    rows: u32,
-    cols: u32,
-    value: f32,  // fill value
-}
+// `struct Params` is generated from `MiscParams` in src/kernels/misc.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -12,12 +12,7 @@
 //                                  four storage bindings (the downlevel limit)
 // One thread per element; workgroups of 256 folded into 2-D past the per-dimension limit.
 
-struct Params {
-    len: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
+// `struct Params` is generated from `OptimParams` in src/kernels/optim.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;

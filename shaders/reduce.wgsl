@@ -23,16 +23,7 @@ override MEAN: u32 = 0u;
 // into slices so that no invocation loops more than a bounded number of times (some drivers cut
 // longer loops short); each slice after the first adds into the output (sum, mean: every slice
 // divides by the whole axis length) or, for max, merges with it (`merge`).
-struct Params {
-    outer: u32,
-    axis: u32,
-    inner: u32,
-    acc: u32,
-    a0: u32,
-    a1: u32,
-    merge: u32,
-    zero: u32,    // always 0: see `opaque`
-}
+// `struct Params` is generated from `ReduceParams` in src/kernels/reduce.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

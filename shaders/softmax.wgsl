@@ -13,12 +13,7 @@
 // per 10-class row would leave 246 of 256 threads idle and pay every barrier). Elementwise
 // backward kernels use one thread per element.
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    acc: u32,
-    _pad: u32,
-}
+// `struct Params` is generated from `SoftmaxParams` in src/kernels/softmax.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

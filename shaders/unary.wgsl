@@ -12,12 +12,7 @@
 
 override OP: u32 = 0u;
 
-struct Params {
-    len: u32,
-    acc: u32,    // backward: 1 accumulates into d_x
-    alpha: f32,  // the op's parameter (scale's factor)
-    _pad: u32,
-}
+// `struct Params` is generated from `UnaryParams` in src/kernels/unary.rs and put in front of this file.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

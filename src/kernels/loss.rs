@@ -96,15 +96,8 @@ impl KernelDef for MseBackward {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let MseBackward {
-            p,
-            t,
-            g,
-            len,
-            which,
-            acc,
-            ..
-        } = *self;
+        let (p, t, g) = (self.p, self.t, self.g);
+        let (len, which, acc) = (self.len, self.which, self.acc);
         with_out!(b, self.out, |o, b| {
             let sign = if which == 0 { 2.0 } else { -2.0 };
             let scale = b[g][0] * T::from_f64(sign / len as f64);

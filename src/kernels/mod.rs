@@ -154,11 +154,19 @@ fn examples() -> Vec<Kernel> {
 // ---------------------------------------------------------------------------------------------
 // WGSL sources
 
-/// The shader families, each the shared prelude followed by its files (WGSL has no include).
-const FAMILIES: &[(&str, &[&str])] = &[
-    ("misc", &[include_str!("../../shaders/misc.wgsl")]),
+/// The shader families: name, parameter struct, files. Each is compiled as the prelude, the
+/// generated activation functions, the generated `struct Params`, then its files (WGSL has no
+/// include).
+type Family = (&'static str, fn() -> String, &'static [&'static str]);
+const FAMILIES: &[Family] = &[
+    (
+        "misc",
+        misc::MiscParams::wgsl,
+        &[include_str!("../../shaders/misc.wgsl")],
+    ),
     (
         "matmul",
+        matmul::MatmulParams::wgsl,
         &[
             include_str!("../../shaders/matmul_common.wgsl"),
             include_str!("../../shaders/matmul.wgsl"),
@@ -166,18 +174,47 @@ const FAMILIES: &[(&str, &[&str])] = &[
     ),
     (
         "matmul_sg",
+        matmul::MatmulParams::wgsl,
         &[
             include_str!("../../shaders/matmul_common.wgsl"),
             include_str!("../../shaders/matmul_sg.wgsl"),
         ],
     ),
-    ("unary", &[include_str!("../../shaders/unary.wgsl")]),
-    ("binary", &[include_str!("../../shaders/binary.wgsl")]),
-    ("reduce", &[include_str!("../../shaders/reduce.wgsl")]),
-    ("softmax", &[include_str!("../../shaders/softmax.wgsl")]),
-    ("loss", &[include_str!("../../shaders/loss.wgsl")]),
-    ("fused", &[include_str!("../../shaders/fused.wgsl")]),
-    ("optim", &[include_str!("../../shaders/optim.wgsl")]),
+    (
+        "unary",
+        unary::UnaryParams::wgsl,
+        &[include_str!("../../shaders/unary.wgsl")],
+    ),
+    (
+        "binary",
+        binary::BinaryParams::wgsl,
+        &[include_str!("../../shaders/binary.wgsl")],
+    ),
+    (
+        "reduce",
+        reduce::ReduceParams::wgsl,
+        &[include_str!("../../shaders/reduce.wgsl")],
+    ),
+    (
+        "softmax",
+        softmax::SoftmaxParams::wgsl,
+        &[include_str!("../../shaders/softmax.wgsl")],
+    ),
+    (
+        "loss",
+        loss::LossParams::wgsl,
+        &[include_str!("../../shaders/loss.wgsl")],
+    ),
+    (
+        "fused",
+        fused::FusedParams::wgsl,
+        &[include_str!("../../shaders/fused.wgsl")],
+    ),
+    (
+        "optim",
+        optim::OptimParams::wgsl,
+        &[include_str!("../../shaders/optim.wgsl")],
+    ),
 ];
 
 /// The shader families that use subgroup operations: they are compiled only on devices created
@@ -188,14 +225,15 @@ pub const SUBGROUP_SHADERS: &[&str] = &["matmul_sg"];
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 
 /// Every WGSL program of the crate, by family name, as the GPU compiles it: `shaders/prelude.wgsl`,
-/// then the activation functions generated from [`UnaryOp`]'s table, then the family's files.
+/// the activation functions generated from [`UnaryOp`]'s table, the family's `struct Params`
+/// generated from its Rust parameter struct, then the family's files.
 pub fn shader_sources() -> &'static [(&'static str, String)] {
     static SOURCES: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
         let generated = unary::wgsl_functions();
         FAMILIES
             .iter()
-            .map(|(name, files)| {
-                let mut s = format!("{PRELUDE}\n{generated}");
+            .map(|(name, params, files)| {
+                let mut s = format!("{PRELUDE}\n{generated}\n{}", params());
                 for f in *files {
                     s.push('\n');
                     s.push_str(f);
@@ -218,9 +256,10 @@ pub(crate) fn shader_source(name: &str) -> Option<&'static str> {
 // ---------------------------------------------------------------------------------------------
 // Uniform parameters
 
-/// Declares a family's uniform parameter struct: `#[repr(C)]`, plain old data, word for word
-/// the WGSL `Params` of the shaders named (a test compares the two with naga's reflection).
-/// Fields are `u32`, `f32` or `[u32; 4]` (a `vec4<u32>`).
+/// Declares a family's uniform parameter struct: `#[repr(C)]`, plain old data, and the one
+/// definition of the WGSL `struct Params` of the shaders named, which is generated from it and
+/// put in front of them (a test checks the two layouts agree with naga's reflection). Fields
+/// are `u32`, `f32` or `[u32; 4]` (a `vec4<u32>`).
 macro_rules! wgsl_params {
     ($(#[$meta:meta])* $name:ident for $($shader:literal),+ { $($(#[$fm:meta])* $field:ident: $ty:ty,)* }) => {
         $(#[$meta])*
@@ -235,10 +274,26 @@ macro_rules! wgsl_params {
             fn layout() -> $crate::kernels::ParamsLayout {
                 vec![$((stringify!($field), std::mem::offset_of!($name, $field), std::mem::size_of::<$ty>()),)*]
             }
+            fn wgsl() -> String {
+                let mut s = format!("// Generated from {} in src/kernels/.\nstruct Params {{\n", stringify!($name));
+                $(s.push_str(&format!("    {}: {},\n", stringify!($field), $crate::kernels::wgsl_type(stringify!($ty))));)*
+                s.push_str("}\n");
+                s
+            }
         }
     };
 }
 pub(crate) use wgsl_params;
+
+/// The WGSL type of a parameter field's Rust type.
+pub(crate) fn wgsl_type(rust: &str) -> &'static str {
+    match rust.replace(' ', "").as_str() {
+        "u32" => "u32",
+        "f32" => "f32",
+        "[u32;4]" => "vec4<u32>",
+        other => panic!("parameter field type {other} has no WGSL counterpart"),
+    }
+}
 
 /// A uniform parameter struct declared with [`wgsl_params!`].
 pub(crate) trait Params: bytemuck::Pod {
@@ -246,6 +301,8 @@ pub(crate) trait Params: bytemuck::Pod {
     const SHADERS: &'static [&'static str];
     /// (field, byte offset, byte size) in declaration order.
     fn layout() -> ParamsLayout;
+    /// The WGSL declaration `struct Params { … }`, put in front of the family's shader.
+    fn wgsl() -> String;
     /// The struct as the words written to the uniform buffer.
     fn words(&self) -> Vec<u32> {
         bytemuck::cast_slice(bytemuck::bytes_of(self)).to_vec()

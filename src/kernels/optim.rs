@@ -56,13 +56,7 @@ impl KernelDef for Optim {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let Optim {
-            rule,
-            grad,
-            state,
-            hyper,
-            ..
-        } = *self;
+        let (rule, grad, state, hyper) = (self.rule, self.grad, self.state, self.hyper);
         with_outs!(b, [self.param, state], |[p, st], b| update(
             rule, p, &b[grad], st, &b[hyper]
         ));

@@ -136,16 +136,8 @@ impl KernelDef for Reduce {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let Reduce {
-            op,
-            x,
-            arg,
-            outer,
-            axis,
-            inner,
-            acc,
-            ..
-        } = *self;
+        let (op, x, arg) = (self.op, self.x, self.arg);
+        let (outer, axis, inner, acc) = (self.outer, self.axis, self.inner, self.acc);
         if op == ReduceOp::Max {
             with_outs!(b, [self.out, arg], |[o, idx], b| {
                 reduce(op, &b[x], o, idx, outer, axis, inner, acc)
@@ -193,18 +185,9 @@ impl KernelDef for ReduceBackward {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let ReduceBackward {
-            op,
-            g,
-            arg,
-            outer,
-            axis,
-            inner,
-            acc,
-            ..
-        } = *self;
-        with_out!(b, self.out, |o, b| {
-            reduce_backward(op, &b[g], &b[arg], o, outer, axis, inner, acc)
+        let k = self;
+        with_out!(b, k.out, |o, b| {
+            reduce_backward(k.op, &b[k.g], &b[k.arg], o, k.outer, k.axis, k.inner, k.acc)
         })
     }
 }

@@ -190,15 +190,8 @@ impl KernelDef for SoftmaxXentBackward {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let SoftmaxXentBackward {
-            probs,
-            labels,
-            g,
-            rows,
-            cols,
-            acc,
-            ..
-        } = *self;
+        let (probs, labels, g) = (self.probs, self.labels, self.g);
+        let (rows, cols, acc) = (self.rows, self.cols, self.acc);
         with_out!(b, self.out, |o, b| {
             let scale = b[g][0] / T::from_f64(rows as f64);
             for (r, &lab) in b[labels].iter().enumerate().take(rows) {
