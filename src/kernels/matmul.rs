@@ -112,7 +112,7 @@ pub enum MatmulKernel {
     #[default]
     Auto,
     /// Always the workgroup-memory tiled kernel, the real-GPU kernel (tile shape from the table
-    /// or [`GpuOptions::tiles`]) — e.g. to test it on a software adapter.
+    /// or [`GpuOptions::tiles`](crate::GpuOptions::tiles)) — e.g. to test it on a software adapter.
     Tiled,
     /// Always the register-blocked kernel (8×8 outputs per invocation, no workgroup memory).
     Register,
