@@ -378,85 +378,34 @@ fn write_plot(
     act: &str,
     args: &Args,
 ) -> wgrad::Result<()> {
-    use plot::{Panel, Series};
-    let loss = Panel {
-        title: "Training loss".into(),
-        x_label: "epoch".into(),
-        y_label: "cross-entropy".into(),
-        series: vec![
-            Series::faint(
-                format!("loss read every {} steps", args.loss_every),
-                "#1f77b4",
-                step_losses.to_vec(),
-            ),
-            Series::new(
-                "epoch mean",
-                "#d62728",
-                epochs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| ((i + 1) as f64, f64::from(e.train_loss)))
-                    .collect(),
-            ),
-        ],
-        y_range: None,
-        legend: plot::Corner::TopRight,
-    };
-    let acc_pts: Vec<(f64, f64)> = epochs
-        .iter()
-        .enumerate()
-        .map(|(i, e)| ((i + 1) as f64, f64::from(e.test_accuracy) * 100.0))
-        .collect();
-    // Fit the bottom of the accuracy axis to the data (all of 0–100 when there is none).
-    let lo = acc_pts
-        .iter()
-        .map(|p| p.1)
-        .filter(|v| v.is_finite())
-        .fold(f64::INFINITY, f64::min);
-    let lo = if lo.is_finite() { lo } else { 2.0 };
-    let accuracy = Panel {
-        title: "Test accuracy".into(),
-        x_label: "epoch".into(),
-        y_label: "accuracy (%)".into(),
-        series: vec![Series::new("test accuracy", "#2ca02c", acc_pts)],
-        y_range: Some(((lo - 2.0).max(0.0), 100.0)),
-        legend: plot::Corner::BottomRight,
-    };
     let title = format!(
         "MLP {sizes} ({act}), {}, batch {} on {adapter}",
         args.optimizer, args.batch
     );
-    plot::write_svg(path, &title, &[loss, accuracy]).map_err(|e| io_err(path, e))
-}
-
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-/// A JSON number, or `null` for NaN and infinities (which JSON cannot represent).
-fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".into()
-    }
-}
-
-fn json_arr(vals: impl Iterator<Item = f64>) -> String {
-    format!("[{}]", vals.map(json_num).collect::<Vec<_>>().join(", "))
+    let epoch_loss: Vec<(f64, f64)> = epochs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ((i + 1) as f64, f64::from(e.train_loss)))
+        .collect();
+    let accuracy: Vec<(f64, f64)> = epochs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ((i + 1) as f64, f64::from(e.test_accuracy) * 100.0))
+        .collect();
+    let every = format!("loss read every {} steps", args.loss_every);
+    let loss_lines = [
+        (every.as_str(), step_losses, false),
+        ("epoch mean", &epoch_loss[..], true),
+    ];
+    plot::two_panels(
+        path,
+        &title,
+        [
+            plot::Panel::new("Training loss", "cross-entropy", &loss_lines),
+            plot::Panel::new("Test accuracy", "accuracy (%)", &[("test accuracy", &accuracy, true)]),
+        ],
+    )
+    .map_err(|e| io_err(path, std::io::Error::other(e)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -471,44 +420,32 @@ fn summary_json(
     finite: bool,
     diverged: bool,
 ) -> String {
-    let final_loss = epochs.last().map_or(f64::NAN, |e| f64::from(e.train_loss));
-    let fields = [
-        ("adapter", json_str(&info.name)),
-        ("backend", json_str(&info.backend)),
-        ("device_type", json_str(&info.device_type)),
-        (
-            "data",
-            json_str(&args.data.as_ref().map_or("digits".into(), |d| d.display().to_string())),
-        ),
-        ("hidden", format!("{:?}", args.hidden)),
-        ("activation", json_str(&format!("{:?}", args.activation).to_lowercase())),
-        ("optimizer", json_str(&args.optimizer)),
-        ("batch", args.batch.to_string()),
-        ("seed", args.seed.to_string()),
-        ("epochs", epochs.len().to_string()),
-        ("finite_loss", finite.to_string()),
-        ("diverged", diverged.to_string()),
-        ("final_train_loss", json_num(final_loss)),
-        ("test_accuracy", json_num(f64::from(test_accuracy))),
-        ("test_samples", test.len().to_string()),
-        ("seconds", json_num(seconds)),
-        ("samples_per_sec", json_num(samples_per_sec)),
-        (
-            "epoch_train_loss",
-            json_arr(epochs.iter().map(|e| f64::from(e.train_loss))),
-        ),
-        (
-            "epoch_test_accuracy",
-            json_arr(epochs.iter().map(|e| f64::from(e.test_accuracy))),
-        ),
-        ("epoch_seconds", json_arr(epochs.iter().map(|e| e.seconds))),
-        (
-            "epoch_samples_per_sec",
-            json_arr(epochs.iter().map(|e| e.samples_per_sec)),
-        ),
-    ];
-    let body: Vec<String> = fields.iter().map(|(k, v)| format!("  \"{k}\": {v}")).collect();
-    format!("{{\n{}\n}}\n", body.join(",\n"))
+    let per_epoch = |f: fn(&EpochRecord) -> f64| epochs.iter().map(f).collect::<Vec<_>>();
+    // serde_json writes NaN and infinities (which JSON cannot represent) as null.
+    let summary = serde_json::json!({
+        "adapter": info.name,
+        "backend": info.backend,
+        "device_type": info.device_type,
+        "data": args.data.as_ref().map_or("digits".into(), |d| d.display().to_string()),
+        "hidden": args.hidden,
+        "activation": args.activation.name(),
+        "optimizer": args.optimizer,
+        "batch": args.batch,
+        "seed": args.seed,
+        "epochs": epochs.len(),
+        "finite_loss": finite,
+        "diverged": diverged,
+        "final_train_loss": epochs.last().map_or(f64::NAN, |e| f64::from(e.train_loss)),
+        "test_accuracy": f64::from(test_accuracy),
+        "test_samples": test.len(),
+        "seconds": seconds,
+        "samples_per_sec": samples_per_sec,
+        "epoch_train_loss": per_epoch(|e| f64::from(e.train_loss)),
+        "epoch_test_accuracy": per_epoch(|e| f64::from(e.test_accuracy)),
+        "epoch_seconds": per_epoch(|e| e.seconds),
+        "epoch_samples_per_sec": per_epoch(|e| e.samples_per_sec),
+    });
+    format!("{summary:#}\n")
 }
 
 #[cfg(test)]
@@ -544,15 +481,9 @@ mod tests {
             &["--bogus", "1"],
             &["stray"],
             &["--momentum", "0.9"],
-            &["--activation", "gelu"],
+            &["--activation", "swish"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn json_escapes() {
-        assert_eq!(json_str("a\"b\\\n"), "\"a\\\"b\\\\\\n\"");
-        assert_eq!(json_num(f64::NAN), "null");
     }
 }
