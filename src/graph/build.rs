@@ -70,60 +70,9 @@ impl Graph {
         self.add_op(Op::Unary { op, x }, None)
     }
 
-    /// σ(x) = 1/(1+e^(−x)), elementwise.
-    pub fn sigmoid(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Sigmoid, x)
-    }
-
-    /// max(x, 0), elementwise.
-    pub fn relu(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Relu, x)
-    }
-
-    /// tanh(x), elementwise.
-    pub fn tanh(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Tanh, x)
-    }
-
-    /// e^x, elementwise.
-    pub fn exp(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Exp, x)
-    }
-
-    /// ln x, elementwise.
-    pub fn log(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Log, x)
-    }
-
-    /// −x, elementwise.
-    pub fn neg(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Neg, x)
-    }
-
     /// α·x, elementwise.
     pub fn scale(&mut self, x: NodeId, alpha: f32) -> Result<NodeId> {
         self.unary(UnaryOp::Scale(alpha), x)
-    }
-
-    /// x², elementwise.
-    pub fn square(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Square, x)
-    }
-
-    /// GELU in its tanh form, ½x(1 + tanh(√(2/π)(x + 0.044715x³))), elementwise (PyTorch's
-    /// `gelu(x, approximate="tanh")`).
-    pub fn gelu(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Gelu, x)
-    }
-
-    /// GELU in its exact form, x·Φ(x) = ½x(1 + erf(x/√2)), elementwise (PyTorch's `gelu(x)`).
-    pub fn gelu_erf(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::GeluErf, x)
-    }
-
-    /// SiLU (swish), x·σ(x), elementwise.
-    pub fn silu(&mut self, x: NodeId) -> Result<NodeId> {
-        self.unary(UnaryOp::Silu, x)
     }
 
     /// An elementwise op with NumPy broadcasting.
@@ -331,4 +280,40 @@ fn check_labels(op: &'static str, name: &str, values: impl Iterator<Item = f64>,
         }
     }
     Ok(())
+}
+
+/// One builder method per unary op without a parameter: `method => UnaryOp variant`.
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $method:ident => $op:ident;)*) => {
+        impl Graph {
+            $($(#[$doc])*
+            pub fn $method(&mut self, x: NodeId) -> Result<NodeId> {
+                self.unary(UnaryOp::$op, x)
+            })*
+        }
+    };
+}
+
+unary_methods! {
+    /// σ(x) = 1/(1+e^(−x)), elementwise.
+    sigmoid => Sigmoid;
+    /// max(x, 0), elementwise.
+    relu => Relu;
+    /// tanh(x), elementwise.
+    tanh => Tanh;
+    /// e^x, elementwise.
+    exp => Exp;
+    /// ln x, elementwise.
+    log => Log;
+    /// −x, elementwise.
+    neg => Neg;
+    /// x², elementwise.
+    square => Square;
+    /// GELU in its tanh form, ½x(1 + tanh(√(2/π)(x + 0.044715x³))), elementwise (PyTorch's
+    /// `gelu(x, approximate="tanh")`).
+    gelu => Gelu;
+    /// GELU in its exact form, x·Φ(x) = ½x(1 + erf(x/√2)), elementwise (PyTorch's `gelu(x)`).
+    gelu_erf => GeluErf;
+    /// SiLU (swish), x·σ(x), elementwise.
+    silu => Silu;
 }

@@ -228,21 +228,22 @@ impl Executor for GpuExecutor {
         let limits = self.dev.device.limits();
         let bytes = (len as u64).saturating_mul(4);
         let cap = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        if bytes > limits.max_storage_buffer_binding_size {
-            return Err(Error::LimitExceeded {
-                what: what.to_string(),
-                size: bytes,
-                limit_name: "max_storage_buffer_binding_size",
-                limit: limits.max_storage_buffer_binding_size,
-            });
-        }
-        if bytes > limits.max_buffer_size {
-            return Err(Error::LimitExceeded {
-                what: what.to_string(),
-                size: bytes,
-                limit_name: "max_buffer_size",
-                limit: limits.max_buffer_size,
-            });
+        for (limit_name, limit) in [
+            (
+                "max_storage_buffer_binding_size",
+                limits.max_storage_buffer_binding_size,
+            ),
+            ("max_buffer_size", limits.max_buffer_size),
+        ] {
+            if bytes > limit {
+                let what = what.to_string();
+                return Err(Error::LimitExceeded {
+                    what,
+                    size: bytes,
+                    limit_name,
+                    limit,
+                });
+            }
         }
         let class = GpuDevice::size_class(bytes, cap);
         let pooled = self
