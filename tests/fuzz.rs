@@ -26,6 +26,9 @@ enum Action {
     Transpose(usize),
     Reshape(usize, Vec<usize>),
     Detach(usize),
+    Permute(usize, Vec<usize>),
+    Narrow(usize, usize, usize, usize),
+    Concat(Vec<usize>, usize),
     Write(usize, usize, u64),
     Backward(usize),
     Read(usize),
@@ -60,6 +63,9 @@ fn action() -> impl Strategy<Value = Action> {
         n.clone().prop_map(Action::Transpose),
         (n.clone(), shape()).prop_map(|(a, s)| Action::Reshape(a, s)),
         n.clone().prop_map(Action::Detach),
+        (n.clone(), prop::collection::vec(0usize..5, 0..5)).prop_map(|(a, p)| Action::Permute(a, p)),
+        (n.clone(), 0usize..5, 0usize..4, 0usize..4).prop_map(|(a, ax, s, l)| Action::Narrow(a, ax, s, l)),
+        (prop::collection::vec(n.clone(), 0..4), 0usize..5).prop_map(|(xs, ax)| Action::Concat(xs, ax)),
         (n.clone(), 0usize..40, any::<u64>()).prop_map(|(a, l, s)| Action::Write(a, l, s)),
         n.clone().prop_map(Action::Backward),
         n.clone().prop_map(Action::Read),
@@ -113,6 +119,12 @@ fn apply(g: &mut Graph, ids: &mut Vec<NodeId>, a: &Action) -> Outcome {
         Action::Transpose(x) => add(g.transpose(need(*x)?), ids),
         Action::Reshape(x, s) => add(g.reshape(need(*x)?, s), ids),
         Action::Detach(x) => add(g.detach(need(*x)?), ids),
+        Action::Permute(x, p) => add(g.permute(need(*x)?, p), ids),
+        Action::Narrow(x, ax, s, l) => add(g.narrow(need(*x)?, *ax, *s, *l), ids),
+        Action::Concat(xs, ax) => {
+            let xs = xs.iter().map(|&x| need(x)).collect::<Result<Vec<_>, _>>()?;
+            add(g.concat(&xs, *ax), ids)
+        }
         Action::Write(x, len, seed) => {
             let mut rng = wgrad::data::Rng::new(*seed);
             let data = random(&mut rng, *len, -1.0, 1.0);

@@ -24,7 +24,7 @@ pub(super) fn reached(nodes: &[Node], loss: usize) -> Vec<bool> {
             continue;
         }
         let inputs = nodes[i].op.inputs();
-        for &pos in nodes[i].op.differentiable() {
+        for pos in nodes[i].op.differentiable() {
             if nodes[inputs[pos]].requires_grad {
                 needs[inputs[pos]] = true;
             }

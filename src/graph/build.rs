@@ -62,10 +62,8 @@ impl Graph {
     /// Applies an elementwise function.
     pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
         let x = self.check(x)?;
-        if let UnaryOp::Scale(a) = op {
-            if !a.is_finite() {
-                return Err(Error::arg("scale", format!("factor {a} is not finite")));
-            }
+        if !op.alpha().is_finite() {
+            return Err(Error::arg(op.name(), format!("parameter {} is not finite", op.alpha())));
         }
         self.add_op(Op::Unary { op, x }, None)
     }
@@ -73,6 +71,11 @@ impl Graph {
     /// α·x, elementwise.
     pub fn scale(&mut self, x: NodeId, alpha: f32) -> Result<NodeId> {
         self.unary(UnaryOp::Scale(alpha), x)
+    }
+
+    /// x + α, elementwise.
+    pub fn add_scalar(&mut self, x: NodeId, alpha: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::AddScalar(alpha), x)
     }
 
     /// An elementwise op with NumPy broadcasting.
@@ -199,6 +202,59 @@ impl Graph {
         Ok(id)
     }
 
+    /// The axes reordered: axis d of the result is axis `perm[d]` of x (PyTorch's `permute`).
+    /// The result is a new contiguous tensor.
+    pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Permute { x, perm: perm.to_vec() }, None)
+    }
+
+    /// Axes `a` and `b` swapped (PyTorch's `transpose(a, b)`); [`Graph::transpose`] is the
+    /// matrix case.
+    pub fn transpose_axes(&mut self, x: NodeId, a: usize, b: usize) -> Result<NodeId> {
+        let rank = self.node(x)?.shape.len();
+        if a >= rank || b >= rank {
+            return Err(Error::invalid_shape(
+                "transpose_axes",
+                &self.node(x)?.shape,
+                format!("axes {a} and {b} for rank {rank}"),
+            ));
+        }
+        let mut perm: Vec<usize> = (0..rank).collect();
+        perm.swap(a, b);
+        self.permute(x, &perm)
+    }
+
+    /// Elements `start .. start + len` along `axis` (PyTorch's `narrow`), as a new tensor.
+    pub fn narrow(&mut self, x: NodeId, axis: usize, start: usize, len: usize) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Narrow { x, axis, start, len }, None)
+    }
+
+    /// The tensors joined along `axis` (PyTorch's `cat`): equal shapes except along `axis`.
+    pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
+        if xs.is_empty() {
+            return Err(Error::arg("concat", "no tensors to join"));
+        }
+        let xs = xs.iter().map(|&x| self.check(x)).collect::<Result<Vec<_>>>()?;
+        self.add_op(Op::Concat { xs, axis }, None)
+    }
+
+    /// x broadcast to `shape` (PyTorch's `expand` / `broadcast_to`): trailing axes aligned, each
+    /// extent of x equal to the target's or 1. The result is a new tensor; its gradient sums
+    /// over the broadcast axes.
+    pub fn expand(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        let x = self.check(x)?;
+        Self::check_shape("expand", shape)?;
+        self.add_op(
+            Op::Expand {
+                x,
+                shape: shape.to_vec(),
+            },
+            None,
+        )
+    }
+
     /// The same value, but no gradient flows back through it.
     pub fn detach(&mut self, x: NodeId) -> Result<NodeId> {
         let x = self.check(x)?;
@@ -309,6 +365,10 @@ unary_methods! {
     neg => Neg;
     /// x², elementwise.
     square => Square;
+    /// √x, elementwise.
+    sqrt => Sqrt;
+    /// 1/√x, elementwise.
+    rsqrt => Rsqrt;
     /// GELU in its tanh form, ½x(1 + tanh(√(2/π)(x + 0.044715x³))), elementwise (PyTorch's
     /// `gelu(x, approximate="tanh")`).
     gelu => Gelu;

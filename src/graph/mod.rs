@@ -14,6 +14,7 @@
 
 mod backward;
 mod build;
+mod composite;
 mod dot;
 mod fusion;
 mod limits;

@@ -16,6 +16,7 @@ mod real;
 
 pub(crate) mod binary;
 pub(crate) mod fused;
+pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod misc;
@@ -34,6 +35,7 @@ pub use unary::UnaryOp;
 // The kernel structs, for building kernel lists: `Kernel::MatMul(kn::MatMul { .. })`.
 pub(crate) use binary::{Binary, BinaryBackward};
 pub(crate) use fused::{BiasActBackward, BiasActForward, MatMulBiasAct};
+pub(crate) use layout::{StridedCopy, View};
 pub(crate) use loss::{Mse, MseBackward};
 pub(crate) use matmul::MatMul;
 pub(crate) use misc::{BiasAdd, Copy, Fill, Transpose};
@@ -133,6 +135,8 @@ kernels! {
     BiasActBackward(fused::BiasActBackward),
     /// in-place optimizer update
     Optim(optim::Optim),
+    /// out view (+)= x view, elementwise over an index space
+    StridedCopy(layout::StridedCopy),
 }
 
 /// Representative kernels of every family, for the pipeline-variant list.
@@ -147,6 +151,7 @@ fn examples() -> Vec<Kernel> {
         loss::examples(),
         fused::examples(),
         optim::examples(),
+        layout::examples(),
     ]
     .concat()
 }
@@ -214,6 +219,11 @@ const FAMILIES: &[Family] = &[
         "optim",
         optim::OptimParams::wgsl,
         &[include_str!("../../shaders/optim.wgsl")],
+    ),
+    (
+        "layout",
+        layout::LayoutParams::wgsl,
+        &[include_str!("../../shaders/layout.wgsl")],
     ),
 ];
 
@@ -328,6 +338,7 @@ pub fn params_layouts() -> Vec<(&'static str, ParamsLayout)> {
         of::<loss::LossParams>(),
         of::<fused::FusedParams>(),
         of::<optim::OptimParams>(),
+        of::<layout::LayoutParams>(),
     ]
     .concat()
 }

@@ -30,6 +30,8 @@ pub trait Real:
     fn tanh(self) -> Self;
     /// The error function erf x.
     fn erf(self) -> Self;
+    /// √x
+    fn sqrt(self) -> Self;
     /// True for NaN.
     fn is_nan(self) -> bool;
 
@@ -84,6 +86,9 @@ impl Real for f32 {
     fn erf(self) -> Self {
         libm::erff(self)
     }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
@@ -127,6 +132,9 @@ impl Real for f64 {
     }
     fn erf(self) -> Self {
         libm::erf(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
     }
     fn is_nan(self) -> bool {
         f64::is_nan(self)

@@ -145,6 +145,18 @@ unary_ops! {
     Square = "square", elementwise,
         wgsl("x * x"; "2.0 * x"),
         cpu(x * x; T::from_f64(2.0) * x);
+    /// √x; VJP g / (2y).
+    Sqrt = "sqrt", elementwise,
+        wgsl("sqrt(x)"; "0.5 / y"),
+        cpu(x.sqrt(); T::from_f64(0.5) / y);
+    /// 1/√x; VJP −g·y³/2.
+    Rsqrt = "rsqrt", elementwise,
+        wgsl("inverseSqrt(x)"; "-0.5 * y * y * y"),
+        cpu(T::one() / x.sqrt(); T::from_f64(-0.5) * y * y * y);
+    /// x + α; VJP g.
+    AddScalar(f32) = "add_scalar", elementwise,
+        wgsl("x + a"; "1.0"),
+        cpu(x + a; T::one());
     /// GELU, tanh form (as PyTorch's `approximate="tanh"`):
     /// ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
     Gelu = "gelu", activation,
@@ -188,10 +200,10 @@ impl UnaryOp {
         UnaryOp::all(alpha).into_iter().find(|op| op.name() == name)
     }
 
-    /// The op's parameter (scale's factor), 0 for ops without one.
-    pub(crate) fn alpha(&self) -> f32 {
+    /// The op's parameter (scale's factor, add_scalar's term), 0 for ops without one.
+    pub fn alpha(&self) -> f32 {
         match self {
-            UnaryOp::Scale(a) => *a,
+            UnaryOp::Scale(a) | UnaryOp::AddScalar(a) => *a,
             _ => 0.0,
         }
     }

@@ -51,6 +51,19 @@ pub enum Op {
     Reshape { x: usize },
     /// Same value, no gradient flows back through it.
     Detach { x: usize },
+    /// The axes reordered: axis d of the result is axis `perm[d]` of x.
+    Permute { x: usize, perm: Vec<usize> },
+    /// Elements `start .. start + len` along one axis.
+    Narrow {
+        x: usize,
+        axis: usize,
+        start: usize,
+        len: usize,
+    },
+    /// The inputs joined along one axis.
+    Concat { xs: Vec<usize>, axis: usize },
+    /// x broadcast to a larger shape.
+    Expand { x: usize, shape: Vec<usize> },
 }
 
 /// Largest rank a tensor may have.
@@ -91,6 +104,10 @@ impl Op {
             Op::Transpose { .. } => "transpose",
             Op::Reshape { .. } => "reshape",
             Op::Detach { .. } => "detach",
+            Op::Permute { .. } => "permute",
+            Op::Narrow { .. } => "narrow",
+            Op::Concat { .. } => "concat",
+            Op::Expand { .. } => "expand",
         }
     }
 
@@ -107,17 +124,22 @@ impl Op {
             | Op::Softmax { x }
             | Op::Transpose { x }
             | Op::Reshape { x }
-            | Op::Detach { x } => vec![x],
+            | Op::Detach { x }
+            | Op::Permute { x, .. }
+            | Op::Narrow { x, .. }
+            | Op::Expand { x, .. } => vec![x],
+            Op::Concat { ref xs, .. } => xs.clone(),
         }
     }
 
     /// Positions (into `inputs()`) through which a gradient flows.
-    pub(crate) fn differentiable(&self) -> &'static [usize] {
+    pub(crate) fn differentiable(&self) -> Vec<usize> {
         match self {
-            Op::Input | Op::Parameter | Op::Detach { .. } => &[],
-            Op::SoftmaxCrossEntropy { .. } => &[0],
-            Op::MatMul { .. } | Op::Binary { .. } | Op::BiasAdd { .. } | Op::Mse { .. } => &[0, 1],
-            _ => &[0],
+            Op::Input | Op::Parameter | Op::Detach { .. } => vec![],
+            Op::SoftmaxCrossEntropy { .. } => vec![0],
+            Op::MatMul { .. } | Op::Binary { .. } | Op::BiasAdd { .. } | Op::Mse { .. } => vec![0, 1],
+            Op::Concat { xs, .. } => (0..xs.len()).collect(),
+            _ => vec![0],
         }
     }
 
@@ -136,6 +158,10 @@ impl Op {
             Op::Mse { .. } => loss::mse_shape(shapes[0], shapes[1]),
             Op::Transpose { .. } => layout::transpose_shape(shapes[0]),
             Op::Reshape { .. } | Op::Detach { .. } => Ok(shapes[0].to_vec()),
+            Op::Permute { ref perm, .. } => layout::permute_shape(shapes[0], perm),
+            Op::Narrow { axis, start, len, .. } => layout::narrow_shape(shapes[0], axis, start, len),
+            Op::Concat { axis, .. } => layout::concat_shape(shapes, axis),
+            Op::Expand { ref shape, .. } => layout::expand_shape(shapes[0], shape),
         }
     }
 
@@ -162,6 +188,10 @@ impl Op {
             Op::Mse { .. } => loss::mse_forward(args[0], args[1], out),
             Op::Transpose { .. } => layout::transpose_forward(args[0], out),
             Op::Reshape { .. } | Op::Detach { .. } => layout::copy(args[0].buf, out.buf, numel(out.shape), false),
+            Op::Permute { ref perm, .. } => layout::permute_forward(args[0], perm, out),
+            Op::Narrow { axis, start, .. } => layout::narrow_forward(args[0], axis, start, out),
+            Op::Concat { axis, .. } => layout::concat_forward(args, axis, out),
+            Op::Expand { .. } => layout::expand_forward(args[0], out),
         }
     }
 
@@ -186,6 +216,10 @@ impl Op {
             Op::Mse { .. } => loss::mse_vjp(args[0], args[1], g, targets),
             Op::Transpose { .. } => layout::transpose_vjp(args[0], g, targets),
             Op::Reshape { .. } => layout::reshape_vjp(args[0], g, targets),
+            Op::Permute { ref perm, .. } => layout::permute_vjp(args[0], perm, out, g, targets),
+            Op::Narrow { axis, start, .. } => layout::narrow_vjp(args[0], axis, start, out, g, targets),
+            Op::Concat { axis, .. } => layout::concat_vjp(args, axis, out, g, targets),
+            Op::Expand { .. } => layout::expand_vjp(args[0], out, g, targets),
         }
     }
 }

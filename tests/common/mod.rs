@@ -206,7 +206,12 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
         }),
     ];
     for op in UnaryOp::all(-1.7) {
-        let (lo, hi) = if op == UnaryOp::Log { (0.1, 3.0) } else { (-2.0, 2.0) };
+        // Ops undefined at -1 (log, sqrt, rsqrt) get positive inputs.
+        let (lo, hi) = if op.value(-1.0f64).is_nan() {
+            (0.1, 3.0)
+        } else {
+            (-2.0, 2.0)
+        };
         v.push(case(tag(op.name()), vec![vec![m, n]], lo, hi, move |g, i| {
             g.unary(op, i[0])
         }));
@@ -253,6 +258,79 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
             }
         }
     }
+    // Layout ops: strided copies and their scatter VJPs.
+    // (Rank-3 inputs use a middle extent of 3, not k: m·k·n is too large at the largest sizes.)
+    v.push(case(tag("permute 2,0,1"), vec![vec![m, 3, n]], -1.0, 1.0, |g, i| {
+        g.permute(i[0], &[2, 0, 1])
+    }));
+    v.push(case(
+        tag("transpose_axes 0,3"),
+        vec![vec![m, 2, 3, n]],
+        -1.0,
+        1.0,
+        |g, i| g.transpose_axes(i[0], 0, 3),
+    ));
+    v.push(case(tag("narrow axis 1"), vec![vec![m, n]], -1.0, 1.0, move |g, i| {
+        g.narrow(i[0], 1, n / 2, n - n / 2)
+    }));
+    v.push(case(
+        tag("narrow axis 0 of rank 3"),
+        vec![vec![m, 3, n]],
+        -1.0,
+        1.0,
+        move |g, i| g.narrow(i[0], 0, m / 3, m - m / 3),
+    ));
+    v.push(case(
+        tag("concat axis 1"),
+        vec![vec![m, k], vec![m, n]],
+        -1.0,
+        1.0,
+        |g, i| g.concat(&[i[0], i[1]], 1),
+    ));
+    v.push(case(
+        tag("concat axis 0 of three"),
+        vec![vec![m, n], vec![k, n], vec![1, n]],
+        -1.0,
+        1.0,
+        |g, i| g.concat(&[i[0], i[1], i[2]], 0),
+    ));
+    v.push(case(
+        tag("concat x with itself"),
+        vec![vec![m, n]],
+        -1.0,
+        1.0,
+        |g, i| g.concat(&[i[0], i[0]], 0),
+    ));
+    v.push(case(tag("expand rows"), vec![vec![1, n]], -1.0, 1.0, move |g, i| {
+        g.expand(i[0], &[m, n])
+    }));
+    v.push(case(
+        tag("expand to rank 3"),
+        vec![vec![m, 1]],
+        -1.0,
+        1.0,
+        move |g, i| g.expand(i[0], &[2, m, n]),
+    ));
+    // Composite ops (built from the ones above).
+    v.push(case(
+        tag("layer_norm"),
+        vec![vec![m, n], vec![n], vec![n]],
+        -1.0,
+        1.0,
+        |g, i| g.layer_norm(i[0], Some(i[1]), Some(i[2]), 1e-5),
+    ));
+    for axis in 0..2 {
+        v.push(case(
+            tag(&format!("log_softmax axis {axis}")),
+            vec![vec![m, n]],
+            -3.0,
+            3.0,
+            move |g, i| g.log_softmax(i[0], axis),
+        ));
+    }
+    v.push(case(tag("softmax_axis 0"), vec![vec![m, n]], -3.0, 3.0, |g, i| {
+        g.softmax_axis(i[0], 0)
+    }));
     v
 }
 

@@ -1,0 +1,93 @@
+//! Ops built from other ops: their gradients are the chain rule through the parts, so they
+//! need no kernels of their own.
+
+use super::{Graph, NodeId};
+use crate::error::{Error, Result};
+
+impl Graph {
+    fn last_axis(&self, op: &'static str, x: NodeId) -> Result<usize> {
+        let shape = self.shape(x)?;
+        if shape.is_empty() {
+            return Err(Error::invalid_shape(op, &shape, "needs at least one axis"));
+        }
+        Ok(shape.len() - 1)
+    }
+
+    fn check_axis(&self, op: &'static str, x: NodeId, axis: usize) -> Result<()> {
+        let shape = self.shape(x)?;
+        if axis >= shape.len() {
+            return Err(Error::invalid_shape(
+                op,
+                &shape,
+                format!("axis {axis} is out of range for rank {}", shape.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Layer normalisation over the last axis (PyTorch's `layer_norm` with
+    /// `normalized_shape = [D]`): (x − mean) / √(var + eps), times `weight` and plus `bias`
+    /// (each of shape `[D]`) when given; var is the biased variance.
+    pub fn layer_norm(&mut self, x: NodeId, weight: Option<NodeId>, bias: Option<NodeId>, eps: f32) -> Result<NodeId> {
+        let axis = self.last_axis("layer_norm", x)?;
+        let d = self.shape(x)?[axis];
+        for (what, p) in [("weight", weight), ("bias", bias)] {
+            if let Some(p) = p {
+                let ps = self.shape(p)?;
+                if ps != [d] {
+                    return Err(Error::invalid_shape(
+                        "layer_norm",
+                        &ps,
+                        format!("{what} must have shape [{d}] (the last axis of {:?})", self.shape(x)?),
+                    ));
+                }
+            }
+        }
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(Error::arg(
+                "layer_norm",
+                format!("eps {eps} must be finite and non-negative"),
+            ));
+        }
+        let mean = self.mean_axis(x, axis, true)?;
+        let centred = self.sub(x, mean)?;
+        let sq = self.square(centred)?;
+        let var = self.mean_axis(sq, axis, true)?;
+        let var_eps = self.add_scalar(var, eps)?;
+        let inv_std = self.rsqrt(var_eps)?;
+        let mut y = self.mul(centred, inv_std)?;
+        if let Some(w) = weight {
+            y = self.mul(y, w)?;
+        }
+        if let Some(b) = bias {
+            y = self.add(y, b)?;
+        }
+        Ok(y)
+    }
+
+    /// log softmax along `axis`: x − max − log Σ exp(x − max), stable for any range of x.
+    pub fn log_softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        self.check_axis("log_softmax", x, axis)?;
+        // The max only shifts the exponentials; its gradient cancels exactly, so it is detached.
+        let max = self.max_axis(x, axis, true)?;
+        let max = self.detach(max)?;
+        let shifted = self.sub(x, max)?;
+        let e = self.exp(shifted)?;
+        let s = self.sum_axis(e, axis, true)?;
+        let lse = self.log(s)?;
+        self.sub(shifted, lse)
+    }
+
+    /// Softmax along any axis (the last axis runs the softmax kernel directly; another axis is
+    /// moved last and back).
+    pub fn softmax_axis(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        self.check_axis("softmax_axis", x, axis)?;
+        let last = self.last_axis("softmax_axis", x)?;
+        if axis == last {
+            return self.softmax(x);
+        }
+        let moved = self.transpose_axes(x, axis, last)?;
+        let s = self.softmax(moved)?;
+        self.transpose_axes(s, axis, last)
+    }
+}
