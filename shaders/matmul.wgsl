@@ -68,23 +68,25 @@ var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // [BK][BN / 4]: four column
 
 fn a_at(row: u32, col: u32) -> f32 {
     if (row >= p.m || col >= p.k) { return 0.0; }
-    if (TA != 0u) { return a[col * p.m + row]; }
-    return a[row * p.k + col];
+    if (TA != 0u) { return a[a_base + col * p.m + row]; }
+    return a[a_base + row * p.k + col];
 }
 
 fn b_at(row: u32, col: u32) -> f32 {
     if (row >= p.k || col >= p.n) { return 0.0; }
-    if (TB != 0u) { return b[col * p.k + row]; }
-    return b[row * p.n + col];
+    if (TB != 0u) { return b[b_base + col * p.k + row]; }
+    return b[b_base + row * p.n + col];
 }
 
 // Element e of A / B, read through the vec4 views (the tile kernel binds only those).
 fn a_el(e: u32) -> f32 {
-    return av4[e / 4u][e % 4u];
+    let f = a_base + e;
+    return av4[f / 4u][f % 4u];
 }
 
 fn b_el(e: u32) -> f32 {
-    return bv4[e / 4u][e % 4u];
+    let f = b_base + e;
+    return bv4[f / 4u][f % 4u];
 }
 
 // A thread's TM×TN block of C: rows r0..r3 of row group tr and (TM = 8) r4..r7 of row group
@@ -131,7 +133,7 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> Tile8 {
                 let row = row0 + r;
                 let kk = t + 4u * kq;
                 var v = vec4<f32>();
-                if (row < m && kk < k) { v = av4[(row * k + kk) / 4u]; }
+                if (row < m && kk < k) { v = av4[(a_base + row * k + kk) / 4u]; }
                 let base = 4u * kq * bm4 + r / 4u;
                 let comp = r % 4u;
                 As[base][comp] = v.x;
@@ -145,7 +147,7 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> Tile8 {
                 let r4 = s % bm4;
                 let kk = s / bm4;
                 var v = vec4<f32>();
-                if (row0 + 4u * r4 < m && t + kk < k) { v = av4[((t + kk) * m + row0 + 4u * r4) / 4u]; }
+                if (row0 + 4u * r4 < m && t + kk < k) { v = av4[(a_base + (t + kk) * m + row0 + 4u * r4) / 4u]; }
                 As[kk * bm4 + r4] = v;
             }
         } else {
@@ -168,7 +170,7 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> Tile8 {
                 let c4 = s % bn4;
                 let kk = s / bn4;
                 var v = vec4<f32>();
-                if (col0 + 4u * c4 < n && t + kk < k) { v = bv4[((t + kk) * n + col0 + 4u * c4) / 4u]; }
+                if (col0 + 4u * c4 < n && t + kk < k) { v = bv4[(b_base + (t + kk) * n + col0 + 4u * c4) / 4u]; }
                 Bs[kk * bn4 + c4] = v;
             }
         } else if (BV != 0u) {
@@ -179,7 +181,7 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> Tile8 {
                 let col = col0 + cc;
                 let kk = t + 4u * kq;
                 var v = vec4<f32>();
-                if (col < n && kk < k) { v = bv4[(col * k + kk) / 4u]; }
+                if (col < n && kk < k) { v = bv4[(b_base + col * k + kk) / 4u]; }
                 let base = 4u * kq * bn4 + cc / 4u;
                 let comp = cc % 4u;
                 Bs[base][comp] = v.x;
@@ -268,17 +270,20 @@ fn tile_store_bias_act(wid: vec3<u32>, lid3: vec3<u32>, acc: Tile8) {
 // C (+)= op(A)·op(B).
 @compute @workgroup_size(BN / TN, BM / TM)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    set_batch(wid.z);
     tile_store(wid, lid3, tile_block(wid, lid3, lid));
 }
 
 // The fused layer forward (TA = TB = 0): C = A·B, Z = C + b, H = f(Z) in one pass.
 @compute @workgroup_size(BN / TN, BM / TM)
 fn matmul_bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    set_batch(wid.z);
     tile_store_bias_act(wid, lid3, tile_block(wid, lid3, lid));
 }
 
 @compute @workgroup_size(16, 16)
 fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+    set_batch(gid.z);
     let row = gid.y;
     let col = gid.x;
     if (row >= p.m || col >= p.n) { return; }
@@ -286,7 +291,7 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var kk = p.k0; kk < p.k1; kk++) {
         s += a_at(row, kk) * b_at(kk, col);
     }
-    let idx = row * p.n + col;
+    let idx = c_base + row * p.n + col;
     if (p.acc != 0u) {
         c[idx] = c[idx] + s;
     } else {
@@ -299,6 +304,9 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
 // (`load_b8`, `fma_row`) is shared with `matmul_reg_any` and `matmul_sg` (matmul_common.wgsl).
 @compute @workgroup_size(RWX, RWY)
 fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    set_batch(wid.z);
+    let o = a_base / 4u;
+    let bo = b_base / 4u;
     let m = p.m;
     let n = p.n;
     let k4 = p.k / 4u;
@@ -328,20 +336,20 @@ fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         var a4: vec4<f32>; var a5: vec4<f32>; var a6: vec4<f32>; var a7: vec4<f32>;
         if (TA != 0u) {
             // A stored k×m: one vec4 holds four rows at one k.
-            let x00 = av4[(4u * t) * m4 + rg0];      let x01 = av4[(4u * t) * m4 + rg1];
-            let x10 = av4[(4u * t + 1u) * m4 + rg0]; let x11 = av4[(4u * t + 1u) * m4 + rg1];
-            let x20 = av4[(4u * t + 2u) * m4 + rg0]; let x21 = av4[(4u * t + 2u) * m4 + rg1];
-            let x30 = av4[(4u * t + 3u) * m4 + rg0]; let x31 = av4[(4u * t + 3u) * m4 + rg1];
+            let x00 = av4[o + (4u * t) * m4 + rg0];      let x01 = av4[o + (4u * t) * m4 + rg1];
+            let x10 = av4[o + (4u * t + 1u) * m4 + rg0]; let x11 = av4[o + (4u * t + 1u) * m4 + rg1];
+            let x20 = av4[o + (4u * t + 2u) * m4 + rg0]; let x21 = av4[o + (4u * t + 2u) * m4 + rg1];
+            let x30 = av4[o + (4u * t + 3u) * m4 + rg0]; let x31 = av4[o + (4u * t + 3u) * m4 + rg1];
             a0 = vec4<f32>(x00.x, x10.x, x20.x, x30.x); a1 = vec4<f32>(x00.y, x10.y, x20.y, x30.y);
             a2 = vec4<f32>(x00.z, x10.z, x20.z, x30.z); a3 = vec4<f32>(x00.w, x10.w, x20.w, x30.w);
             a4 = vec4<f32>(x01.x, x11.x, x21.x, x31.x); a5 = vec4<f32>(x01.y, x11.y, x21.y, x31.y);
             a6 = vec4<f32>(x01.z, x11.z, x21.z, x31.z); a7 = vec4<f32>(x01.w, x11.w, x21.w, x31.w);
         } else {
             // A stored m×k: one vec4 holds four k of one row.
-            a0 = av4[r0 * k4 + t]; a1 = av4[r1 * k4 + t]; a2 = av4[r2 * k4 + t]; a3 = av4[r3 * k4 + t];
-            a4 = av4[r4 * k4 + t]; a5 = av4[r5 * k4 + t]; a6 = av4[r6 * k4 + t]; a7 = av4[r7 * k4 + t];
+            a0 = av4[o + r0 * k4 + t]; a1 = av4[o + r1 * k4 + t]; a2 = av4[o + r2 * k4 + t]; a3 = av4[o + r3 * k4 + t];
+            a4 = av4[o + r4 * k4 + t]; a5 = av4[o + r5 * k4 + t]; a6 = av4[o + r6 * k4 + t]; a7 = av4[o + r7 * k4 + t];
         }
-        let b = load_b8(t, k4, n4, g0, g1, q);
+        let b = load_b8(bo, t, k4, n4, g0, g1, q);
         // Each row's four steps together (k = 4t .. 4t+4).
         c0 = fma_row(c0, a0, b); c1 = fma_row(c1, a1, b); c2 = fma_row(c2, a2, b); c3 = fma_row(c3, a3, b);
         c4 = fma_row(c4, a4, b); c5 = fma_row(c5, a5, b); c6 = fma_row(c6, a6, b); c7 = fma_row(c7, a7, b);
@@ -371,13 +379,14 @@ fn window(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
 // edge are masked on store.
 @compute @workgroup_size(RWX, RWY)
 fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    set_batch(wid.z);
     let m = p.m;
     let n = p.n;
     let k = p.k;
     let t0 = p.k0 / 4u;                           // this dispatch's steps of 4 in k: t0 .. t1,
     let t1 = (p.k1 + 3u) / 4u;                    // the last one of k possibly partial
-    let alast = (m * k + 3u) / 4u - 1u;           // last vec4 holding an element of A
-    let blast = (k * n + 3u) / 4u - 1u;
+    let alast = (a_base + m * k + 3u) / 4u - 1u;  // last vec4 holding an element of A
+    let blast = (b_base + k * n + 3u) / 4u - 1u;
     let row0 = (wid.y * RWY + lid.y) * 8u;
     let j0 = (wid.x * RWX + lid.x) * 8u;
 
@@ -400,23 +409,23 @@ fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     var c0 = Row8(); var c1 = Row8(); var c2 = Row8(); var c3 = Row8();
     var c4 = Row8(); var c5 = Row8(); var c6 = Row8(); var c7 = Row8();
     // TA = 0: row I starts at float rI·k, aligned vec4 ia_I + t holds the low half of step t.
-    let ia0 = (r0 * k) / 4u; let sa0 = (r0 * k) % 4u; var pa0 = vec4<f32>();
-    let ia1 = (r1 * k) / 4u; let sa1 = (r1 * k) % 4u; var pa1 = vec4<f32>();
-    let ia2 = (r2 * k) / 4u; let sa2 = (r2 * k) % 4u; var pa2 = vec4<f32>();
-    let ia3 = (r3 * k) / 4u; let sa3 = (r3 * k) % 4u; var pa3 = vec4<f32>();
-    let ia4 = (r4 * k) / 4u; let sa4 = (r4 * k) % 4u; var pa4 = vec4<f32>();
-    let ia5 = (r5 * k) / 4u; let sa5 = (r5 * k) % 4u; var pa5 = vec4<f32>();
-    let ia6 = (r6 * k) / 4u; let sa6 = (r6 * k) % 4u; var pa6 = vec4<f32>();
-    let ia7 = (r7 * k) / 4u; let sa7 = (r7 * k) % 4u; var pa7 = vec4<f32>();
+    let ia0 = (a_base + r0 * k) / 4u; let sa0 = (a_base + r0 * k) % 4u; var pa0 = vec4<f32>();
+    let ia1 = (a_base + r1 * k) / 4u; let sa1 = (a_base + r1 * k) % 4u; var pa1 = vec4<f32>();
+    let ia2 = (a_base + r2 * k) / 4u; let sa2 = (a_base + r2 * k) % 4u; var pa2 = vec4<f32>();
+    let ia3 = (a_base + r3 * k) / 4u; let sa3 = (a_base + r3 * k) % 4u; var pa3 = vec4<f32>();
+    let ia4 = (a_base + r4 * k) / 4u; let sa4 = (a_base + r4 * k) % 4u; var pa4 = vec4<f32>();
+    let ia5 = (a_base + r5 * k) / 4u; let sa5 = (a_base + r5 * k) % 4u; var pa5 = vec4<f32>();
+    let ia6 = (a_base + r6 * k) / 4u; let sa6 = (a_base + r6 * k) % 4u; var pa6 = vec4<f32>();
+    let ia7 = (a_base + r7 * k) / 4u; let sa7 = (a_base + r7 * k) % 4u; var pa7 = vec4<f32>();
     // TB = 1: column J starts at float qJ·k.
-    let ib0 = (q0 * k) / 4u; let sb0 = (q0 * k) % 4u; var pb0 = vec4<f32>();
-    let ib1 = (q1 * k) / 4u; let sb1 = (q1 * k) % 4u; var pb1 = vec4<f32>();
-    let ib2 = (q2 * k) / 4u; let sb2 = (q2 * k) % 4u; var pb2 = vec4<f32>();
-    let ib3 = (q3 * k) / 4u; let sb3 = (q3 * k) % 4u; var pb3 = vec4<f32>();
-    let ib4 = (q4 * k) / 4u; let sb4 = (q4 * k) % 4u; var pb4 = vec4<f32>();
-    let ib5 = (q5 * k) / 4u; let sb5 = (q5 * k) % 4u; var pb5 = vec4<f32>();
-    let ib6 = (q6 * k) / 4u; let sb6 = (q6 * k) % 4u; var pb6 = vec4<f32>();
-    let ib7 = (q7 * k) / 4u; let sb7 = (q7 * k) % 4u; var pb7 = vec4<f32>();
+    let ib0 = (b_base + q0 * k) / 4u; let sb0 = (b_base + q0 * k) % 4u; var pb0 = vec4<f32>();
+    let ib1 = (b_base + q1 * k) / 4u; let sb1 = (b_base + q1 * k) % 4u; var pb1 = vec4<f32>();
+    let ib2 = (b_base + q2 * k) / 4u; let sb2 = (b_base + q2 * k) % 4u; var pb2 = vec4<f32>();
+    let ib3 = (b_base + q3 * k) / 4u; let sb3 = (b_base + q3 * k) % 4u; var pb3 = vec4<f32>();
+    let ib4 = (b_base + q4 * k) / 4u; let sb4 = (b_base + q4 * k) % 4u; var pb4 = vec4<f32>();
+    let ib5 = (b_base + q5 * k) / 4u; let sb5 = (b_base + q5 * k) % 4u; var pb5 = vec4<f32>();
+    let ib6 = (b_base + q6 * k) / 4u; let sb6 = (b_base + q6 * k) % 4u; var pb6 = vec4<f32>();
+    let ib7 = (b_base + q7 * k) / 4u; let sb7 = (b_base + q7 * k) % 4u; var pb7 = vec4<f32>();
     if (TA == 0u) {
         pa0 = av4[min(ia0 + t0, alast)];
         pa1 = av4[min(ia1 + t0, alast)];
@@ -445,19 +454,19 @@ fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         var a4: vec4<f32>; var a5: vec4<f32>; var a6: vec4<f32>; var a7: vec4<f32>;
         if (TA != 0u) {
             // A stored k×m: the 8 rows at k = kb+K start at float (kb+K)·m + row0, 3 aligned loads.
-            let f0 = min(kb + 0u, k - 1u) * m + row0;
+            let f0 = a_base + min(kb + 0u, k - 1u) * m + row0;
             let e0 = f0 / 4u; let s0 = f0 % 4u;
             let v00 = av4[min(e0, alast)]; let v01 = av4[min(e0 + 1u, alast)]; let v02 = av4[min(e0 + 2u, alast)];
             let x00 = select(z, window(v00, v01, s0), kv[0]); let x01 = select(z, window(v01, v02, s0), kv[0]);
-            let f1 = min(kb + 1u, k - 1u) * m + row0;
+            let f1 = a_base + min(kb + 1u, k - 1u) * m + row0;
             let e1 = f1 / 4u; let s1 = f1 % 4u;
             let v10 = av4[min(e1, alast)]; let v11 = av4[min(e1 + 1u, alast)]; let v12 = av4[min(e1 + 2u, alast)];
             let x10 = select(z, window(v10, v11, s1), kv[1]); let x11 = select(z, window(v11, v12, s1), kv[1]);
-            let f2 = min(kb + 2u, k - 1u) * m + row0;
+            let f2 = a_base + min(kb + 2u, k - 1u) * m + row0;
             let e2 = f2 / 4u; let s2 = f2 % 4u;
             let v20 = av4[min(e2, alast)]; let v21 = av4[min(e2 + 1u, alast)]; let v22 = av4[min(e2 + 2u, alast)];
             let x20 = select(z, window(v20, v21, s2), kv[2]); let x21 = select(z, window(v21, v22, s2), kv[2]);
-            let f3 = min(kb + 3u, k - 1u) * m + row0;
+            let f3 = a_base + min(kb + 3u, k - 1u) * m + row0;
             let e3 = f3 / 4u; let s3 = f3 % 4u;
             let v30 = av4[min(e3, alast)]; let v31 = av4[min(e3 + 1u, alast)]; let v32 = av4[min(e3 + 2u, alast)];
             let x30 = select(z, window(v30, v31, s3), kv[3]); let x31 = select(z, window(v31, v32, s3), kv[3]);
@@ -496,19 +505,19 @@ fn matmul_reg_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
             b3_0 = vec4<f32>(y0.w, y1.w, y2.w, y3.w); b3_1 = vec4<f32>(y4.w, y5.w, y6.w, y7.w);
         } else {
             // B stored k×n: the 8 columns at k = kb+K start at float (kb+K)·n + j0, 3 aligned loads.
-            let f0 = min(kb + 0u, k - 1u) * n + j0;
+            let f0 = b_base + min(kb + 0u, k - 1u) * n + j0;
             let e0 = f0 / 4u; let s0 = f0 % 4u;
             let v00 = bv4[min(e0, blast)]; let v01 = bv4[min(e0 + 1u, blast)]; let v02 = bv4[min(e0 + 2u, blast)];
             b0_0 = select(z, window(v00, v01, s0), kv[0]); b0_1 = select(z, window(v01, v02, s0), kv[0]);
-            let f1 = min(kb + 1u, k - 1u) * n + j0;
+            let f1 = b_base + min(kb + 1u, k - 1u) * n + j0;
             let e1 = f1 / 4u; let s1 = f1 % 4u;
             let v10 = bv4[min(e1, blast)]; let v11 = bv4[min(e1 + 1u, blast)]; let v12 = bv4[min(e1 + 2u, blast)];
             b1_0 = select(z, window(v10, v11, s1), kv[1]); b1_1 = select(z, window(v11, v12, s1), kv[1]);
-            let f2 = min(kb + 2u, k - 1u) * n + j0;
+            let f2 = b_base + min(kb + 2u, k - 1u) * n + j0;
             let e2 = f2 / 4u; let s2 = f2 % 4u;
             let v20 = bv4[min(e2, blast)]; let v21 = bv4[min(e2 + 1u, blast)]; let v22 = bv4[min(e2 + 2u, blast)];
             b2_0 = select(z, window(v20, v21, s2), kv[2]); b2_1 = select(z, window(v21, v22, s2), kv[2]);
-            let f3 = min(kb + 3u, k - 1u) * n + j0;
+            let f3 = b_base + min(kb + 3u, k - 1u) * n + j0;
             let e3 = f3 / 4u; let s3 = f3 % 4u;
             let v30 = bv4[min(e3, blast)]; let v31 = bv4[min(e3 + 1u, blast)]; let v32 = bv4[min(e3 + 2u, blast)];
             b3_0 = select(z, window(v30, v31, s3), kv[3]); b3_1 = select(z, window(v31, v32, s3), kv[3]);

@@ -17,6 +17,9 @@ override TA: u32 = 0u;
 override TB: u32 = 0u;
 // The activation of the layer epilogue, codes as in unary.wgsl and fused.wgsl.
 override ACT: u32 = 0u;
+// 1: a batch of products (workgroup z, offsets and strides in Params); 0: one product at the
+// start of each buffer, compiled exactly as without batches.
+override BATCHED: u32 = 0u;
 
 // k0 .. k1: the slice of the inner dimension this dispatch sums (the host splits a long k into
 // slices, each dispatch after the first adding into C, so that no invocation runs a loop for
@@ -38,6 +41,25 @@ struct Row8 {
     v1: vec4<f32>,
 }
 
+// This invocation's matrix of a batch: the element offsets of A, B and C, set by `set_batch`
+// at the start of every entry point from the batch index (workgroup z). The vec4 paths index
+// them divided by 4: the host runs those only where each matrix starts on a multiple of 4.
+var<private> a_base: u32;
+var<private> b_base: u32;
+var<private> c_base: u32;
+
+fn set_batch(z: u32) {
+    if (BATCHED != 0u) {
+        a_base = p.a_off + z * p.sa;
+        b_base = p.b_off + z * p.sb;
+        c_base = p.c_off + z * p.sc;
+    } else {
+        a_base = 0u;
+        b_base = 0u;
+        c_base = 0u;
+    }
+}
+
 // op(B)[4t + K, 8 columns] for K = 0..3 (x, y, z, w), as two vec4 column groups each.
 struct B8 {
     x0: vec4<f32>, x1: vec4<f32>,
@@ -46,15 +68,15 @@ struct B8 {
     w0: vec4<f32>, w1: vec4<f32>,
 }
 
-// Loads op(B)[4t .. 4t+4, 8 columns] with k % 4 == 0: when TB = 0 (n % 4 == 0) from the vec4
+// Loads op(B)[4t .. 4t+4, 8 columns] (B's product starting at vec4 `o`) with k % 4 == 0: when TB = 0 (n % 4 == 0) from the vec4
 // column groups g0, g1; when TB = 1 from the columns q[0..8] (clamped indices), one vec4 of
 // four k each, transposed in registers.
-fn load_b8(t: u32, k4: u32, n4: u32, g0: u32, g1: u32, q: array<u32, 8>) -> B8 {
+fn load_b8(o: u32, t: u32, k4: u32, n4: u32, g0: u32, g1: u32, q: array<u32, 8>) -> B8 {
     if (TB != 0u) {
-        let y0 = bv4[q[0] * k4 + t]; let y1 = bv4[q[1] * k4 + t];
-        let y2 = bv4[q[2] * k4 + t]; let y3 = bv4[q[3] * k4 + t];
-        let y4 = bv4[q[4] * k4 + t]; let y5 = bv4[q[5] * k4 + t];
-        let y6 = bv4[q[6] * k4 + t]; let y7 = bv4[q[7] * k4 + t];
+        let y0 = bv4[o + q[0] * k4 + t]; let y1 = bv4[o + q[1] * k4 + t];
+        let y2 = bv4[o + q[2] * k4 + t]; let y3 = bv4[o + q[3] * k4 + t];
+        let y4 = bv4[o + q[4] * k4 + t]; let y5 = bv4[o + q[5] * k4 + t];
+        let y6 = bv4[o + q[6] * k4 + t]; let y7 = bv4[o + q[7] * k4 + t];
         return B8(
             vec4<f32>(y0.x, y1.x, y2.x, y3.x), vec4<f32>(y4.x, y5.x, y6.x, y7.x),
             vec4<f32>(y0.y, y1.y, y2.y, y3.y), vec4<f32>(y4.y, y5.y, y6.y, y7.y),
@@ -62,10 +84,10 @@ fn load_b8(t: u32, k4: u32, n4: u32, g0: u32, g1: u32, q: array<u32, 8>) -> B8 {
             vec4<f32>(y0.w, y1.w, y2.w, y3.w), vec4<f32>(y4.w, y5.w, y6.w, y7.w));
     }
     return B8(
-        bv4[(4u * t) * n4 + g0], bv4[(4u * t) * n4 + g1],
-        bv4[(4u * t + 1u) * n4 + g0], bv4[(4u * t + 1u) * n4 + g1],
-        bv4[(4u * t + 2u) * n4 + g0], bv4[(4u * t + 2u) * n4 + g1],
-        bv4[(4u * t + 3u) * n4 + g0], bv4[(4u * t + 3u) * n4 + g1]);
+        bv4[o + (4u * t) * n4 + g0], bv4[o + (4u * t) * n4 + g1],
+        bv4[o + (4u * t + 1u) * n4 + g0], bv4[o + (4u * t + 1u) * n4 + g1],
+        bv4[o + (4u * t + 2u) * n4 + g0], bv4[o + (4u * t + 2u) * n4 + g1],
+        bv4[o + (4u * t + 3u) * n4 + g0], bv4[o + (4u * t + 3u) * n4 + g1]);
 }
 
 // c + Σ_K a[K] · b[K]: one row's four multiply-adds per column group, written together so that
@@ -87,7 +109,7 @@ fn put4(row: u32, col: u32, x: vec4<f32>) {
     if (row >= p.m) { return; }
     for (var j = 0u; j < 4u; j++) {
         if (col + j < p.n) {
-            let idx = row * p.n + col + j;
+            let idx = c_base + row * p.n + col + j;
             if (p.acc != 0u) { c[idx] = c[idx] + x[j]; } else { c[idx] = x[j]; }
         }
     }

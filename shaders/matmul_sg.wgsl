@@ -47,10 +47,12 @@ fn sg_block(wid: vec3<u32>, sg: u32, lane: u32) -> array<Row8, 32> {
     let j0 = cg0 * 4u;
     // A addresses: TA = 0: rows row0 + lane + 8h (vec4 along k); TA = 1: row group
     // row0 / 4 + lane (vec4 along m, one per k).
-    let ar0 = min(row0 + lane, m - 1u) * k4;
-    let ar1 = min(row0 + lane + 8u, m - 1u) * k4;
-    let ar2 = min(row0 + lane + 16u, m - 1u) * k4;
-    let ar3 = min(row0 + lane + 24u, m - 1u) * k4;
+    let o = a_base / 4u;
+    let bo = b_base / 4u;
+    let ar0 = o + min(row0 + lane, m - 1u) * k4;
+    let ar1 = o + min(row0 + lane + 8u, m - 1u) * k4;
+    let ar2 = o + min(row0 + lane + 16u, m - 1u) * k4;
+    let ar3 = o + min(row0 + lane + 24u, m - 1u) * k4;
     let ag = min(row0 / 4u + lane, m4 - 1u);
     // B addresses (`load_b8`): TB = 0: column groups g0, g1 (vec4 along n); TB = 1: columns q.
     let g0 = min(cg0, n4 - 1u);
@@ -65,8 +67,8 @@ fn sg_block(wid: vec3<u32>, sg: u32, lane: u32) -> array<Row8, 32> {
     for (var t = p.k0 / 4u; t < p.k1 / 4u; t++) {
         var x0: vec4<f32>; var x1: vec4<f32>; var x2: vec4<f32>; var x3: vec4<f32>;
         if (TA != 0u) {
-            x0 = av4[(4u * t) * m4 + ag]; x1 = av4[(4u * t + 1u) * m4 + ag];
-            x2 = av4[(4u * t + 2u) * m4 + ag]; x3 = av4[(4u * t + 3u) * m4 + ag];
+            x0 = av4[o + (4u * t) * m4 + ag]; x1 = av4[o + (4u * t + 1u) * m4 + ag];
+            x2 = av4[o + (4u * t + 2u) * m4 + ag]; x3 = av4[o + (4u * t + 3u) * m4 + ag];
         } else {
             x0 = av4[ar0 + t]; x1 = av4[ar1 + t]; x2 = av4[ar2 + t]; x3 = av4[ar3 + t];
         }
@@ -128,7 +130,7 @@ fn sg_block(wid: vec3<u32>, sg: u32, lane: u32) -> array<Row8, 32> {
             a24 = s3_0; a25 = s3_1; a26 = s3_2; a27 = s3_3;
             a28 = s3_4; a29 = s3_5; a30 = s3_6; a31 = s3_7;
         }
-        let b = load_b8(t, k4, n4, g0, g1, q);
+        let b = load_b8(bo, t, k4, n4, g0, g1, q);
         c0 = fma_row(c0, a0, b); c1 = fma_row(c1, a1, b); c2 = fma_row(c2, a2, b); c3 = fma_row(c3, a3, b);
         c4 = fma_row(c4, a4, b); c5 = fma_row(c5, a5, b); c6 = fma_row(c6, a6, b); c7 = fma_row(c7, a7, b);
         c8 = fma_row(c8, a8, b); c9 = fma_row(c9, a9, b); c10 = fma_row(c10, a10, b); c11 = fma_row(c11, a11, b);
@@ -154,6 +156,7 @@ fn matmul_sg(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    set_batch(wid.z);
     let t = sg_block(wid, sg, lane);
     let o = sg_origin(wid, sg, lane);
     put8(o.x + 0u, o.y, t[0]); put8(o.x + 1u, o.y, t[1]); put8(o.x + 2u, o.y, t[2]); put8(o.x + 3u, o.y, t[3]);
@@ -173,6 +176,7 @@ fn matmul_sg_bias_act(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    set_batch(wid.z);
     let t = sg_block(wid, sg, lane);
     let o = sg_origin(wid, sg, lane);
     put8_bias_act(o.x + 0u, o.y, t[0]); put8_bias_act(o.x + 1u, o.y, t[1]); put8_bias_act(o.x + 2u, o.y, t[2]); put8_bias_act(o.x + 3u, o.y, t[3]);

@@ -56,8 +56,10 @@ impl Graph {
                     // The matmul's operands (m×k, k×n), where it is fused too.
                     let mm = match self.nodes[xw].op {
                         Op::MatMul { a, b } if uses[xw] == 1 => {
+                            // Only a plain matrix product (no batch, no vector operand).
                             let (sa, sb) = (&self.nodes[a].shape, &self.nodes[b].shape);
-                            self.exec.fuses_matmul_bias_act(sa[0], sa[1], sb[1]).then_some((a, b))
+                            (sa.len() == 2 && sb.len() == 2 && self.exec.fuses_matmul_bias_act(sa[0], sa[1], sb[1]))
+                                .then_some((a, b))
                         }
                         _ => None,
                     };

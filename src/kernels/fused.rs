@@ -117,6 +117,7 @@ impl KernelDef for MatMulBiasAct {
             ta: false,
             tb: false,
             acc: false,
+            batch: super::matmul::Batch::ONE,
         };
         let mut l = mm.launch(cx)?;
         if k > k_slice(l.entry) {

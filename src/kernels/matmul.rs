@@ -15,8 +15,14 @@ wgsl_params! {
         /// the slice k0 .. k1 of the inner dimension this dispatch sums
         k0: u32,
         k1: u32,
-        _p0: u32,
-        _p1: u32,
+        /// element offsets of A, B and C of the first product of the batch
+        a_off: u32,
+        b_off: u32,
+        c_off: u32,
+        /// element strides from one product of the batch (workgroup z) to the next
+        sa: u32,
+        sb: u32,
+        sc: u32,
     }
 }
 
@@ -222,6 +228,7 @@ impl MatmulConfig {
             ta: false,
             tb: false,
             acc: false,
+            batch: Batch::ONE,
         };
         let cx = Cx {
             max_dim: u32::MAX,
@@ -367,7 +374,35 @@ fn matmul_grid(m: usize, k: usize, n: usize, tw: usize, th: usize, max_dim: u32)
     Ok([gx.max(1) as u32, gy.max(1) as u32, 1])
 }
 
-/// out (+)= op(A)·op(B), A is m×k after the optional transpose, B is k×n.
+/// A batch of products in one dispatch (workgroup z): product z reads A from element
+/// `a_off + z·sa`, B from `b_off + z·sb` and writes C from `c_off + z·sc`; a stride of 0
+/// broadcasts an operand. Two products must not write the same C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub count: usize,
+    pub a_off: usize,
+    pub b_off: usize,
+    pub c_off: usize,
+    pub sa: usize,
+    pub sb: usize,
+    pub sc: usize,
+}
+
+impl Batch {
+    /// One product, every matrix at the start of its buffer.
+    pub const ONE: Batch = Batch {
+        count: 1,
+        a_off: 0,
+        b_off: 0,
+        c_off: 0,
+        sa: 0,
+        sb: 0,
+        sc: 0,
+    };
+}
+
+/// out (+)= op(A)·op(B), A is m×k after the optional transpose, B is k×n; for each product of
+/// `batch`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MatMul {
     pub a: BufId,
@@ -379,6 +414,7 @@ pub(crate) struct MatMul {
     pub ta: bool,
     pub tb: bool,
     pub acc: bool,
+    pub batch: Batch,
 }
 
 impl MatMul {
@@ -394,6 +430,7 @@ impl MatMul {
             ta,
             tb,
             acc,
+            batch: bt,
         } = *self;
         let (mm, max_dim) = (cx.mm, cx.max_dim);
         let p = MatmulParams {
@@ -403,14 +440,22 @@ impl MatMul {
             acc: acc as u32,
             k0: 0,
             k1: u(k),
-            ..Default::default()
+            a_off: u(bt.a_off),
+            b_off: u(bt.b_off),
+            c_off: u(bt.c_off),
+            sa: u(bt.sa),
+            sb: u(bt.sb),
+            sc: u(bt.sc),
         };
+        // The vec4 paths read each product's A and B from a multiple of 4 floats.
+        let a4 = bt.a_off % 4 == 0 && bt.sa % 4 == 0;
+        let b4 = bt.b_off % 4 == 0 && bt.sb % 4 == 0;
         // `matmul_reg` reads each operand as vec4s along its contiguous dimension;
         // `matmul_reg_any` cuts unaligned vec4s out of aligned pairs and runs every shape.
         // With A read transposed and m < 512, `matmul_reg` measured 3–13× slower than
         // `matmul_reg_any` on llvmpipe (256×256×256 dB, 256×128×16 dB); from m = 512 on it is
         // as fast or faster (benches/NOTES.md).
-        let vec4_ok = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0);
+        let vec4_ok = k % 4 == 0 && (!ta || m % 4 == 0) && (tb || n % 4 == 0) && a4 && b4;
         // Under `Auto` the kernel also depends on the work: tiny products run the naive
         // kernel, and only large ones the subgroup kernel, whose compile time (seconds on
         // llvmpipe, at the first dispatch) the speed-up pays back only at large sizes
@@ -431,6 +476,10 @@ impl MatMul {
             .with("TB", tb as u32)
             .with("SGN", g);
             l.shader = "matmul_sg";
+            l.groups[2] = u(bt.count);
+            if bt != Batch::ONE {
+                l.consts.push(("BATCHED", 1.0));
+            }
             return Ok(l);
         }
         let reg = match (naive, mm.reg) {
@@ -461,8 +510,8 @@ impl MatMul {
             }
             (_, None) => {
                 // vec4 loads along each operand's contiguous dimension where it is aligned.
-                let av = if ta { m % 4 == 0 } else { k % 4 == 0 };
-                let bv = if tb { k % 4 == 0 } else { n % 4 == 0 };
+                let av = a4 && if ta { m % 4 == 0 } else { k % 4 == 0 };
+                let bv = b4 && if tb { k % 4 == 0 } else { n % 4 == 0 };
                 let groups = matmul_grid(m, k, n, tile.bn as usize, tile.bm as usize, max_dim)?;
                 Launch::new("matmul", &p, ops, groups)
                     .with("BM", tile.bm)
@@ -476,6 +525,10 @@ impl MatMul {
         };
         // TA and TB come first among the constants (as in the other entry points).
         let mut l = l;
+        l.groups[2] = u(bt.count);
+        if bt != Batch::ONE {
+            l.consts.push(("BATCHED", 1.0));
+        }
         l.consts
             .splice(0..0, [("TA", ta as u32 as f64), ("TB", tb as u32 as f64)]);
         Ok(l)
@@ -484,18 +537,33 @@ impl MatMul {
 
 impl KernelDef for MatMul {
     /// Split into dispatches of at most [`k_slice`] of the inner dimension each, every one after
-    /// the first adding into C.
+    /// the first adding into C, and batches into dispatches of at most the grid's z limit.
     fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
-        let l = self.launch(cx)?;
         let MatMul { m, k, n, acc, .. } = *self;
-        let parts = slices(k, k_slice(l.entry), &|| format!("matmul {m}×{k}·{k}×{n}"))?;
-        let base: MatmulParams = bytemuck::cast_slice(&l.params)[0];
-        Ok(l.split(parts.into_iter().enumerate().map(|(i, (k0, k1))| MatmulParams {
-            k0: u(k0),
-            k1: u(k1),
-            acc: (acc || i > 0) as u32,
-            ..base
-        })))
+        let bt = self.batch;
+        let mut out = Vec::new();
+        for z0 in (0..bt.count.max(1)).step_by(cx.max_dim as usize) {
+            let part = MatMul {
+                batch: Batch {
+                    count: (bt.count - z0).min(cx.max_dim as usize),
+                    a_off: bt.a_off + z0 * bt.sa,
+                    b_off: bt.b_off + z0 * bt.sb,
+                    c_off: bt.c_off + z0 * bt.sc,
+                    ..bt
+                },
+                ..self.clone()
+            };
+            let l = part.launch(cx)?;
+            let parts = slices(k, k_slice(l.entry), &|| format!("matmul {m}×{k}·{k}×{n}"))?;
+            let base: MatmulParams = bytemuck::cast_slice(&l.params)[0];
+            out.extend(l.split(parts.into_iter().enumerate().map(|(i, (k0, k1))| MatmulParams {
+                k0: u(k0),
+                k1: u(k1),
+                acc: (acc || i > 0) as u32,
+                ..base
+            })));
+        }
+        Ok(out)
     }
 
     #[inline(always)]
@@ -509,9 +577,15 @@ impl KernelDef for MatMul {
             ta,
             tb,
             acc,
+            batch: bt,
             ..
         } = *self;
-        super::with_out!(b, self.out, |o, b| matmul(&b[a], &b[bb], o, m, k, n, ta, tb, acc))
+        super::with_out!(b, self.out, |o, b| {
+            for z in 0..bt.count {
+                let (ao, bo, co) = (bt.a_off + z * bt.sa, bt.b_off + z * bt.sb, bt.c_off + z * bt.sc);
+                matmul(&b[a][ao..], &b[bb][bo..], &mut o[co..], m, k, n, ta, tb, acc);
+            }
+        })
     }
 }
 
@@ -569,10 +643,23 @@ pub(crate) fn example_shapes() -> Vec<(usize, usize, usize)> {
     shapes
 }
 
-/// Representative kernels: every shape of [`example_shapes`] with every transpose.
+/// Representative kernels: every shape of [`example_shapes`] with every transpose, one product
+/// and (another pipeline: `BATCHED`) a batch of them.
 pub(crate) fn examples() -> Vec<Kernel> {
     let mut ks = Vec::new();
-    for (m, k, n) in example_shapes() {
+    let batched = Batch {
+        count: 3,
+        a_off: 0,
+        b_off: 0,
+        c_off: 0,
+        sa: 1 << 20,
+        sb: 0,
+        sc: 1 << 20,
+    };
+    for ((m, k, n), batch) in example_shapes()
+        .into_iter()
+        .flat_map(|s| [(s, Batch::ONE), (s, batched)])
+    {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             ks.push(
                 MatMul {
@@ -585,6 +672,7 @@ pub(crate) fn examples() -> Vec<Kernel> {
                     ta,
                     tb,
                     acc: false,
+                    batch,
                 }
                 .into(),
             );

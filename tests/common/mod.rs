@@ -311,6 +311,19 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
         1.0,
         move |g, i| g.expand(i[0], &[2, m, n]),
     ));
+    // Batched matmul (PyTorch's rules): equal, broadcast and 4-D batches, vector operands.
+    let batched: [(&str, Vec<usize>, Vec<usize>); 7] = [
+        ("matmul batch 2", vec![2, m, k], vec![2, k, n]),
+        ("matmul batch B shared", vec![2, m, k], vec![k, n]),
+        ("matmul batch A shared", vec![m, k], vec![3, k, n]),
+        ("matmul batch 2x1 by 1x3", vec![2, 1, m, k], vec![1, 3, k, n]),
+        ("matmul vector by batch", vec![k], vec![2, k, n]),
+        ("matmul matrix by vector", vec![m, k], vec![k]),
+        ("matmul dot", vec![k], vec![k]),
+    ];
+    for (name, a, b) in batched {
+        v.push(case(tag(name), vec![a, b], -1.0, 1.0, |g, i| g.matmul(i[0], i[1])));
+    }
     // Composite ops (built from the ones above).
     v.push(case(
         tag("layer_norm"),

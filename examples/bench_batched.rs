@@ -1,0 +1,123 @@
+//! Batched matmul against one matmul of the same flop count: [16, 256, 256] × [16, 256, 256]
+//! and [4096, 256] × [256, 256], forward and both VJPs (a backward from the sum), through the
+//! graph API, on the GPU and the CPU backend. Reported: median ms and GFLOP/s of 10 timed
+//! blocks, and the batched product's share of the single one's GFLOP/s.
+//!
+//! Run: `cargo run --release --example bench_batched [-- --reps 20] [--device gpu|cpu|both]`
+
+use std::time::Instant;
+use wgrad::{Device, Graph};
+
+mod common;
+
+const USAGE: &str = "\
+usage: bench_batched [--reps N] [--device gpu|cpu|both]
+    --reps N        timed forward+backward passes, N >= 1 (in 10 blocks) [default: 20]
+    --device NAME   gpu | cpu | both                                     [default: both]
+    -h, --help      print this help
+exit status: 0 success, 1 an error, 2 bad command line";
+
+fn main() {
+    let (mut reps, mut device) = (20, "both".to_string());
+    let mut p = lexopt::Parser::from_env();
+    let parsed: Result<(), String> = (|| {
+        use lexopt::Arg::{Long, Short};
+        while let Some(arg) = p.next().map_err(common::lexopt_message)? {
+            match arg {
+                Short('h') | Long("help") => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                Long("reps") => {
+                    reps = common::positive(
+                        "--reps",
+                        &common::text("--reps", p.value().map_err(common::lexopt_message)?)?,
+                    )?
+                }
+                Long("device") => {
+                    device = common::text("--device", p.value().map_err(common::lexopt_message)?)?.to_ascii_lowercase();
+                    if !["gpu", "cpu", "both"].contains(&device.as_str()) {
+                        return Err(format!("--device: '{device}' is not gpu, cpu or both"));
+                    }
+                }
+                other => return Err(common::lexopt_message(other.unexpected())),
+            }
+        }
+        Ok(())
+    })();
+    if let Err(msg) = parsed {
+        common::usage_error("bench_batched", &msg, USAGE);
+    }
+    let names: &[&str] = match device.as_str() {
+        "both" => &["gpu", "cpu"],
+        d => {
+            if d == "gpu" {
+                &["gpu"]
+            } else {
+                &["cpu"]
+            }
+        }
+    };
+    for name in names {
+        let result = common::open_device(name).and_then(|dev| {
+            let single = time(&dev, &[4096, 256], &[256, 256], reps)?;
+            let batched = time(&dev, &[16, 256, 256], &[16, 256, 256], reps)?;
+            // fwd 2·m·k·n, backward twice that: 6 · 4096·256·256 flops either way.
+            let gflop = 6.0 * 4096.0 * 256.0 * 256.0 / 1e9;
+            println!("{}", dev.info());
+            println!(
+                "  [4096,256]x[256,256]          {single:8.3} ms  {:7.1} GFLOP/s",
+                gflop / single * 1e3
+            );
+            println!(
+                "  [16,256,256]x[16,256,256]     {batched:8.3} ms  {:7.1} GFLOP/s",
+                gflop / batched * 1e3
+            );
+            println!("  batched / single GFLOP/s: {:.0} %", 100.0 * single / batched);
+            Ok(())
+        });
+        if let Err(e) = result {
+            eprintln!("{name}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Median ms of one forward + backward of sum(A·B) over 10 blocks of `reps / 10` passes.
+fn time(dev: &Device, a: &[usize], b: &[usize], reps: usize) -> wgrad::Result<f64> {
+    let mut g = Graph::new(dev);
+    let an = g.input_with_grad("a", a)?;
+    let bn = g.input_with_grad("b", b)?;
+    let c = g.matmul(an, bn)?;
+    let loss = g.sum(c)?;
+    let mut rng = wgrad::data::Rng::new(3);
+    g.write(an, &common_random(&mut rng, a.iter().product()))?;
+    g.write(bn, &common_random(&mut rng, b.iter().product()))?;
+    let backward = std::env::var_os("WGRAD_BENCH_FORWARD_ONLY").is_none();
+    for _ in 0..2 {
+        g.forward()?;
+        if backward {
+            g.backward(loss)?;
+        }
+    }
+    g.synchronize()?;
+    let per = reps.div_ceil(10);
+    let mut ms = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        for _ in 0..per {
+            g.forward()?;
+            if backward {
+                g.backward(loss)?;
+            }
+        }
+        g.synchronize()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3 / per as f64);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms[ms.len() / 2])
+}
+
+fn common_random(rng: &mut wgrad::data::Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
+}
