@@ -11,14 +11,15 @@ use wgrad::{Device, Graph};
 mod common;
 
 const USAGE: &str = "\
-usage: bench_batched [--reps N] [--device gpu|cpu|both]
+usage: bench_batched [--reps N] [--device gpu|cpu|both] [--forward-only]
     --reps N        timed forward+backward passes, N >= 1 (in 10 blocks) [default: 20]
     --device NAME   gpu | cpu | both                                     [default: both]
+    --forward-only  time the products alone (GFLOP/s then counts 2·m·k·n)
     -h, --help      print this help
 exit status: 0 success, 1 an error, 2 bad command line";
 
 fn main() {
-    let (mut reps, mut device) = (20, "both".to_string());
+    let (mut reps, mut device, mut backward) = (20, "both".to_string(), true);
     let mut p = lexopt::Parser::from_env();
     let parsed: Result<(), String> = (|| {
         use lexopt::Arg::{Long, Short};
@@ -40,6 +41,7 @@ fn main() {
                         return Err(format!("--device: '{device}' is not gpu, cpu or both"));
                     }
                 }
+                Long("forward-only") => backward = false,
                 other => return Err(common::lexopt_message(other.unexpected())),
             }
         }
@@ -60,10 +62,10 @@ fn main() {
     };
     for name in names {
         let result = common::open_device(name).and_then(|dev| {
-            let single = time(&dev, &[4096, 256], &[256, 256], reps)?;
-            let batched = time(&dev, &[16, 256, 256], &[16, 256, 256], reps)?;
+            let single = time(&dev, &[4096, 256], &[256, 256], reps, backward)?;
+            let batched = time(&dev, &[16, 256, 256], &[16, 256, 256], reps, backward)?;
             // fwd 2·m·k·n, backward twice that: 6 · 4096·256·256 flops either way.
-            let gflop = 6.0 * 4096.0 * 256.0 * 256.0 / 1e9;
+            let gflop = if backward { 6.0 } else { 2.0 } * 4096.0 * 256.0 * 256.0 / 1e9;
             println!("{}", dev.info());
             println!(
                 "  [4096,256]x[256,256]          {single:8.3} ms  {:7.1} GFLOP/s",
@@ -83,8 +85,8 @@ fn main() {
     }
 }
 
-/// Median ms of one forward + backward of sum(A·B) over 10 blocks of `reps / 10` passes.
-fn time(dev: &Device, a: &[usize], b: &[usize], reps: usize) -> wgrad::Result<f64> {
+/// Median ms of one forward (+ backward) of sum(A·B) over 10 blocks of `reps / 10` passes.
+fn time(dev: &Device, a: &[usize], b: &[usize], reps: usize, backward: bool) -> wgrad::Result<f64> {
     let mut g = Graph::new(dev);
     let an = g.input_with_grad("a", a)?;
     let bn = g.input_with_grad("b", b)?;
@@ -93,7 +95,6 @@ fn time(dev: &Device, a: &[usize], b: &[usize], reps: usize) -> wgrad::Result<f6
     let mut rng = wgrad::data::Rng::new(3);
     g.write(an, &common_random(&mut rng, a.iter().product()))?;
     g.write(bn, &common_random(&mut rng, b.iter().product()))?;
-    let backward = std::env::var_os("WGRAD_BENCH_FORWARD_ONLY").is_none();
     for _ in 0..2 {
         g.forward()?;
         if backward {
