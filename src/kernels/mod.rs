@@ -19,6 +19,7 @@ pub(crate) mod fused;
 pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
+mod matmul_config;
 pub(crate) mod misc;
 pub(crate) mod optim;
 pub(crate) mod reduce;
