@@ -177,6 +177,36 @@ impl Graph {
         Ok(id)
     }
 
+    /// Rows of `table` (`[vocab, dim]`) picked by integer ids (PyTorch's `embedding`): `ids` is
+    /// an input of any shape up to rank 3 holding row indices in `0..vocab` (write it with
+    /// [`Graph::write_labels`]; values outside are refused when written); the result has ids'
+    /// shape plus `[dim]`. The table's gradient adds each position's gradient row at its id, in
+    /// a fixed order (the same bits every run).
+    pub fn embedding(&mut self, table: NodeId, ids: NodeId) -> Result<NodeId> {
+        let (t, y) = (self.check(table)?, self.check(ids)?);
+        if self.nodes[y].op != Op::Input {
+            return Err(Error::arg(
+                "embedding",
+                format!(
+                    "ids must be an input node, but '{}' is the result of {}",
+                    self.nodes[y].name,
+                    self.nodes[y].op.name()
+                ),
+            ));
+        }
+        let vocab = match self.nodes[t].shape[..] {
+            [v, _] => v,
+            _ => return Err(Error::shape("embedding", &self.nodes[t].shape, &self.nodes[y].shape)),
+        };
+        // Ids written before now were not checked against this table: check them (one readback).
+        let bound = self.nodes[y].label_classes.map_or(vocab, |c| c.min(vocab));
+        let written = self.exec.read(self.nodes[y].value)?;
+        check_labels("embedding", &self.nodes[y].name, written.into_iter(), bound)?;
+        let id = self.add_op(Op::Embedding { table: t, ids: y }, None)?;
+        self.nodes[y].label_classes = Some(bound);
+        Ok(id)
+    }
+
     /// Mean squared error mean((pred − target)²): a scalar.
     pub fn mse(&mut self, pred: NodeId, target: NodeId) -> Result<NodeId> {
         let (p, t) = (self.check(pred)?, self.check(target)?);

@@ -16,6 +16,7 @@ mod real;
 
 pub(crate) mod binary;
 pub(crate) mod fused;
+pub(crate) mod gather;
 pub(crate) mod layout;
 pub(crate) mod loss;
 pub(crate) mod matmul;
@@ -36,6 +37,7 @@ pub use unary::UnaryOp;
 // The kernel structs, for building kernel lists: `Kernel::MatMul(kn::MatMul { .. })`.
 pub(crate) use binary::{Binary, BinaryBackward};
 pub(crate) use fused::{BiasActBackward, BiasActForward, MatMulBiasAct};
+pub(crate) use gather::{Gather, GatherBackward};
 pub(crate) use layout::{StridedCopy, View};
 pub(crate) use loss::{Mse, MseBackward};
 pub(crate) use matmul::MatMul;
@@ -138,6 +140,10 @@ kernels! {
     Optim(optim::Optim),
     /// out view (+)= x view, elementwise over an index space
     StridedCopy(layout::StridedCopy),
+    /// rows of a table by ids
+    Gather(gather::Gather),
+    /// the table's gradient: rows of g added at their ids
+    GatherBackward(gather::GatherBackward),
 }
 
 /// Representative kernels of every family, for the pipeline-variant list.
@@ -153,6 +159,7 @@ fn examples() -> Vec<Kernel> {
         fused::examples(),
         optim::examples(),
         layout::examples(),
+        gather::examples(),
     ]
     .concat()
 }
@@ -225,6 +232,11 @@ const FAMILIES: &[Family] = &[
         "layout",
         layout::LayoutParams::wgsl,
         &[include_str!("../../shaders/layout.wgsl")],
+    ),
+    (
+        "gather",
+        gather::GatherParams::wgsl,
+        &[include_str!("../../shaders/gather.wgsl")],
     ),
 ];
 
@@ -340,6 +352,7 @@ pub fn params_layouts() -> Vec<(&'static str, ParamsLayout)> {
         of::<fused::FusedParams>(),
         of::<optim::OptimParams>(),
         of::<layout::LayoutParams>(),
+        of::<gather::GatherParams>(),
     ]
     .concat()
 }

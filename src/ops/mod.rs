@@ -6,6 +6,7 @@
 //! gradient buffer when another consumer already wrote it (fan-out accumulates).
 
 mod binary;
+mod index;
 mod layout;
 mod loss;
 mod matmul;
@@ -64,6 +65,8 @@ pub enum Op {
     Concat { xs: Vec<usize>, axis: usize },
     /// x broadcast to a larger shape.
     Expand { x: usize, shape: Vec<usize> },
+    /// Rows of `table` picked by the integer ids in `ids`.
+    Embedding { table: usize, ids: usize },
 }
 
 /// Largest rank a tensor may have.
@@ -108,6 +111,7 @@ impl Op {
             Op::Narrow { .. } => "narrow",
             Op::Concat { .. } => "concat",
             Op::Expand { .. } => "expand",
+            Op::Embedding { .. } => "embedding",
         }
     }
 
@@ -119,6 +123,7 @@ impl Op {
             Op::BiasAdd { x, bias } => vec![x, bias],
             Op::SoftmaxCrossEntropy { logits, labels } => vec![logits, labels],
             Op::Mse { pred, target } => vec![pred, target],
+            Op::Embedding { table, ids } => vec![table, ids],
             Op::Unary { x, .. }
             | Op::Reduce { x, .. }
             | Op::Softmax { x }
@@ -136,7 +141,7 @@ impl Op {
     pub(crate) fn differentiable(&self) -> Vec<usize> {
         match self {
             Op::Input | Op::Parameter | Op::Detach { .. } => vec![],
-            Op::SoftmaxCrossEntropy { .. } => vec![0],
+            Op::SoftmaxCrossEntropy { .. } | Op::Embedding { .. } => vec![0],
             Op::MatMul { .. } | Op::Binary { .. } | Op::BiasAdd { .. } | Op::Mse { .. } => vec![0, 1],
             Op::Concat { xs, .. } => (0..xs.len()).collect(),
             _ => vec![0],
@@ -162,6 +167,7 @@ impl Op {
             Op::Narrow { axis, start, len, .. } => layout::narrow_shape(shapes[0], axis, start, len),
             Op::Concat { axis, .. } => layout::concat_shape(shapes, axis),
             Op::Expand { ref shape, .. } => layout::expand_shape(shapes[0], shape),
+            Op::Embedding { .. } => index::embedding_shape(shapes[0], shapes[1]),
         }
     }
 
@@ -192,6 +198,7 @@ impl Op {
             Op::Narrow { axis, start, .. } => layout::narrow_forward(args[0], axis, start, out),
             Op::Concat { axis, .. } => layout::concat_forward(args, axis, out),
             Op::Expand { .. } => layout::expand_forward(args[0], out),
+            Op::Embedding { .. } => index::embedding_forward(args[0], args[1], out),
         }
     }
 
@@ -220,6 +227,7 @@ impl Op {
             Op::Narrow { axis, start, .. } => layout::narrow_vjp(args[0], axis, start, out, g, targets),
             Op::Concat { axis, .. } => layout::concat_vjp(args, axis, out, g, targets),
             Op::Expand { .. } => layout::expand_vjp(args[0], out, g, targets),
+            Op::Embedding { .. } => index::embedding_vjp(args[0], args[1], g, targets),
         }
     }
 }
