@@ -8,7 +8,8 @@
 //   4  out  storage, read_write  a∘b (forward) or d_a / d_b (backward)
 // Shapes are padded to rank 4. a_str / b_str are element strides into a and b for an index
 // of the output, 0 along axes where that operand has extent 1 (it is broadcast).
-// Override OP: 0 add, 1 sub, 2 mul, 3 div.
+// Override OP (BinaryOp's order): 0 add, 1 sub, 2 mul, 3 div, 4 gt, 5 lt, 6 eq (comparisons give
+// 1 or 0 and no gradient).
 // The backward runs one thread per element of the target operand (shape t_shape) and sums
 // the gradient over the axes that operand was broadcast along: no atomics, deterministic.
 
@@ -41,6 +42,9 @@ fn h(av: f32, bv: f32) -> f32 {
     if (OP == 1u) { return av - bv; }
     if (OP == 2u) { return av * bv; }
     if (OP == 3u) { return av / bv; }
+    if (OP == 4u) { return select(0.0, 1.0, av > bv); }
+    if (OP == 5u) { return select(0.0, 1.0, av < bv); }
+    if (OP == 6u) { return select(0.0, 1.0, av == bv); }
     // An op code without a formula here gives NaN (check_finite reports it), never another op.
     return bitcast<f32>(0x7fc00000u);
 }
@@ -50,6 +54,8 @@ fn partial(av: f32, bv: f32, which: u32) -> f32 {
     if (OP == 1u) { return select(1.0, -1.0, which == 1u); }
     if (OP == 2u) { return select(bv, av, which == 1u); }
     if (OP == 3u) { return select(1.0 / bv, -av / (bv * bv), which == 1u); }
+    // Comparisons are piecewise constant: no gradient.
+    if (OP >= 4u && OP <= 6u) { return 0.0; }
     // An op code without a formula here gives NaN (check_finite reports it), never another op.
     return bitcast<f32>(0x7fc00000u);
 }

@@ -104,6 +104,21 @@ impl Graph {
         self.binary(BinaryOp::Div, a, b)
     }
 
+    /// 1 where a > b, else 0, with broadcasting (a mask: no gradient flows through it).
+    pub fn gt(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Gt, a, b)
+    }
+
+    /// 1 where a < b, else 0, with broadcasting (a mask: no gradient flows through it).
+    pub fn lt(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Lt, a, b)
+    }
+
+    /// 1 where a = b, else 0, with broadcasting (a mask: no gradient flows through it).
+    pub fn eq(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Eq, a, b)
+    }
+
     /// A reduction along `axis` (all elements when `None`), keeping the axis as extent 1 when `keepdim`.
     pub fn reduce(&mut self, op: ReduceOp, x: NodeId, axis: Option<usize>, keepdim: bool) -> Result<NodeId> {
         let x = self.check(x)?;
@@ -205,6 +220,22 @@ impl Graph {
         let id = self.add_op(Op::Embedding { table: t, ids: y }, None)?;
         self.nodes[y].label_classes = Some(bound);
         Ok(id)
+    }
+
+    /// x with `value` wherever `mask` (broadcast to x's shape) is nonzero (PyTorch's
+    /// `masked_fill`); `value` may be ±∞ (e.g. −∞ before a softmax; [`Graph::check_finite`]
+    /// then reports this node), not NaN. No gradient flows to the mask; x's gradient is zero
+    /// where it was filled.
+    pub fn masked_fill(&mut self, x: NodeId, mask: NodeId, value: f32) -> Result<NodeId> {
+        self.masked_fill_with(x, mask, value, false)
+    }
+
+    pub(super) fn masked_fill_with(&mut self, x: NodeId, mask: NodeId, value: f32, invert: bool) -> Result<NodeId> {
+        let (x, mask) = (self.check(x)?, self.check(mask)?);
+        if value.is_nan() {
+            return Err(Error::arg("masked_fill", "the fill value is NaN"));
+        }
+        self.add_op(Op::MaskedFill { x, mask, value, invert }, None)
     }
 
     /// Mean squared error mean((pred − target)²): a scalar.

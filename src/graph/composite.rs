@@ -90,4 +90,26 @@ impl Graph {
         let s = self.softmax(moved)?;
         self.transpose_axes(s, axis, last)
     }
+
+    /// `a` where `cond` (broadcast) is nonzero, `b` elsewhere (PyTorch's `where`); `a` and `b`
+    /// have one shape. Each branch's gradient flows only where it was taken, and a value of the
+    /// branch not taken (even ±∞ or NaN) never reaches the result.
+    pub fn where_mask(&mut self, cond: NodeId, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let (sa, sb) = (self.shape(a)?, self.shape(b)?);
+        if sa != sb {
+            return Err(Error::shape("where_mask", &sa, &sb));
+        }
+        let from_a = self.masked_fill_with(a, cond, 0.0, true)?;
+        let from_b = self.masked_fill_with(b, cond, 0.0, false)?;
+        self.add(from_a, from_b)
+    }
+
+    /// A `[t, t]` input holding 1 above the diagonal (column > row) and 0 elsewhere: the
+    /// positions a causal attention must not see, for [`Graph::masked_fill`] with −∞.
+    pub fn causal_mask(&mut self, t: usize) -> Result<NodeId> {
+        let m = self.input("causal_mask", &[t, t])?;
+        let data: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { 1.0 } else { 0.0 }).collect();
+        self.write(m, &data)?;
+        Ok(m)
+    }
 }

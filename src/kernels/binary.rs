@@ -14,11 +14,25 @@ pub enum BinaryOp {
     Mul,
     /// a / b
     Div,
+    /// 1 where a > b, else 0 (no gradient)
+    Gt,
+    /// 1 where a < b, else 0 (no gradient)
+    Lt,
+    /// 1 where a = b, else 0 (no gradient)
+    Eq,
 }
 
 impl BinaryOp {
     /// Every binary op.
-    pub const ALL: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
+    pub const ALL: [BinaryOp; 7] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Gt,
+        BinaryOp::Lt,
+        BinaryOp::Eq,
+    ];
 
     /// Short lowercase name.
     pub fn name(&self) -> &'static str {
@@ -27,6 +41,9 @@ impl BinaryOp {
             BinaryOp::Sub => "sub",
             BinaryOp::Mul => "mul",
             BinaryOp::Div => "div",
+            BinaryOp::Gt => "gt",
+            BinaryOp::Lt => "lt",
+            BinaryOp::Eq => "eq",
         }
     }
 
@@ -42,6 +59,9 @@ impl BinaryOp {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
+            BinaryOp::Gt => T::from_f64((a > b) as u8 as f64),
+            BinaryOp::Lt => T::from_f64((a < b) as u8 as f64),
+            BinaryOp::Eq => T::from_f64((a == b) as u8 as f64),
         }
     }
 
@@ -56,6 +76,7 @@ impl BinaryOp {
             (BinaryOp::Mul, _) => a,
             (BinaryOp::Div, 0) => T::one() / b,
             (BinaryOp::Div, _) => -a / (b * b),
+            (BinaryOp::Gt | BinaryOp::Lt | BinaryOp::Eq, _) => T::zero(),
         }
     }
 }

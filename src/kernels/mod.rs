@@ -19,6 +19,7 @@ pub(crate) mod fused;
 pub(crate) mod gather;
 pub(crate) mod layout;
 pub(crate) mod loss;
+pub(crate) mod mask;
 pub(crate) mod matmul;
 mod matmul_config;
 pub(crate) mod misc;
@@ -40,6 +41,7 @@ pub(crate) use fused::{BiasActBackward, BiasActForward, MatMulBiasAct};
 pub(crate) use gather::{Gather, GatherBackward};
 pub(crate) use layout::{StridedCopy, View};
 pub(crate) use loss::{Mse, MseBackward};
+pub(crate) use mask::{MaskFill, MaskFillBackward};
 pub(crate) use matmul::MatMul;
 pub(crate) use misc::{BiasAdd, Copy, Fill, Transpose};
 pub(crate) use optim::Optim;
@@ -144,6 +146,10 @@ kernels! {
     Gather(gather::Gather),
     /// the table's gradient: rows of g added at their ids
     GatherBackward(gather::GatherBackward),
+    /// a fill value where a mask is set
+    MaskFill(mask::MaskFill),
+    /// VJP of the masked fill
+    MaskFillBackward(mask::MaskFillBackward),
 }
 
 /// Representative kernels of every family, for the pipeline-variant list.
@@ -160,6 +166,7 @@ fn examples() -> Vec<Kernel> {
         optim::examples(),
         layout::examples(),
         gather::examples(),
+        mask::examples(),
     ]
     .concat()
 }
@@ -237,6 +244,11 @@ const FAMILIES: &[Family] = &[
         "gather",
         gather::GatherParams::wgsl,
         &[include_str!("../../shaders/gather.wgsl")],
+    ),
+    (
+        "mask",
+        mask::MaskParams::wgsl,
+        &[include_str!("../../shaders/mask.wgsl")],
     ),
 ];
 
@@ -353,6 +365,7 @@ pub fn params_layouts() -> Vec<(&'static str, ParamsLayout)> {
         of::<optim::OptimParams>(),
         of::<layout::LayoutParams>(),
         of::<gather::GatherParams>(),
+        of::<mask::MaskParams>(),
     ]
     .concat()
 }

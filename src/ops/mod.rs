@@ -67,6 +67,13 @@ pub enum Op {
     Expand { x: usize, shape: Vec<usize> },
     /// Rows of `table` picked by the integer ids in `ids`.
     Embedding { table: usize, ids: usize },
+    /// x with `value` where `mask` (broadcast) is nonzero — zero when `invert`.
+    MaskedFill {
+        x: usize,
+        mask: usize,
+        value: f32,
+        invert: bool,
+    },
 }
 
 /// Largest rank a tensor may have.
@@ -112,6 +119,7 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Expand { .. } => "expand",
             Op::Embedding { .. } => "embedding",
+            Op::MaskedFill { .. } => "masked_fill",
         }
     }
 
@@ -124,6 +132,7 @@ impl Op {
             Op::SoftmaxCrossEntropy { logits, labels } => vec![logits, labels],
             Op::Mse { pred, target } => vec![pred, target],
             Op::Embedding { table, ids } => vec![table, ids],
+            Op::MaskedFill { x, mask, .. } => vec![x, mask],
             Op::Unary { x, .. }
             | Op::Reduce { x, .. }
             | Op::Softmax { x }
@@ -141,7 +150,7 @@ impl Op {
     pub(crate) fn differentiable(&self) -> Vec<usize> {
         match self {
             Op::Input | Op::Parameter | Op::Detach { .. } => vec![],
-            Op::SoftmaxCrossEntropy { .. } | Op::Embedding { .. } => vec![0],
+            Op::SoftmaxCrossEntropy { .. } | Op::Embedding { .. } | Op::MaskedFill { .. } => vec![0],
             Op::MatMul { .. } | Op::Binary { .. } | Op::BiasAdd { .. } | Op::Mse { .. } => vec![0, 1],
             Op::Concat { xs, .. } => (0..xs.len()).collect(),
             _ => vec![0],
@@ -168,6 +177,7 @@ impl Op {
             Op::Concat { axis, .. } => layout::concat_shape(shapes, axis),
             Op::Expand { ref shape, .. } => layout::expand_shape(shapes[0], shape),
             Op::Embedding { .. } => index::embedding_shape(shapes[0], shapes[1]),
+            Op::MaskedFill { .. } => index::masked_fill_shape(shapes[0], shapes[1]),
         }
     }
 
@@ -199,6 +209,7 @@ impl Op {
             Op::Concat { axis, .. } => layout::concat_forward(args, axis, out),
             Op::Expand { .. } => layout::expand_forward(args[0], out),
             Op::Embedding { .. } => index::embedding_forward(args[0], args[1], out),
+            Op::MaskedFill { value, invert, .. } => index::masked_fill_forward(args[0], args[1], value, invert, out),
         }
     }
 
@@ -228,6 +239,7 @@ impl Op {
             Op::Concat { axis, .. } => layout::concat_vjp(args, axis, out, g, targets),
             Op::Expand { .. } => layout::expand_vjp(args[0], out, g, targets),
             Op::Embedding { .. } => index::embedding_vjp(args[0], args[1], g, targets),
+            Op::MaskedFill { invert, .. } => index::masked_fill_vjp(args[0], args[1], invert, g, targets),
         }
     }
 }

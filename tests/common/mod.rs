@@ -324,6 +324,32 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
     for (name, a, b) in batched {
         v.push(case(tag(name), vec![a, b], -1.0, 1.0, |g, i| g.matmul(i[0], i[1])));
     }
+    // Masks from comparisons of two random inputs (about half set), broadcast over rows.
+    v.push(case(
+        tag("masked_fill"),
+        vec![vec![m, n], vec![1, n], vec![1, n]],
+        -1.0,
+        1.0,
+        |g, i| {
+            let mask = g.gt(i[1], i[2])?;
+            let f = g.masked_fill(i[0], mask, -3.0)?;
+            // The mask's inputs also reach the result directly, so every input has a gradient.
+            let f = g.add(f, i[1])?;
+            g.add(f, i[2])
+        },
+    ));
+    v.push(case(
+        tag("where_mask"),
+        vec![vec![m, 1], vec![m, 1], vec![m, n], vec![m, n]],
+        -1.0,
+        1.0,
+        |g, i| {
+            let cond = g.lt(i[0], i[1])?;
+            let w = g.where_mask(cond, i[2], i[3])?;
+            let w = g.add(w, i[0])?;
+            g.add(w, i[1])
+        },
+    ));
     // Composite ops (built from the ones above).
     v.push(case(
         tag("layer_norm"),

@@ -1,0 +1,145 @@
+//! Masked fill and its VJP (`shaders/mask.wgsl`): what `masked_fill` and `where` run on.
+
+use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
+use crate::error::Result;
+
+wgsl_params! {
+    /// `Params` of `shaders/mask.wgsl`.
+    MaskParams for "mask" {
+        /// the index space (x's shape), rank 4 with leading extents 1
+        shape: [u32; 4],
+        /// element strides of the mask (0 along axes it is broadcast over)
+        m_str: [u32; 4],
+        len: u32,
+        acc: u32,
+        /// 1: a zero mask element is "set"
+        invert: u32,
+        /// the fill value
+        value: f32,
+    }
+}
+
+/// out = value where the mask is set, x elsewhere; x and out contiguous over `shape`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MaskFill {
+    pub x: BufId,
+    pub mask: BufId,
+    pub out: BufId,
+    pub shape: [usize; 4],
+    pub mask_strides: [usize; 4],
+    pub value: f32,
+    pub invert: bool,
+}
+
+/// d_x (+)= g where the mask is not set, 0 where it is.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MaskFillBackward {
+    pub g: BufId,
+    pub mask: BufId,
+    pub out: BufId,
+    pub shape: [usize; 4],
+    pub mask_strides: [usize; 4],
+    pub invert: bool,
+    pub acc: bool,
+}
+
+/// Whether the mask is set at each flat index of `shape`.
+#[inline(always)]
+fn set_at<'m, T: Real>(
+    mask: &'m [T],
+    shape: &[usize; 4],
+    strides: &[usize; 4],
+    invert: bool,
+) -> impl Iterator<Item = bool> + 'm {
+    let (s, m) = (*shape, *strides);
+    (0..s.iter().product::<usize>()).map(move |i| {
+        let idx = [
+            i / (s[1] * s[2] * s[3]),
+            (i / (s[2] * s[3])) % s[1],
+            (i / s[3]) % s[2],
+            i % s[3],
+        ];
+        let mi: usize = idx.iter().zip(&m).map(|(a, b)| a * b).sum();
+        (mask[mi] != T::zero()) != invert
+    })
+}
+
+fn params(shape: &[usize; 4], strides: &[usize; 4], invert: bool, acc: bool, value: f32) -> MaskParams {
+    MaskParams {
+        shape: shape.map(u),
+        m_str: strides.map(u),
+        len: u(shape.iter().product()),
+        acc: acc as u32,
+        invert: invert as u32,
+        value,
+    }
+}
+
+impl KernelDef for MaskFill {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let p = params(&self.shape, &self.mask_strides, self.invert, false, self.value);
+        let binds = vec![(1, self.x, true), (2, self.mask, true), (3, self.out, false)];
+        Ok(vec![Launch::new("mask_fill", &p, binds, cx.elems(p.len as usize)?)])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let value = T::from_f64(self.value as f64);
+        with_out!(b, self.out, |o, b| {
+            let set = set_at(&b[self.mask], &self.shape, &self.mask_strides, self.invert);
+            for ((o, &x), s) in o.iter_mut().zip(&b[self.x]).zip(set) {
+                *o = if s { value } else { x };
+            }
+        })
+    }
+}
+
+impl KernelDef for MaskFillBackward {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let p = params(&self.shape, &self.mask_strides, self.invert, self.acc, 0.0);
+        let binds = vec![(1, self.g, true), (2, self.mask, true), (3, self.out, false)];
+        Ok(vec![Launch::new(
+            "mask_fill_backward",
+            &p,
+            binds,
+            cx.elems(p.len as usize)?,
+        )])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        with_out!(b, self.out, |o, b| {
+            let set = set_at(&b[self.mask], &self.shape, &self.mask_strides, self.invert);
+            for ((o, &g), s) in o.iter_mut().zip(&b[self.g]).zip(set) {
+                put(o, if s { T::zero() } else { g }, self.acc);
+            }
+        })
+    }
+}
+
+/// Representative kernels of the family.
+pub(crate) fn examples() -> Vec<Kernel> {
+    let (shape, mask_strides) = ([1, 2, 3, 4], [0, 0, 4, 1]);
+    vec![
+        MaskFill {
+            x: 0,
+            mask: 1,
+            out: 2,
+            shape,
+            mask_strides,
+            value: -1.0,
+            invert: false,
+        }
+        .into(),
+        MaskFillBackward {
+            g: 0,
+            mask: 1,
+            out: 2,
+            shape,
+            mask_strides,
+            invert: true,
+            acc: false,
+        }
+        .into(),
+    ]
+}
