@@ -29,13 +29,18 @@ fn opaque(v: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(v) ^ p.zero);
 }
 
+// SQUARES = 1: Σ a² into out[p.out_index] (no mean; b is not read): a gradient's squared norm
+// for clipping.
+override SQUARES: u32 = 0u;
+
 @compute @workgroup_size(256)
 fn mse_forward(@builtin(local_invocation_index) lid: u32) {
     // Compensated (Kahan) sum of this thread's strided slice, then an 8-level tree.
     var s = 0.0;
     var comp = 0.0;
     for (var i = p.lo + lid; i < p.hi; i += 256u) {
-        let d = a[i] - b[i];
+        var d = a[i];
+        if (SQUARES == 0u) { d = d - b[i]; }
         let y = d * d - comp;
         let t = s + y;
         comp = (t - opaque(s)) - y;
@@ -50,11 +55,16 @@ fn mse_forward(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if (lid == 0u) {
-        let v = part[0] / f32(p.len);
+        var v = part[0] / f32(p.len);
+        var o = 0u;
+        if (SQUARES != 0u) {
+            v = part[0];
+            o = p.out_index;
+        }
         if (p.acc != 0u) {
-            out[0] = out[0] + v;
+            out[o] = out[o] + v;
         } else {
-            out[0] = v;
+            out[o] = v;
         }
     }
 }

@@ -83,5 +83,5 @@ pub use device::Device;
 pub use error::{Error, Result};
 pub use graph::{Graph, NodeId, NodeKind};
 pub use ops::MAX_RANK;
-pub use optim::{Adam, Optimizer, Sgd};
+pub use optim::{Adam, AdamW, Optimizer, Sgd};
 pub use wgpu;

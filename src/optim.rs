@@ -58,6 +58,36 @@ impl Adam {
     }
 }
 
+/// Adam with decoupled weight decay (Loshchilov & Hutter; PyTorch's `AdamW`): each step first
+/// shrinks the parameter, `p −= lr·λ·p`, then applies Adam's update to the plain gradient.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamW {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the first moment.
+    pub beta1: f32,
+    /// Decay of the second moment.
+    pub beta2: f32,
+    /// Denominator guard.
+    pub eps: f32,
+    /// Decoupled weight decay λ.
+    pub weight_decay: f32,
+}
+
+impl AdamW {
+    /// AdamW with PyTorch's defaults (β1 0.9, β2 0.999, ε 1e-8, weight decay 0.01) and the
+    /// given learning rate.
+    pub fn new(lr: f32) -> Self {
+        AdamW {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
+    }
+}
+
 /// An optimizer configuration for [`Graph::set_optimizer`](crate::Graph::set_optimizer).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
@@ -65,6 +95,14 @@ pub enum Optimizer {
     Sgd(Sgd),
     /// Adam.
     Adam(Adam),
+    /// AdamW.
+    AdamW(AdamW),
+}
+
+impl From<AdamW> for Optimizer {
+    fn from(a: AdamW) -> Self {
+        Optimizer::AdamW(a)
+    }
 }
 
 impl From<Sgd> for Optimizer {
@@ -85,6 +123,7 @@ impl Optimizer {
         match self {
             Optimizer::Sgd(s) => s.lr,
             Optimizer::Adam(a) => a.lr,
+            Optimizer::AdamW(a) => a.lr,
         }
     }
 
@@ -102,7 +141,27 @@ impl Optimizer {
                     return Err(bad("weight_decay", s.weight_decay));
                 }
             }
-            Optimizer::Adam(a) => {
+            Optimizer::Adam(Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            })
+            | Optimizer::AdamW(AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }) => {
+                let a = Adam {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                };
                 if !(a.lr.is_finite() && a.lr >= 0.0) {
                     return Err(bad("lr", a.lr));
                 }
@@ -129,10 +188,17 @@ impl Optimizer {
             Optimizer::Sgd(s) => OptimSpec {
                 rule: OptimRule::Sgd,
                 values: vec![s.lr, s.momentum, s.weight_decay],
+                clip: 0.0,
             },
             Optimizer::Adam(a) => OptimSpec {
                 rule: OptimRule::Adam,
                 values: vec![a.lr, a.beta1, a.beta2, a.eps, a.weight_decay],
+                clip: 0.0,
+            },
+            Optimizer::AdamW(a) => OptimSpec {
+                rule: OptimRule::AdamW,
+                values: vec![a.lr, a.beta1, a.beta2, a.eps, a.weight_decay],
+                clip: 0.0,
             },
         }
     }
@@ -153,6 +219,13 @@ impl Optimizer {
                 eps: v[3],
                 weight_decay: v[4],
             }),
+            OptimRule::AdamW => Optimizer::AdamW(AdamW {
+                lr: v[0],
+                beta1: v[1],
+                beta2: v[2],
+                eps: v[3],
+                weight_decay: v[4],
+            }),
         }
     }
 }
@@ -160,10 +233,31 @@ impl Optimizer {
 impl Graph {
     /// Chooses the optimizer used by [`Graph::step`] and [`Graph::train_step`]; allocates its
     /// state (zeroed) for every parameter that exists now.
+    /// A gradient-norm limit set with [`Graph::set_grad_clip`] stays in force.
     pub fn set_optimizer(&mut self, opt: impl Into<Optimizer>) -> Result<()> {
         let opt = opt.into();
         opt.validate()?;
-        self.install_optimizer(opt.spec())
+        let mut spec = opt.spec();
+        spec.clip = self.optimizer_spec_mut().map_or(0.0, |s| s.clip);
+        self.install_optimizer(spec)
+    }
+
+    /// Clips gradients by their global norm before every optimizer update (PyTorch's
+    /// `clip_grad_norm_`): all parameter gradients are scaled by min(1, max_norm / (‖g‖ + 1e-6)),
+    /// ‖g‖ the norm of all of them together, computed on the device inside the step. `None`
+    /// turns clipping off. Needs an optimizer ([`Graph::set_optimizer`]); its state is kept.
+    pub fn set_grad_clip(&mut self, max_norm: Option<f32>) -> Result<()> {
+        let clip = match max_norm {
+            None => 0.0,
+            Some(c) if c.is_finite() && c > 0.0 => c,
+            Some(c) => {
+                return Err(Error::arg(
+                    "set_grad_clip",
+                    format!("max_norm = {c} must be positive and finite"),
+                ))
+            }
+        };
+        self.set_clip(clip)
     }
 
     /// Changes the learning rate of the configured optimizer (for schedules).
@@ -173,9 +267,10 @@ impl Graph {
         match &mut opt {
             Optimizer::Sgd(s) => s.lr = lr,
             Optimizer::Adam(a) => a.lr = lr,
+            Optimizer::AdamW(a) => a.lr = lr,
         }
         opt.validate()?;
-        *spec = opt.spec();
+        spec.values = opt.spec().values;
         Ok(())
     }
 }

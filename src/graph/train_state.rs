@@ -9,6 +9,7 @@ use super::{Graph, NodeId};
 use crate::backend::{BufId, Kernel, OptimRule, ProgramId};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
+use crate::kernels::optim::{CLIP_MAX, CLIP_SUMSQ, HYPER_WORDS};
 use crate::ops::{numel, Op};
 
 /// An optimizer as a graph runs it: an update rule and its hyper-parameters.
@@ -20,6 +21,9 @@ pub(crate) struct OptimSpec {
     /// the bias corrections that end Adam's and change every step: SGD [lr, μ, λ], Adam
     /// [lr, β1, β2, ε, λ].
     pub values: Vec<f32>,
+    /// Limit of the global gradient norm (gradients scaled down to it before the update), 0 for
+    /// none.
+    pub clip: f32,
 }
 
 impl OptimSpec {
@@ -27,11 +31,14 @@ impl OptimSpec {
     /// the values, then for Adam the bias corrections 1 − β1ᵗ and 1 − β2ᵗ.
     fn hyper(&self, t: u64) -> Vec<f64> {
         let mut words: Vec<f64> = self.values.iter().map(|&v| v as f64).collect();
-        if self.rule == OptimRule::Adam {
+        if self.rule != OptimRule::Sgd {
             let (beta1, beta2) = (words[1], words[2]);
             words.push(1.0 - beta1.powf(t as f64));
             words.push(1.0 - beta2.powf(t as f64));
         }
+        // Then the clipping limit; the squared norm after it is written on the device.
+        words.resize(CLIP_MAX, 0.0);
+        words.push(self.clip as f64);
         words
     }
 }
@@ -43,6 +50,8 @@ pub(super) struct OptimState {
     program: ProgramId,
     /// Every buffer the optimizer owns (hyper-parameters and per-parameter state).
     buffers: Vec<BufId>,
+    /// Per parameter, its state buffer (to rebuild the program when clipping changes).
+    states: Vec<BufId>,
     /// Parameters it updates (those that existed when it was set).
     params: usize,
 }
@@ -55,7 +64,7 @@ impl Graph {
         let rule = spec.rule;
         // Check the state's sizes first, then build it; on failure free what was made and keep
         // the old optimizer.
-        let (slots, eb) = (if rule == OptimRule::Adam { 2u64 } else { 1 }, self.elem_bytes());
+        let (slots, eb) = (rule.slots() as u64, self.elem_bytes());
         let mut total = 0u64;
         for n in self.nodes.iter().filter(|n| n.op == Op::Parameter) {
             let bytes = slots * numel(&n.shape) as u64 * eb;
@@ -66,7 +75,7 @@ impl Graph {
             self.check_host("optimizer state", total)?;
         }
         let mut buffers = Vec::new();
-        let built = self.build_optimizer(rule, &mut buffers);
+        let built = self.build_optimizer(rule, spec.clip, &mut buffers);
         let (hyper, program) = match built {
             Ok(v) => v,
             Err(e) => {
@@ -83,39 +92,76 @@ impl Graph {
             }
         }
         let params = self.parameters().len();
+        let states = buffers[1..].to_vec();
         self.optim = Some(OptimState {
             spec,
             t: 0,
             hyper,
             program,
             buffers,
+            states,
             params,
         });
         Ok(())
     }
 
-    fn build_optimizer(&mut self, rule: OptimRule, buffers: &mut Vec<BufId>) -> Result<(BufId, ProgramId)> {
-        let hyper = self.exec.alloc(8, "optimizer hyper-parameters")?;
+    fn build_optimizer(&mut self, rule: OptimRule, clip: f32, buffers: &mut Vec<BufId>) -> Result<(BufId, ProgramId)> {
+        let hyper = self.exec.alloc(HYPER_WORDS, "optimizer hyper-parameters")?;
         buffers.push(hyper);
-        let mut ks = Vec::new();
         for n in self.nodes.iter().filter(|n| n.op == Op::Parameter) {
-            let len = numel(&n.shape);
-            let slots = if rule == OptimRule::Adam { 2 } else { 1 };
-            let state = self
-                .exec
-                .alloc(slots * len, &format!("optimizer state of {}", n.name))?;
+            let state = self.exec.alloc(
+                rule.slots() * numel(&n.shape),
+                &format!("optimizer state of {}", n.name),
+            )?;
             buffers.push(state);
-            let grad = n.grad.expect("parameters always own a gradient buffer");
+        }
+        let ks = self.optim_kernels(rule, clip, hyper, &buffers[1..]);
+        Ok((hyper, self.exec.compile(ks)?))
+    }
+
+    /// The update program: with a clipping limit, first the squared global gradient norm into
+    /// the hyper buffer (every gradient's sum of squares added up), then each parameter's
+    /// update, which scales its gradient by the clipping factor.
+    fn optim_kernels(&self, rule: OptimRule, clip: f32, hyper: BufId, states: &[BufId]) -> Vec<Kernel> {
+        let params: Vec<_> = self.nodes.iter().filter(|n| n.op == Op::Parameter).collect();
+        let grad = |n: &super::Node| n.grad.expect("parameters always own a gradient buffer");
+        let mut ks = Vec::new();
+        if clip > 0.0 {
+            for (i, n) in params.iter().enumerate() {
+                ks.push(Kernel::SumSquares(kn::SumSquares {
+                    x: grad(n),
+                    out: hyper,
+                    out_index: CLIP_SUMSQ,
+                    len: numel(&n.shape),
+                    acc: i > 0,
+                }));
+            }
+        }
+        for (n, &state) in params.iter().zip(states) {
             ks.push(Kernel::Optim(kn::Optim {
                 rule,
                 param: n.value,
-                grad,
+                grad: grad(n),
                 state,
                 hyper,
-                len,
+                len: numel(&n.shape),
+                clip: clip > 0.0,
             }));
         }
-        Ok((hyper, self.exec.compile(ks)?))
+        ks
+    }
+
+    /// Sets the global gradient-norm limit of the configured optimizer (0: none), keeping its
+    /// state; the update program is rebuilt.
+    pub(crate) fn set_clip(&mut self, clip: f32) -> Result<()> {
+        let st = self.optim.as_ref().ok_or(Error::NoOptimizer)?;
+        let (rule, hyper, states, old) = (st.spec.rule, st.hyper, st.states.clone(), st.program);
+        let program = self.exec.compile(self.optim_kernels(rule, clip, hyper, &states))?;
+        self.exec.discard(old);
+        let st = self.optim.as_mut().expect("checked above");
+        st.program = program;
+        st.spec.clip = clip;
+        Ok(())
     }
 
     /// The configured optimizer, to change its hyper-parameters between steps (for

@@ -10,7 +10,8 @@ wgsl_params! {
         acc: u32,
         /// backward: 0 → d_pred, 1 → d_target
         which: u32,
-        _pad: u32,
+        /// sum of squares: the element of `out` written
+        out_index: u32,
         /// forward: the slice lo .. hi of the elements this dispatch folds
         lo: u32,
         hi: u32,
@@ -27,6 +28,47 @@ pub(crate) struct Mse {
     pub t: BufId,
     pub out: BufId,
     pub len: usize,
+}
+
+/// out[out_index] (+)= Σ x² (a gradient's squared norm, for clipping).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SumSquares {
+    pub x: BufId,
+    pub out: BufId,
+    pub out_index: usize,
+    pub len: usize,
+    pub acc: bool,
+}
+
+impl KernelDef for SumSquares {
+    /// `mse_forward` with `SQUARES = 1`: one workgroup, slices of at most `256 · LOOP_BUDGET`
+    /// elements, each adding into the result.
+    fn lower(&self, _cx: &Cx) -> Result<Vec<Launch>> {
+        let len = self.len;
+        let p = LossParams {
+            len: u(len),
+            out_index: u(self.out_index),
+            ..Default::default()
+        };
+        let binds = vec![(1, self.x, true), (2, self.x, true), (4, self.out, false)];
+        let l = Launch::new("mse_forward", &p, binds, [1, 1, 1]).with("SQUARES", 1);
+        let parts = slices(len, 256 * LOOP_BUDGET, &|| format!("gradient norm over {len} elements"))?;
+        Ok(l.split(parts.into_iter().enumerate().map(|(i, (lo, hi))| LossParams {
+            acc: (self.acc || i > 0) as u32,
+            lo: u(lo),
+            hi: u(hi),
+            ..p
+        })))
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        with_out!(b, self.out, |o, b| {
+            // Squares in T, their sum in f64 (see `reduce`).
+            let s: f64 = b[self.x][..self.len].iter().map(|&v| (v * v).to_f64()).sum();
+            put(&mut o[self.out_index], T::from_f64(s), self.acc);
+        })
+    }
 }
 
 /// d_p or d_t (which = 0 or 1) (+)= ±g[0] · 2(p − t) / len
@@ -126,6 +168,14 @@ pub(crate) fn examples() -> Vec<Kernel> {
             len: 5,
             which: 1,
             acc: false,
+        }
+        .into(),
+        SumSquares {
+            x: 0,
+            out: 1,
+            out_index: 8,
+            len: 5,
+            acc: true,
         }
         .into(),
     ]

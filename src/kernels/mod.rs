@@ -40,7 +40,7 @@ pub(crate) use binary::{Binary, BinaryBackward};
 pub(crate) use fused::{BiasActBackward, BiasActForward, MatMulBiasAct};
 pub(crate) use gather::{Gather, GatherBackward};
 pub(crate) use layout::{StridedCopy, View};
-pub(crate) use loss::{Mse, MseBackward};
+pub(crate) use loss::{Mse, MseBackward, SumSquares};
 pub(crate) use mask::{MaskFill, MaskFillBackward};
 pub(crate) use matmul::MatMul;
 pub(crate) use misc::{BiasAdd, Copy, Fill, Transpose};
@@ -150,6 +150,8 @@ kernels! {
     MaskFill(mask::MaskFill),
     /// VJP of the masked fill
     MaskFillBackward(mask::MaskFillBackward),
+    /// a squared norm, added into one element
+    SumSquares(loss::SumSquares),
 }
 
 /// Representative kernels of every family, for the pipeline-variant list.
