@@ -1,5 +1,7 @@
 //! Layers on top of the graph, as thin as possible: [`Linear`] and an [`Mlp`] builder, with
-//! seeded Xavier/He initialisation and safetensors save/load.
+//! seeded Xavier/He initialisation and safetensors save/load; and the layers of a small
+//! transformer ([`LayerNorm`], [`Embedding`], causal [`MultiHeadAttention`],
+//! [`TransformerBlock`]) with PyTorch's parameter names.
 
 use crate::data::Rng;
 use crate::error::{Error, Result};
@@ -7,6 +9,9 @@ use crate::graph::{Graph, NodeId};
 use crate::io::{layout_metadata, load_checkpoint, read_tensor, resolve_layout, save_checkpoint, Layout, NamedTensor};
 use crate::kernels::UnaryOp;
 use std::path::Path;
+
+mod transformer;
+pub use transformer::{Embedding, LayerNorm, MultiHeadAttention, TransformerBlock};
 
 /// Hidden-layer activation: any unary op that fuses with the bias-add before it
 /// ([`UnaryOp::fusable`]): `Activation::Relu`, `Activation::Gelu`, `Activation::Silu`, ….

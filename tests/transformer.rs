@@ -1,0 +1,120 @@
+//! A pre-norm transformer block: its gradients against finite differences (f64, CPU), the GPU
+//! against the CPU, causality, and PyTorch's parameter names.
+
+mod common;
+
+use common::{devices, random};
+use wgrad::data::Rng;
+use wgrad::nn::{Embedding, TransformerBlock};
+use wgrad::{Device, Graph, NodeId};
+
+const VOCAB: usize = 7;
+
+/// Embedding → block → sum(out ⊙ r): (graph, ids, x (embedded), out, loss).
+fn model(dev: &Device, b: usize, t: usize, d: usize, heads: usize) -> (Graph, NodeId, NodeId, NodeId, NodeId) {
+    let mut g = Graph::new(dev);
+    let mut rng = Rng::new(11);
+    let emb = Embedding::new(&mut g, "tok", VOCAB, d, &mut rng).unwrap();
+    let block = TransformerBlock::new(&mut g, "blocks.0", d, heads, &mut rng).unwrap();
+    let ids = g.input("ids", &[b, t]).unwrap();
+    let x = emb.forward(&mut g, ids).unwrap();
+    let mask = g.causal_mask(t).unwrap();
+    let out = block.forward(&mut g, x, mask).unwrap();
+    let r = g.input("r", &[b, t, d]).unwrap();
+    g.write(r, &random(&mut Rng::new(3), b * t * d, -1.0, 1.0)).unwrap();
+    let p = g.mul(out, r).unwrap();
+    let loss = g.sum(p).unwrap();
+    let id_values: Vec<u32> = (0..b * t).map(|i| ((i * 5 + 1) % VOCAB) as u32).collect();
+    g.write_labels(ids, &id_values).unwrap();
+    (g, ids, x, out, loss)
+}
+
+#[test]
+fn block_gradients_match_finite_differences() {
+    let (mut g, _, _, _, loss) = model(&Device::cpu_f64(), 2, 3, 4, 2);
+    g.backward(loss).unwrap();
+    let h = 1e-6;
+    let mut checked = 0;
+    for p in g.parameters() {
+        let analytic = g.grad_f64(p).unwrap();
+        let mut x = g.value_f64(p).unwrap();
+        for e in 0..x.len() {
+            let orig = x[e];
+            x[e] = orig + h;
+            g.write_f64(p, &x).unwrap();
+            let up = g.value_f64(loss).unwrap()[0];
+            x[e] = orig - h;
+            g.write_f64(p, &x).unwrap();
+            let down = g.value_f64(loss).unwrap()[0];
+            x[e] = orig;
+            g.write_f64(p, &x).unwrap();
+            let fd = (up - down) / (2.0 * h);
+            let name = g.name(p).unwrap().to_string();
+            assert!(
+                (analytic[e] - fd).abs() <= 1e-6 + 1e-5 * fd.abs(),
+                "{name}[{e}]: {} vs {fd}",
+                analytic[e]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked} elements checked");
+}
+
+#[test]
+fn block_on_the_gpu_matches_the_cpu() {
+    let (mut cpu, _, _, cpu_out, cpu_loss) = model(&Device::cpu(), 2, 9, 16, 4);
+    cpu.backward(cpu_loss).unwrap();
+    for dev in devices().into_iter().filter(|d| d.is_gpu()) {
+        let (mut g, _, _, out, loss) = model(&dev, 2, 9, 16, 4);
+        g.backward(loss).unwrap();
+        common::assert_close(
+            &g.value(out).unwrap(),
+            &cpu.value(cpu_out).unwrap(),
+            1e-5,
+            1e-4,
+            "block output",
+        );
+        for (p, q) in g.parameters().into_iter().zip(cpu.parameters()) {
+            let what = format!("d {}", g.name(p).unwrap());
+            common::assert_close(&g.grad(p).unwrap(), &cpu.grad(q).unwrap(), 1e-5, 1e-3, &what);
+        }
+    }
+}
+
+#[test]
+fn attention_is_causal_and_names_follow_pytorch() {
+    for dev in devices() {
+        let (mut g, ids, _, out, _) = model(&dev, 1, 5, 8, 2);
+        let before = g.value(out).unwrap();
+        // A different token at the last position changes nothing before it.
+        g.write_labels(ids, &[1, 6, 4, 2, 3]).unwrap();
+        let mut first = vec![1u32, 6, 4, 2];
+        let after_a = g.value(out).unwrap();
+        first.push(0);
+        g.write_labels(ids, &first).unwrap();
+        let after_b = g.value(out).unwrap();
+        assert_eq!(after_a[..4 * 8], after_b[..4 * 8], "{}: the future leaked", dev.info());
+        assert_ne!(
+            after_a[4 * 8..],
+            after_b[4 * 8..],
+            "{}: the last position ignores its token",
+            dev.info()
+        );
+        assert_eq!(before.len(), after_a.len());
+    }
+    let (g, ..) = model(&Device::cpu(), 1, 2, 8, 2);
+    let names: Vec<String> = g.parameters().iter().map(|&p| g.name(p).unwrap().to_string()).collect();
+    for want in [
+        "tok.weight",
+        "blocks.0.norm1.weight",
+        "blocks.0.self_attn.in_proj_weight",
+        "blocks.0.self_attn.in_proj_bias",
+        "blocks.0.self_attn.out_proj.weight",
+        "blocks.0.norm2.bias",
+        "blocks.0.linear1.weight",
+        "blocks.0.linear2.bias",
+    ] {
+        assert!(names.iter().any(|n| n == want), "no parameter {want} in {names:?}");
+    }
+}
