@@ -63,8 +63,10 @@ pub fn serialize_checkpoint(tensors: &[NamedTensor], metadata: &BTreeMap<String,
 /// Parses the bytes of a safetensors file into its tensors, sorted by name.
 ///
 /// `name_for_errors` is the file (or stream) name used in error messages. A malformed header
-/// or data section gives an [`Error::Format`] naming it; a tensor whose dtype is not `F32`
-/// gives an [`Error::Tensor`] naming the tensor and its dtype. Never panics, whatever the bytes.
+/// or data section gives an [`Error::Format`] naming it. Tensors of dtype `F32` load as they
+/// are; `F16`, `BF16` and `F64` are converted to f32 (exactly for the 16-bit ones; an f64
+/// beyond f32's range is an error, not an infinity); any other dtype gives an
+/// [`Error::Tensor`] naming the tensor and its dtype. Never panics, whatever the bytes.
 pub fn deserialize_safetensors(bytes: &[u8], name_for_errors: &str) -> Result<Vec<NamedTensor>> {
     Ok(deserialize_checkpoint(bytes, name_for_errors)?.tensors)
 }
@@ -83,18 +85,20 @@ pub fn deserialize_checkpoint(bytes: &[u8], name_for_errors: &str) -> Result<Che
         .unwrap_or_default();
     let mut out = Vec::with_capacity(st.len());
     for (name, view) in st.iter() {
-        if view.dtype() != Dtype::F32 {
-            return Err(tensor_err(
-                name,
-                format!(
-                    "in {name_for_errors}: dtype {} is not supported, only F32 tensors can be loaded",
-                    view.dtype()
-                ),
-            ));
-        }
+        let width = match view.dtype() {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+            Dtype::F64 => 8,
+            other => {
+                return Err(tensor_err(
+                    name,
+                    format!("in {name_for_errors}: dtype {other} is not supported (F32, F16, BF16 and F64 are)"),
+                ))
+            }
+        };
         let raw = view.data();
         let count = checked_product(view.shape());
-        if count.and_then(|c| c.checked_mul(4)) != Some(raw.len()) {
+        if count.and_then(|c| c.checked_mul(width)) != Some(raw.len()) {
             return Err(tensor_err(
                 name,
                 format!(
@@ -104,10 +108,34 @@ pub fn deserialize_checkpoint(bytes: &[u8], name_for_errors: &str) -> Result<Che
                 ),
             ));
         }
-        let data = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect(),
+            Dtype::F64 => {
+                let mut v = Vec::with_capacity(raw.len() / 8);
+                for (i, c) in raw.chunks_exact(8).enumerate() {
+                    let x = f64::from_le_bytes(c.try_into().expect("chunks of 8"));
+                    if x.is_finite() && !(x as f32).is_finite() {
+                        return Err(tensor_err(
+                            name,
+                            format!("in {name_for_errors}: element {i} = {x} is beyond the range of f32"),
+                        ));
+                    }
+                    v.push(x as f32);
+                }
+                v
+            }
+            _ => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        };
         out.push(NamedTensor {
             name: name.to_string(),
             shape: view.shape().to_vec(),
@@ -116,6 +144,19 @@ pub fn deserialize_checkpoint(bytes: &[u8], name_for_errors: &str) -> Result<Che
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Checkpoint { tensors: out, metadata })
+}
+
+/// An IEEE half-precision value as f32 (every f16 is exactly an f32).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h >> 15 == 1 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let mant = (h & 0x3ff) as f32;
+    match exp {
+        0 => sign * mant * 2f32.powi(-24),
+        0x1f if mant == 0.0 => sign * f32::INFINITY,
+        0x1f => f32::NAN,
+        e => sign * (1.0 + mant / 1024.0) * 2f32.powi(e - 15),
+    }
 }
 
 fn checked_product(shape: &[usize]) -> Option<usize> {
@@ -240,6 +281,39 @@ mod tests {
     }
 
     #[test]
+    fn half_bfloat_and_double_tensors_load_as_f32() {
+        // f16: 1.0 (0x3c00), -2.5 (0xc100), the smallest subnormal (0x0001), 65504 (0x7bff).
+        let f16: Vec<u8> = [0x3c00u16, 0xc100, 0x0001, 0x7bff]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        // bf16: 1.0 (0x3f80), -0.15625 (0xbe20).
+        let bf16: Vec<u8> = [0x3f80u16, 0xbe20].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f64s: Vec<u8> = [0.1f64, -3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut data = f16.clone();
+        data.extend(&bf16);
+        data.extend(&f64s);
+        let json = r#"{"__metadata__":{"k":"v"},"a":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]},"c":{"dtype":"F64","shape":[2],"data_offsets":[12,28]}}"#;
+        let ck = deserialize_checkpoint(&header_bytes(json, &data), "mem").unwrap();
+        assert_eq!(ck.metadata.get("k").map(String::as_str), Some("v"));
+        assert_eq!(ck.tensors[0].data, vec![1.0, -2.5, 2f32.powi(-24), 65504.0]);
+        assert_eq!(ck.tensors[1].data, vec![1.0, -0.15625]);
+        assert_eq!(ck.tensors[2].data, vec![0.1f32, -3.0]);
+        // An f64 beyond f32's range is refused, naming the tensor.
+        let big = 1e300f64.to_le_bytes();
+        let json = r#"{"big":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#;
+        let e = deserialize_checkpoint(&header_bytes(json, &big), "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("big") && e.contains("range of f32"), "{e}");
+        let json = r#"{"i":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}"#;
+        let e = deserialize_checkpoint(&header_bytes(json, &[0; 4]), "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("I32") && e.contains("not supported"), "{e}");
+    }
+
+    #[test]
     fn round_trip_bytes_sorted_by_name() {
         let bytes = serialize_safetensors(&sample()).unwrap();
         let loaded = deserialize_safetensors(&bytes, "mem").unwrap();
@@ -351,14 +425,14 @@ mod tests {
     #[test]
     fn wrong_dtype_names_tensor_and_dtype() {
         let bytes = header_bytes(
-            r#"{"weights":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#,
+            r#"{"weights":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#,
             &[0; 4],
         );
         let err = deserialize_safetensors(&bytes, "m.st").unwrap_err();
         match &err {
             Error::Tensor { name, reason } => {
                 assert_eq!(name, "weights");
-                assert!(reason.contains("F16"), "{reason}");
+                assert!(reason.contains("U8"), "{reason}");
             }
             other => panic!("unexpected {other:?}"),
         }
