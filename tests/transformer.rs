@@ -118,3 +118,50 @@ fn attention_is_causal_and_names_follow_pytorch() {
         assert!(names.iter().any(|n| n == want), "no parameter {want} in {names:?}");
     }
 }
+
+#[test]
+fn training_steps_on_the_gpu_match_the_cpu() {
+    // SGD with momentum and clipping: parameters compared. (Adam's update divides by the
+    // gradient's running norm, so elements whose gradient is rounding noise — the key bias,
+    // to which softmax is invariant — move by ±lr on either device: for AdamW only the loss is
+    // compared.)
+    let steps = |dev: &Device, adamw: bool| {
+        let (mut g, _, _, _, loss) = model(dev, 2, 8, 16, 4);
+        if adamw {
+            g.set_optimizer(wgrad::AdamW::new(3e-3)).unwrap();
+        } else {
+            g.set_optimizer(wgrad::Sgd {
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: 0.0,
+            })
+            .unwrap();
+        }
+        g.set_grad_clip(Some(1.0)).unwrap();
+        for _ in 0..3 {
+            g.train_step(loss).unwrap();
+        }
+        let l = g.scalar(loss).unwrap();
+        let params: Vec<Vec<f32>> = g.parameters().into_iter().map(|p| g.value(p).unwrap()).collect();
+        (l, params)
+    };
+    let (cpu_sgd, cpu_params) = steps(&Device::cpu(), false);
+    let (cpu_adamw, _) = steps(&Device::cpu(), true);
+    for dev in devices().into_iter().filter(|d| d.is_gpu()) {
+        let (sgd, params) = steps(&dev, false);
+        assert!(
+            (sgd - cpu_sgd).abs() <= 1e-4 * cpu_sgd.abs().max(1.0),
+            "{}: SGD loss {sgd} vs {cpu_sgd}",
+            dev.info()
+        );
+        for (i, (p, q)) in params.iter().zip(&cpu_params).enumerate() {
+            common::assert_close(p, q, 1e-5, 1e-4, &format!("parameter {i} after 3 SGD steps"));
+        }
+        let (adamw, _) = steps(&dev, true);
+        assert!(
+            (adamw - cpu_adamw).abs() <= 1e-3 * cpu_adamw.abs().max(1.0),
+            "{}: AdamW loss {adamw} vs {cpu_adamw}",
+            dev.info()
+        );
+    }
+}
