@@ -171,6 +171,15 @@ impl Graph {
                 ),
             ));
         }
+        if self.nodes[y].label_ignore.is_some() {
+            return Err(Error::arg(
+                "softmax_cross_entropy",
+                format!(
+                    "labels '{}' carry an ignore index: use cross_entropy_ignore",
+                    self.nodes[y].name
+                ),
+            ));
+        }
         let classes = self.nodes[l].shape.get(1).copied();
         if let (Some(prev), Some(c)) = (self.nodes[y].label_classes, classes) {
             if prev != c {
@@ -185,7 +194,13 @@ impl Graph {
         // classes. Later writes are checked as they happen.
         if let Some(c) = classes {
             let written = self.exec.read(self.nodes[y].value)?;
-            check_labels("softmax_cross_entropy", &self.nodes[y].name, written.into_iter(), c)?;
+            check_labels(
+                "softmax_cross_entropy",
+                &self.nodes[y].name,
+                written.into_iter(),
+                c,
+                None,
+            )?;
         }
         let id = self.add_op(Op::SoftmaxCrossEntropy { logits: l, labels: y }, None)?;
         self.nodes[y].label_classes = classes;
@@ -216,7 +231,13 @@ impl Graph {
         // Ids written before now were not checked against this table: check them (one readback).
         let bound = self.nodes[y].label_classes.map_or(vocab, |c| c.min(vocab));
         let written = self.exec.read(self.nodes[y].value)?;
-        check_labels("embedding", &self.nodes[y].name, written.into_iter(), bound)?;
+        if self.nodes[y].label_ignore.is_some() {
+            return Err(Error::arg(
+                "embedding",
+                format!("ids '{}' carry an ignore index, which is no row", self.nodes[y].name),
+            ));
+        }
+        check_labels("embedding", &self.nodes[y].name, written.into_iter(), bound, None)?;
         let id = self.add_op(Op::Embedding { table: t, ids: y }, None)?;
         self.nodes[y].label_classes = Some(bound);
         Ok(id)
@@ -355,7 +376,8 @@ impl Graph {
         let i = self.check(id)?;
         self.writable(i, data.len())?;
         if let Some(c) = self.nodes[i].label_classes {
-            check_labels("write", &self.nodes[i].name, data.iter().map(|&v| v as f64), c)?;
+            let ignore = self.nodes[i].label_ignore;
+            check_labels("write", &self.nodes[i].name, data.iter().map(|&v| v as f64), c, ignore)?;
         }
         self.exec.write_f32(self.nodes[i].value, data)?;
         self.dirty = true;
@@ -367,7 +389,8 @@ impl Graph {
         let i = self.check(id)?;
         self.writable(i, data.len())?;
         if let Some(c) = self.nodes[i].label_classes {
-            check_labels("write", &self.nodes[i].name, data.iter().copied(), c)?;
+            let ignore = self.nodes[i].label_ignore;
+            check_labels("write", &self.nodes[i].name, data.iter().copied(), c, ignore)?;
         }
         self.exec.write(self.nodes[i].value, data)?;
         self.dirty = true;
@@ -387,12 +410,22 @@ impl Graph {
     }
 }
 
-fn check_labels(op: &'static str, name: &str, values: impl Iterator<Item = f64>, classes: usize) -> Result<()> {
+pub(super) fn check_labels(
+    op: &'static str,
+    name: &str,
+    values: impl Iterator<Item = f64>,
+    classes: usize,
+    ignore: Option<u32>,
+) -> Result<()> {
     for (i, v) in values.enumerate() {
-        if !(v >= 0.0 && v < classes as f64 && v.fract() == 0.0) {
+        let class = v >= 0.0 && v < classes as f64 && v.fract() == 0.0;
+        if !class && ignore.is_none_or(|ig| v != ig as f64) {
+            let also = ignore
+                .map(|ig| format!(" or the ignore index {ig}"))
+                .unwrap_or_default();
             return Err(Error::arg(
                 op,
-                format!("labels '{name}'[{i}] = {v} is not a class index in 0..{classes}"),
+                format!("labels '{name}'[{i}] = {v} is not a class index in 0..{classes}{also}"),
             ));
         }
     }

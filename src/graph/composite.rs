@@ -112,4 +112,76 @@ impl Graph {
         self.write(m, &data)?;
         Ok(m)
     }
+
+    /// Mean over the rows whose label is not `ignore_index` of −log softmax(logits)[label]
+    /// (PyTorch's `cross_entropy(logits, labels, ignore_index=…)`): `logits` is `[rows, classes]`,
+    /// `labels` an input of `[rows]` holding class indices or `ignore_index` (below 2^24; it
+    /// may be a class, then that class is never learned). With every row ignored the loss is
+    /// NaN, as in PyTorch. Built from `log_softmax`, comparisons and sums: no gradient reaches an
+    /// ignored row.
+    pub fn cross_entropy_ignore(&mut self, logits: NodeId, labels: NodeId, ignore_index: u32) -> Result<NodeId> {
+        const OP: &str = "cross_entropy_ignore";
+        let (ls, ys) = (self.shape(logits)?, self.shape(labels)?);
+        if ls.len() != 2 || ys != [ls[0]] {
+            return Err(Error::shape(OP, &ls, &ys));
+        }
+        let (rows, classes) = (ls[0], ls[1]);
+        let y = self.check(labels)?;
+        if self.nodes[y].op != crate::ops::Op::Input {
+            return Err(Error::arg(
+                OP,
+                format!("labels '{}' must be an input node", self.nodes[y].name),
+            ));
+        }
+        if ignore_index >= 1 << 24 || classes > 1 << 24 {
+            return Err(Error::arg(OP, "labels and classes must stay below 2^24 (exact in f32)"));
+        }
+        if self.nodes[y].label_ignore.is_some_and(|ig| ig != ignore_index)
+            || self.nodes[y].label_classes.is_some_and(|c| c != classes)
+        {
+            return Err(Error::arg(
+                OP,
+                format!(
+                    "labels '{}' are already used with other classes or ignore index",
+                    self.nodes[y].name
+                ),
+            ));
+        }
+        let written = self.exec.read(self.nodes[y].value)?;
+        super::build::check_labels(
+            OP,
+            &self.nodes[y].name,
+            written.into_iter(),
+            classes,
+            Some(ignore_index),
+        )?;
+        let constant = |g: &mut Graph, name: &str, shape: &[usize], data: Vec<f32>| -> Result<NodeId> {
+            let c = g.input(name, shape)?;
+            g.write(c, &data)?;
+            Ok(c)
+        };
+        let class_ids = constant(
+            self,
+            "class_ids",
+            &[1, classes],
+            (0..classes).map(|c| c as f32).collect(),
+        )?;
+        let ignore = constant(self, "ignore_index", &[1], vec![ignore_index as f32])?;
+        let one = constant(self, "one", &[1], vec![1.0])?;
+        let lsm = self.log_softmax(logits, 1)?;
+        let column = self.reshape(labels, &[rows, 1])?;
+        let onehot = self.eq(column, class_ids)?;
+        let picked = self.mul(onehot, lsm)?;
+        let picked = self.sum_axis(picked, 1, false)?;
+        let ignored = self.eq(labels, ignore)?;
+        let valid = self.sub(one, ignored)?;
+        let kept = self.mul(picked, valid)?;
+        let total = self.sum(kept)?;
+        let count = self.sum(valid)?;
+        let mean = self.div(total, count)?;
+        let loss = self.neg(mean)?;
+        self.nodes[y].label_classes = Some(classes);
+        self.nodes[y].label_ignore = Some(ignore_index);
+        Ok(loss)
+    }
 }

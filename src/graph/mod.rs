@@ -73,6 +73,9 @@ pub(crate) struct Node {
     pub grad_ready: bool,
     /// Set for label inputs of softmax_cross_entropy: the number of classes they index.
     pub label_classes: Option<usize>,
+    /// A label value that marks a row to ignore ([`Graph::cross_entropy_ignore`]); it passes
+    /// the class check.
+    pub label_ignore: Option<u32>,
 }
 
 impl Node {
@@ -314,6 +317,7 @@ impl Graph {
             requires_grad,
             grad_ready: false,
             label_classes: None,
+            label_ignore: None,
         });
         Ok(NodeId {
             idx: self.nodes.len() - 1,
