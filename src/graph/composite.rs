@@ -113,7 +113,7 @@ impl Graph {
         Ok(m)
     }
 
-    /// Mean over the rows whose label is not `ignore_index` of −log softmax(logits)[label]
+    /// Mean over the rows whose label is not `ignore_index` of −log softmax(logits)\[label\]
     /// (PyTorch's `cross_entropy(logits, labels, ignore_index=…)`): `logits` is `[rows, classes]`,
     /// `labels` an input of `[rows]` holding class indices or `ignore_index` (below 2^24; it
     /// may be a class, then that class is never learned). With every row ignored the loss is
