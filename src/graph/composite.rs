@@ -184,4 +184,37 @@ impl Graph {
         self.nodes[y].label_ignore = Some(ignore_index);
         Ok(loss)
     }
+
+    /// The slices of `x` at the integer ids `ids` along `axis` (PyTorch's `index_select`):
+    /// `ids` is an input of shape `[n]` (written with [`Graph::write_labels`], values below
+    /// x's extent along `axis`); the result is x's shape with that extent replaced by n. Built
+    /// on [`Graph::embedding`] (the gradient, a deterministic scatter-add, sums repeated ids),
+    /// moving `axis` to the front and back when it is not the first.
+    pub fn index_select(&mut self, x: NodeId, axis: usize, ids: NodeId) -> Result<NodeId> {
+        self.check_axis("index_select", x, axis)?;
+        let (shape, ids_shape) = (self.shape(x)?, self.shape(ids)?);
+        if ids_shape.len() != 1 {
+            return Err(Error::shape("index_select", &shape, &ids_shape));
+        }
+        let rank = shape.len();
+        // Move `axis` first, keeping the order of the others.
+        let perm: Vec<usize> = std::iter::once(axis).chain((0..rank).filter(|&a| a != axis)).collect();
+        let front = if axis == 0 { x } else { self.permute(x, &perm)? };
+        let moved: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
+        let rest: usize = moved[1..].iter().product();
+        let table = self.reshape(front, &[moved[0], rest])?;
+        let rows = self.embedding(table, ids)?;
+        let mut picked = moved.clone();
+        picked[0] = ids_shape[0];
+        let picked_node = self.reshape(rows, &picked)?;
+        if axis == 0 {
+            return Ok(picked_node);
+        }
+        // The inverse permutation puts the axis back.
+        let mut inverse = vec![0; rank];
+        for (i, &a) in perm.iter().enumerate() {
+            inverse[a] = i;
+        }
+        self.permute(picked_node, &inverse)
+    }
 }
