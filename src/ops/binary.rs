@@ -1,6 +1,6 @@
 //! Broadcasting elementwise ops and bias-add. Kernels: `shaders/binary.wgsl`, `shaders/misc.wgsl`.
 
-use super::{numel, Arg, GradTarget, MAX_RANK};
+use super::{numel, pad4, Arg, GradTarget};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
 use crate::kernels::{Bcast, BinaryOp, Kernel, ReduceOp};
@@ -20,13 +20,6 @@ pub(super) fn shape(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<usize>
         };
     }
     Ok(out)
-}
-
-fn pad4(s: &[usize]) -> [usize; 4] {
-    debug_assert!(s.len() <= MAX_RANK, "ranks are checked when nodes are added");
-    let mut p = [1; 4];
-    p[4 - s.len()..].copy_from_slice(s);
-    p
 }
 
 fn bcast(a: &[usize], b: &[usize], out: &[usize]) -> Bcast {

@@ -1,7 +1,7 @@
 //! Indexing and masking: rows of a table by integer ids (embedding; `shaders/gather.wgsl`) and
 //! masked fill (`shaders/mask.wgsl`).
 
-use super::{numel, Arg, GradTarget};
+use super::{numel, pad4, Arg, GradTarget};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
 use crate::kernels::{Bcast, BufId, Kernel};
@@ -51,12 +51,7 @@ pub(super) fn masked_fill_shape(x: &[usize], mask: &[usize]) -> Result<Vec<usize
 
 /// x's shape and the mask's strides over it (0 along the axes the mask is broadcast over).
 fn mask_geometry(x: &[usize], mask: &[usize]) -> ([usize; 4], [usize; 4]) {
-    let pad = |s: &[usize]| {
-        let mut p = [1; 4];
-        p[4 - s.len()..].copy_from_slice(s);
-        p
-    };
-    (pad(x), Bcast::strides(&pad(mask)))
+    (pad4(x), Bcast::strides(&pad4(mask)))
 }
 
 pub(super) fn masked_fill_forward(x: Arg, mask: Arg, value: f32, invert: bool, out: Arg) -> Vec<Kernel> {

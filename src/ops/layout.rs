@@ -1,7 +1,7 @@
 //! Transpose, reshape, detach (kernels: `shaders/misc.wgsl`), permute, narrow and concat
 //! (strided copies: `shaders/layout.wgsl`).
 
-use super::{numel, Arg, GradTarget, MAX_RANK};
+use super::{numel, pad4, Arg, GradTarget, MAX_RANK};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
 use crate::kernels::{BufId, Kernel, View};
@@ -55,14 +55,6 @@ pub(super) fn reshape_vjp(x: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Ker
     .collect()
 }
 
-/// A shape padded to rank 4 with leading 1s, and the number of leading axes added.
-fn pad4(shape: &[usize]) -> ([usize; 4], usize) {
-    let lead = 4 - shape.len();
-    let mut s = [1; 4];
-    s[lead..].copy_from_slice(shape);
-    (s, lead)
-}
-
 /// `perm` (its first `x.len()` entries) must be a permutation of the axes of `x`.
 pub(super) fn permute_shape(x: &[usize], perm: &[usize]) -> Result<Vec<usize>> {
     let mut seen = [false; MAX_RANK];
@@ -88,7 +80,7 @@ pub(super) fn permute_shape(x: &[usize], perm: &[usize]) -> Result<Vec<usize>> {
 /// The view of contiguous `x` read in the order of `perm`: axis d of the result is axis
 /// perm[d] of x.
 fn permuted_view(x: &[usize], perm: &[usize]) -> View {
-    let (xs, lead) = pad4(x);
+    let (xs, lead) = (pad4(x), 4 - x.len());
     let contiguous = View::contiguous(&xs);
     let mut strides = [0; 4];
     for (d, &a) in perm.iter().enumerate() {
@@ -98,7 +90,7 @@ fn permuted_view(x: &[usize], perm: &[usize]) -> View {
 }
 
 pub(super) fn permute_forward(x: Arg, perm: &[usize], out: Arg) -> Vec<Kernel> {
-    let (shape, _) = pad4(out.shape);
+    let shape = pad4(out.shape);
     vec![Kernel::StridedCopy(kn::StridedCopy {
         x: x.buf,
         out: out.buf,
@@ -111,7 +103,7 @@ pub(super) fn permute_forward(x: Arg, perm: &[usize], out: Arg) -> Vec<Kernel> {
 
 /// d_x (+)= g permuted back: g's element at index i goes to x's element at the permuted index.
 pub(super) fn permute_vjp(x: Arg, perm: &[usize], out: Arg, g: BufId, t: &[Option<GradTarget>]) -> Vec<Kernel> {
-    let (shape, _) = pad4(out.shape);
+    let shape = pad4(out.shape);
     t[0].map(|dx| {
         Kernel::StridedCopy(kn::StridedCopy {
             x: g,
@@ -152,14 +144,14 @@ pub(super) fn narrow_shape(x: &[usize], axis: usize, start: usize, len: usize) -
 
 /// The view of the elements `start..` along `axis` of a contiguous tensor of shape `full`.
 fn slice_view(full: &[usize], axis: usize, start: usize) -> View {
-    let (fs, lead) = pad4(full);
+    let (fs, lead) = (pad4(full), 4 - full.len());
     let mut v = View::contiguous(&fs);
     v.offset = start * v.strides[lead + axis];
     v
 }
 
 pub(super) fn narrow_forward(x: Arg, axis: usize, start: usize, out: Arg) -> Vec<Kernel> {
-    let (shape, _) = pad4(out.shape);
+    let shape = pad4(out.shape);
     vec![Kernel::StridedCopy(kn::StridedCopy {
         x: x.buf,
         out: out.buf,
@@ -180,7 +172,7 @@ pub(super) fn narrow_vjp(
     t: &[Option<GradTarget>],
 ) -> Vec<Kernel> {
     let Some(dx) = t[0] else { return vec![] };
-    let (shape, _) = pad4(out.shape);
+    let shape = pad4(out.shape);
     let mut ks = Vec::new();
     if !dx.acc {
         ks.push(Kernel::Fill(kn::Fill {
@@ -227,7 +219,7 @@ pub(super) fn concat_forward(xs: &[Arg], axis: usize, out: Arg) -> Vec<Kernel> {
     let mut start = 0;
     xs.iter()
         .map(|x| {
-            let (shape, _) = pad4(x.shape);
+            let shape = pad4(x.shape);
             let k = Kernel::StridedCopy(kn::StridedCopy {
                 x: x.buf,
                 out: out.buf,
@@ -248,7 +240,7 @@ pub(super) fn concat_vjp(xs: &[Arg], axis: usize, out: Arg, g: BufId, t: &[Optio
     let mut ks = Vec::new();
     for (x, target) in xs.iter().zip(t) {
         if let Some(dx) = target {
-            let (shape, _) = pad4(x.shape);
+            let shape = pad4(x.shape);
             ks.push(Kernel::StridedCopy(kn::StridedCopy {
                 x: g,
                 out: dx.buf,
@@ -273,8 +265,8 @@ pub(super) fn expand_shape(x: &[usize], to: &[usize]) -> Result<Vec<usize>> {
 }
 
 pub(super) fn expand_forward(x: Arg, out: Arg) -> Vec<Kernel> {
-    let (shape, _) = pad4(out.shape);
-    let (xs, _) = pad4(x.shape);
+    let shape = pad4(out.shape);
+    let xs = pad4(x.shape);
     let mut x_view = View::contiguous(&xs);
     for (stride, &extent) in x_view.strides.iter_mut().zip(&xs) {
         if extent == 1 {
@@ -294,8 +286,8 @@ pub(super) fn expand_forward(x: Arg, out: Arg) -> Vec<Kernel> {
 /// d_x (+)= g summed over the broadcast axes: the VJP of `x + x'` with respect to x, where both
 /// have x's shape and the sum has the expanded one.
 pub(super) fn expand_vjp(x: Arg, out: Arg, g: BufId, t: &[Option<GradTarget>]) -> Vec<Kernel> {
-    let (xs, _) = pad4(x.shape);
-    let (os, _) = pad4(out.shape);
+    let xs = pad4(x.shape);
+    let os = pad4(out.shape);
     t[0].map(|dx| {
         Kernel::BinaryBackward(kn::BinaryBackward {
             op: kn::BinaryOp::Add,

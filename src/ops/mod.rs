@@ -97,6 +97,14 @@ pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// A shape padded to rank 4 with leading 1s (the kernels' index space).
+pub(crate) fn pad4(shape: &[usize]) -> [usize; 4] {
+    debug_assert!(shape.len() <= MAX_RANK, "ranks are checked when nodes are added");
+    let mut p = [1; 4];
+    p[4 - shape.len()..].copy_from_slice(shape);
+    p
+}
+
 impl Op {
     /// The op's name, as in messages and DOT labels.
     pub fn name(&self) -> &'static str {
