@@ -193,3 +193,33 @@ fn index_select_picks_slices_along_any_axis_and_sums_their_gradients() {
         assert!(e.contains("0..3"), "{e}");
     }
 }
+
+#[test]
+fn gradient_of_an_id_repeated_fifty_thousand_times_is_accurate() {
+    // One id in 50,000 positions: its gradient row sums 50,000 values (four loop slices).
+    let (n, dim) = (50_000, 4);
+    let r: Vec<f32> = (0..n * dim).map(|i| 0.1 + (i % 7) as f32 * 1e-3).collect();
+    let want: Vec<f64> = (0..dim).map(|c| (0..n).map(|i| r[i * dim + c] as f64).sum()).collect();
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let t = g.parameter("table", &[2, dim], &[0.0; 8]).unwrap();
+        let y = g.input("ids", &[n]).unwrap();
+        g.write_labels(y, &vec![1; n]).unwrap();
+        let e = g.embedding(t, y).unwrap();
+        let rn = g.input("r", &[n, dim]).unwrap();
+        g.write(rn, &r).unwrap();
+        let p = g.mul(e, rn).unwrap();
+        let loss = g.sum(p).unwrap();
+        g.backward(loss).unwrap();
+        let d = g.grad(t).unwrap();
+        for c in 0..dim {
+            let got = d[dim + c] as f64;
+            assert!(
+                (got - want[c]).abs() <= 1e-6 * want[c],
+                "{}: d_table[1,{c}] {got} vs {}",
+                dev.info(),
+                want[c]
+            );
+        }
+    }
+}

@@ -17,8 +17,20 @@ wgsl_params! {
         /// backward: the rows r0 .. r1 of the upstream gradient this dispatch sums
         r0: u32,
         r1: u32,
-        _p0: u32,
+        /// always 0 (see `opaque` in the shader)
+        zero: u32,
         _p1: u32,
+    }
+}
+
+impl GatherParams {
+    fn new(rows: usize, cols: usize, vocab: usize) -> GatherParams {
+        GatherParams {
+            rows: u(rows),
+            cols: u(cols),
+            vocab: u(vocab),
+            ..Default::default()
+        }
     }
 }
 
@@ -54,12 +66,7 @@ pub(crate) struct GatherBackward {
 
 impl KernelDef for Gather {
     fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
-        let p = GatherParams {
-            rows: u(self.rows),
-            cols: u(self.cols),
-            vocab: u(self.vocab),
-            ..Default::default()
-        };
+        let p = GatherParams::new(self.rows, self.cols, self.vocab);
         let binds = vec![(1, self.table, true), (2, self.ids, true), (3, self.out, false)];
         Ok(vec![Launch::new(
             "gather_forward",
@@ -85,12 +92,7 @@ impl KernelDef for GatherBackward {
     /// One invocation per table element; the rows are split into slices of at most
     /// `LOOP_BUDGET`, each slice after the first adding into the gradient.
     fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
-        let p = GatherParams {
-            rows: u(self.rows),
-            cols: u(self.cols),
-            vocab: u(self.vocab),
-            ..Default::default()
-        };
+        let p = GatherParams::new(self.rows, self.cols, self.vocab);
         let binds = vec![(1, self.g, true), (2, self.ids, true), (3, self.out, false)];
         let l = Launch::new("gather_backward", &p, binds, cx.elems(self.vocab * self.cols)?);
         let rows = self.rows;
