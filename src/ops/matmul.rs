@@ -156,7 +156,15 @@ fn batched(
 }
 
 fn operands(a: Arg, b: Arg) -> (Plan, Operand, Operand) {
-    let p = plan(a.shape, b.shape).expect("shapes were checked when the node was added");
+    let mut p = plan(a.shape, b.shape).expect("shapes were checked when the node was added");
+    // B shared by every product and A not broadcast (x·W on a batch of sequences): in memory
+    // the products are one matmul with the batch folded into m, for the forward and both VJPs
+    // (dB = A_flatᵀ·G_flat in one dispatch, not one dispatch per product adding into dB).
+    if p.bb == [1, 1] && p.ab == p.ob {
+        p.m *= p.ob[0] * p.ob[1];
+        p.ab = [1, 1];
+        p.ob = [1, 1];
+    }
     let oa = Operand {
         buf: a.buf,
         batch: p.ab,
