@@ -139,3 +139,33 @@ fn bad_optimizer_arguments_are_errors() {
     assert!(e.contains("beta1"), "{e}");
     g.set_learning_rate(0.5).unwrap();
 }
+
+#[test]
+fn clipping_norm_covers_every_element_of_a_long_gradient() {
+    // 2^22 + 5 elements: the norm kernel runs in two loop slices; only the last five elements
+    // have a gradient, so a slice left out would leave the step unclipped.
+    let n = (1 << 22) + 5;
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let p = g.parameter("p", &[n], &vec![1.0; n]).unwrap();
+        let r = g.input("r", &[n]).unwrap();
+        let mut rv = vec![0.0f32; n];
+        rv[n - 5..].fill(1000.0);
+        g.write(r, &rv).unwrap();
+        let pr = g.mul(p, r).unwrap();
+        let loss = g.sum(pr).unwrap();
+        g.set_optimizer(Sgd::new(1.0)).unwrap();
+        g.set_grad_clip(Some(1.0)).unwrap();
+        g.train_step(loss).unwrap();
+        let v = g.value(p).unwrap();
+        let norm = 5f64.sqrt() * 1000.0;
+        let want = 1.0 - 1000.0 / (norm + 1e-6);
+        assert!(
+            (v[n - 1] as f64 - want).abs() < 1e-5,
+            "{}: {} vs {want}",
+            dev.info(),
+            v[n - 1]
+        );
+        assert_eq!(v[0], 1.0, "{}", dev.info());
+    }
+}
