@@ -78,10 +78,10 @@ pub use backend::gpu::{
     enumerate_adapters, shader_sources, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, MatmulTiles, PipelineCompile,
     SUBGROUP_SHADERS,
 };
-pub use backend::{BinaryOp, Counters, ReadFuture, ReduceOp, UnaryOp};
+pub use backend::{BinaryOp, Counters, ReadFuture, ReduceOp, UnaryOp, Window2d};
 pub use device::Device;
 pub use error::{Error, Result};
-pub use graph::{Graph, NodeId, NodeKind};
+pub use graph::{Conv2dOptions, Graph, NodeId, NodeKind, Pool2dOptions};
 pub use ops::MAX_RANK;
 pub use optim::{Adam, AdamW, Optimizer, Sgd};
 pub use wgpu;

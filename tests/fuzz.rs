@@ -29,6 +29,8 @@ enum Action {
     Permute(usize, Vec<usize>),
     Narrow(usize, usize, usize, usize),
     Concat(Vec<usize>, usize),
+    Conv(usize, usize, usize, usize),
+    Pool(bool, usize, usize, usize),
     Write(usize, usize, u64),
     Backward(usize),
     Read(usize),
@@ -66,6 +68,8 @@ fn action() -> impl Strategy<Value = Action> {
         (n.clone(), prop::collection::vec(0usize..5, 0..5)).prop_map(|(a, p)| Action::Permute(a, p)),
         (n.clone(), 0usize..5, 0usize..4, 0usize..4).prop_map(|(a, ax, s, l)| Action::Narrow(a, ax, s, l)),
         (prop::collection::vec(n.clone(), 0..4), 0usize..5).prop_map(|(xs, ax)| Action::Concat(xs, ax)),
+        (n.clone(), n.clone(), 0usize..3, 0usize..3).prop_map(|(x, w, s, p)| Action::Conv(x, w, s, p)),
+        (any::<bool>(), n.clone(), 0usize..4, 0usize..3).prop_map(|(m, x, k, p)| Action::Pool(m, x, k, p)),
         (n.clone(), 0usize..40, any::<u64>()).prop_map(|(a, l, s)| Action::Write(a, l, s)),
         n.clone().prop_map(Action::Backward),
         n.clone().prop_map(Action::Read),
@@ -125,6 +129,17 @@ fn apply(g: &mut Graph, ids: &mut Vec<NodeId>, a: &Action) -> Outcome {
             let xs = xs.iter().map(|&x| need(x)).collect::<Result<Vec<_>, _>>()?;
             add(g.concat(&xs, *ax), ids)
         }
+        Action::Conv(x, w, stride, pad) => {
+            // Rank ≤ 3 tensors are read as images and kernels [1, …] (the fuzzed ranks stop at 3).
+            let (x, w) = (as_image(g, need(*x)?)?, as_image(g, need(*w)?)?);
+            let o = wgrad::Conv2dOptions::default().stride(*stride).padding(*pad);
+            add(g.conv2d(x, w, None, o), ids)
+        }
+        Action::Pool(max, x, k, pad) => {
+            let x = as_image(g, need(*x)?)?;
+            let o = wgrad::Pool2dOptions::new(*k).padding(*pad);
+            add(if *max { g.max_pool2d(x, o) } else { g.avg_pool2d(x, o) }, ids)
+        }
         Action::Write(x, len, seed) => {
             let mut rng = wgrad::data::Rng::new(*seed);
             let data = random(&mut rng, *len, -1.0, 1.0);
@@ -134,6 +149,15 @@ fn apply(g: &mut Graph, ids: &mut Vec<NodeId>, a: &Action) -> Outcome {
         Action::Read(x) => g.value(need(*x)?).map(Some).map_err(|e| kind(&e)),
         Action::ReadGrad(x) => g.grad(need(*x)?).map(Some).map_err(|e| kind(&e)),
     }
+}
+
+/// x with leading extents of 1 up to rank 4 (or the reshape's error).
+fn as_image(g: &mut Graph, x: NodeId) -> Result<NodeId, String> {
+    let mut s = g.shape(x).map_err(|e| kind(&e))?;
+    while s.len() < 4 {
+        s.insert(0, 1);
+    }
+    g.reshape(x, &s).map_err(|e| kind(&e))
 }
 
 fn agree(cpu: &[f32], gpu: &[f32]) -> bool {

@@ -11,7 +11,7 @@ pub mod gpu;
 use crate::error::Result;
 
 pub(crate) use crate::kernels::Kernel;
-pub use crate::kernels::{Bcast, BinaryOp, BufId, OptimRule, ReduceOp, UnaryOp};
+pub use crate::kernels::{Bcast, BinaryOp, BufId, OptimRule, ReduceOp, UnaryOp, Window2d};
 
 /// Index of a compiled program inside one executor.
 pub(crate) type ProgramId = usize;

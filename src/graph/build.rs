@@ -34,7 +34,7 @@ impl Graph {
         Ok(id)
     }
 
-    fn add_op(&mut self, op: Op, name: Option<String>) -> Result<NodeId> {
+    pub(super) fn add_op(&mut self, op: Op, name: Option<String>) -> Result<NodeId> {
         let inputs = op.inputs();
         let shapes: Vec<&[usize]> = inputs.iter().map(|&i| self.nodes[i].shape.as_slice()).collect();
         let shape = op.infer_shape(&shapes)?;

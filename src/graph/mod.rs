@@ -15,12 +15,14 @@
 mod backward;
 mod build;
 mod composite;
+mod conv;
 mod dot;
 mod fusion;
 mod limits;
 mod run;
 mod train_state;
 
+pub use conv::{Conv2dOptions, Pool2dOptions};
 pub(crate) use limits::check_host_available;
 pub(crate) use train_state::OptimSpec;
 use train_state::OptimState;

@@ -15,6 +15,7 @@
 mod real;
 
 pub(crate) mod binary;
+pub(crate) mod conv;
 pub(crate) mod fused;
 pub(crate) mod gather;
 pub(crate) mod layout;
@@ -29,6 +30,7 @@ pub(crate) mod softmax;
 pub(crate) mod unary;
 
 pub use binary::{Bcast, BinaryOp};
+pub use conv::Window2d;
 pub use optim::OptimRule;
 pub(crate) use real::put;
 pub use real::Real;
@@ -37,6 +39,7 @@ pub use unary::UnaryOp;
 
 // The kernel structs, for building kernel lists: `Kernel::MatMul(kn::MatMul { .. })`.
 pub(crate) use binary::{Binary, BinaryBackward};
+pub(crate) use conv::{Col2im, Im2col};
 pub(crate) use fused::{BiasActBackward, BiasActForward, MatMulBiasAct};
 pub(crate) use gather::{Gather, GatherBackward};
 pub(crate) use layout::{StridedCopy, View};
@@ -152,6 +155,10 @@ kernels! {
     MaskFillBackward(mask::MaskFillBackward),
     /// a squared norm, added into one element
     SumSquares(loss::SumSquares),
+    /// sliding windows of an image laid out as rows
+    Im2col(conv::Im2col),
+    /// VJP of im2col: window gradients added back at their pixels
+    Col2im(conv::Col2im),
 }
 
 /// Representative kernels of every family, for the pipeline-variant list.
@@ -169,6 +176,7 @@ fn examples() -> Vec<Kernel> {
         layout::examples(),
         gather::examples(),
         mask::examples(),
+        conv::examples(),
     ]
     .concat()
 }
@@ -251,6 +259,11 @@ const FAMILIES: &[Family] = &[
         "mask",
         mask::MaskParams::wgsl,
         &[include_str!("../../shaders/mask.wgsl")],
+    ),
+    (
+        "conv",
+        conv::ConvParams::wgsl,
+        &[include_str!("../../shaders/conv.wgsl")],
     ),
 ];
 
@@ -368,6 +381,7 @@ pub fn params_layouts() -> Vec<(&'static str, ParamsLayout)> {
         of::<layout::LayoutParams>(),
         of::<gather::GatherParams>(),
         of::<mask::MaskParams>(),
+        of::<conv::ConvParams>(),
     ]
     .concat()
 }

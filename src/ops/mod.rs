@@ -6,6 +6,7 @@
 //! gradient buffer when another consumer already wrote it (fan-out accumulates).
 
 mod binary;
+mod conv;
 mod index;
 mod layout;
 mod loss;
@@ -15,7 +16,7 @@ mod softmax;
 mod unary;
 
 use crate::error::Result;
-use crate::kernels::{BinaryOp, BufId, Kernel, ReduceOp, UnaryOp};
+use crate::kernels::{BinaryOp, BufId, Kernel, ReduceOp, UnaryOp, Window2d};
 
 /// What a node computes. Inputs are node indices of the same graph, always earlier nodes,
 /// so node order is a topological order.
@@ -74,6 +75,8 @@ pub enum Op {
         value: f32,
         invert: bool,
     },
+    /// The sliding windows of an image as the rows of a matrix `[groups, n·oh·ow, cg·kh·kw]`.
+    Im2col { x: usize, win: Window2d },
 }
 
 /// Largest rank a tensor may have.
@@ -128,6 +131,7 @@ impl Op {
             Op::Expand { .. } => "expand",
             Op::Embedding { .. } => "embedding",
             Op::MaskedFill { .. } => "masked_fill",
+            Op::Im2col { .. } => "im2col",
         }
     }
 
@@ -149,7 +153,8 @@ impl Op {
             | Op::Detach { x }
             | Op::Permute { x, .. }
             | Op::Narrow { x, .. }
-            | Op::Expand { x, .. } => vec![x],
+            | Op::Expand { x, .. }
+            | Op::Im2col { x, .. } => vec![x],
             Op::Concat { ref xs, .. } => xs.clone(),
         }
     }
@@ -186,6 +191,7 @@ impl Op {
             Op::Expand { ref shape, .. } => layout::expand_shape(shapes[0], shape),
             Op::Embedding { .. } => index::embedding_shape(shapes[0], shapes[1]),
             Op::MaskedFill { .. } => index::masked_fill_shape(shapes[0], shapes[1]),
+            Op::Im2col { ref win, .. } => conv::im2col_shape("im2col", shapes[0], win),
         }
     }
 
@@ -218,6 +224,7 @@ impl Op {
             Op::Expand { .. } => layout::expand_forward(args[0], out),
             Op::Embedding { .. } => index::embedding_forward(args[0], args[1], out),
             Op::MaskedFill { value, invert, .. } => index::masked_fill_forward(args[0], args[1], value, invert, out),
+            Op::Im2col { ref win, .. } => conv::im2col_forward(args[0], win, out),
         }
     }
 
@@ -248,6 +255,7 @@ impl Op {
             Op::Expand { .. } => layout::expand_vjp(args[0], out, g, targets),
             Op::Embedding { .. } => index::embedding_vjp(args[0], args[1], g, targets),
             Op::MaskedFill { invert, .. } => index::masked_fill_vjp(args[0], args[1], invert, g, targets),
+            Op::Im2col { ref win, .. } => conv::im2col_vjp(win, g, targets),
         }
     }
 }

@@ -350,6 +350,45 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
             g.add(w, i[1])
         },
     ));
+    // Convolution and pooling (im2col, then a matmul or a reduction), images m × n up to
+    // 131 × 131 (larger images make the weight gradient a sum of over 10^5 terms, past what an
+    // f32 reference can be compared at these tolerances; tests/conv.rs goes larger in f64).
+    let (m, n) = (m.min(131), n.min(131));
+    v.push(case(
+        tag("conv2d 3x3 pad 1 + bias"),
+        vec![vec![1, 2, m, n], vec![3, 2, 3, 3], vec![3]],
+        -1.0,
+        1.0,
+        |g, i| g.conv2d(i[0], i[1], Some(i[2]), wgrad::Conv2dOptions::default().padding(1)),
+    ));
+    v.push(case(
+        tag("conv2d stride 2 dilation 2 groups 2"),
+        vec![vec![2, 4, m, n], vec![4, 2, 3, 2]],
+        -1.0,
+        1.0,
+        |g, i| {
+            let o = wgrad::Conv2dOptions::default()
+                .stride(2)
+                .padding(2)
+                .dilation(2)
+                .groups(2);
+            g.conv2d(i[0], i[1], None, o)
+        },
+    ));
+    v.push(case(
+        tag("max_pool2d 3 stride 2 pad 1"),
+        vec![vec![2, 3, m, n]],
+        -1.0,
+        1.0,
+        |g, i| g.max_pool2d(i[0], wgrad::Pool2dOptions::new(3).stride(2).padding(1)),
+    ));
+    v.push(case(
+        tag("avg_pool2d 2 pad 1"),
+        vec![vec![2, 3, m, n]],
+        -1.0,
+        1.0,
+        |g, i| g.avg_pool2d(i[0], wgrad::Pool2dOptions::new(2).padding(1)),
+    ));
     // Composite ops (built from the ones above).
     v.push(case(
         tag("layer_norm"),

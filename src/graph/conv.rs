@@ -1,0 +1,237 @@
+//! Convolution and pooling over NCHW images, built on one op, [`Graph::im2col`]: a convolution is
+//! a matrix product of the window matrix with the weights, a pooling a max or mean along its
+//! rows. Their gradients are the chain rule through those parts; the only new VJP is im2col's
+//! (col2im, a deterministic gather).
+
+use super::{Graph, NodeId};
+use crate::error::{Error, Result};
+use crate::kernels::Window2d;
+use crate::ops::Op;
+
+/// Options of [`Graph::conv2d`] (PyTorch's `conv2d` arguments; the default is theirs: stride 1,
+/// no padding, no dilation, one group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// Step between windows (height, width).
+    pub stride: [usize; 2],
+    /// Zero padding on both sides (height, width).
+    pub padding: [usize; 2],
+    /// Spacing between kernel elements (height, width).
+    pub dilation: [usize; 2],
+    /// Channel groups: input and output channels split into this many independent convolutions.
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dOptions {
+    /// The same options with a square stride.
+    pub fn stride(self, s: usize) -> Self {
+        Conv2dOptions { stride: [s, s], ..self }
+    }
+    /// The same options with the same padding on every side.
+    pub fn padding(self, p: usize) -> Self {
+        Conv2dOptions {
+            padding: [p, p],
+            ..self
+        }
+    }
+    /// The same options with a square dilation.
+    pub fn dilation(self, d: usize) -> Self {
+        Conv2dOptions {
+            dilation: [d, d],
+            ..self
+        }
+    }
+    /// The same options with `g` groups.
+    pub fn groups(self, g: usize) -> Self {
+        Conv2dOptions { groups: g, ..self }
+    }
+}
+
+/// Options of [`Graph::max_pool2d`] and [`Graph::avg_pool2d`] (PyTorch's arguments, without
+/// `ceil_mode`; average pooling counts the padding, PyTorch's `count_include_pad=True`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dOptions {
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Step between windows (PyTorch's default: the window size).
+    pub stride: [usize; 2],
+    /// Implicit padding on both sides, at most half the window.
+    pub padding: [usize; 2],
+    /// Spacing between window elements (max pooling only; average pooling needs 1).
+    pub dilation: [usize; 2],
+}
+
+impl Pool2dOptions {
+    /// A `k`×`k` window moving by `k`, no padding.
+    pub fn new(k: usize) -> Self {
+        Pool2dOptions {
+            kernel: [k, k],
+            stride: [k, k],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
+    }
+    /// The same options with a square stride.
+    pub fn stride(self, s: usize) -> Self {
+        Pool2dOptions { stride: [s, s], ..self }
+    }
+    /// The same options with the same padding on every side.
+    pub fn padding(self, p: usize) -> Self {
+        Pool2dOptions {
+            padding: [p, p],
+            ..self
+        }
+    }
+    /// The same options with a square dilation.
+    pub fn dilation(self, d: usize) -> Self {
+        Pool2dOptions {
+            dilation: [d, d],
+            ..self
+        }
+    }
+}
+
+impl Graph {
+    fn image_shape(&self, op: &'static str, x: NodeId) -> Result<[usize; 4]> {
+        let s = self.shape(x)?;
+        s.as_slice()
+            .try_into()
+            .map_err(|_| Error::invalid_shape(op, &s, "expects an NCHW image (rank 4)"))
+    }
+
+    /// The sliding windows of an image as the rows of a matrix (im2col): for `x` of shape
+    /// `[n, c, h, w]` the result is `[groups, n·oh·ow, (c / groups)·kh·kw]`, row
+    /// `(n·oh + y)·ow + x` of group g holding the window at output position (y, x) over that
+    /// group's channels, in (channel, row, column) order; a window element in the padding reads
+    /// `pad_value`. The output extents are PyTorch's. Its VJP adds each element's gradient back
+    /// at the pixel it read, in a fixed order (the same bits every run).
+    pub fn im2col(&mut self, x: NodeId, win: Window2d) -> Result<NodeId> {
+        let x = self.check(x)?;
+        self.add_op(Op::Im2col { x, win }, None)
+    }
+
+    /// 2-D convolution (PyTorch's `conv2d`, a cross-correlation): `x` is `[n, c, h, w]`,
+    /// `weight` `[oc, c / groups, kh, kw]`, `bias` (optional) `[oc]`; the result is
+    /// `[n, oc, oh, ow]`. It runs as im2col, one matrix product per group on the matmul kernels,
+    /// and a permute to NCHW.
+    pub fn conv2d(&mut self, x: NodeId, weight: NodeId, bias: Option<NodeId>, opts: Conv2dOptions) -> Result<NodeId> {
+        const OP: &str = "conv2d";
+        let image = self.image_shape(OP, x)?;
+        let ws = self.shape(weight)?;
+        let [n, c, _, _] = image;
+        let groups = opts.groups;
+        let [oc, cg, kh, kw] = match ws[..] {
+            [oc, cg, kh, kw] if groups > 0 && cg * groups == c && oc % groups == 0 => [oc, cg, kh, kw],
+            _ => {
+                return Err(Error::invalid_shape(
+                    OP,
+                    &ws,
+                    format!(
+                        "weight must be [out_channels, {c} / groups, kh, kw] with out_channels divisible by {groups} groups, for input {image:?}"
+                    ),
+                ))
+            }
+        };
+        if let Some(b) = bias {
+            let bs = self.shape(b)?;
+            if bs != [oc] {
+                return Err(Error::shape(OP, &ws, &bs));
+            }
+        }
+        let win = Window2d {
+            image,
+            kernel: [kh, kw],
+            stride: opts.stride,
+            padding: opts.padding,
+            dilation: opts.dilation,
+            groups,
+            pad_value: 0.0,
+        };
+        let cols = self.im2col(x, win)?;
+        let [oh, ow] = win.out_hw();
+        let (ocg, k, l) = (oc / groups, cg * kh * kw, oh * ow);
+        // The weight as [groups, k, oc / groups] (a plain k × oc matrix for one group, so the
+        // product folds the windows of every image into one matmul).
+        let wt = if groups == 1 {
+            let w2 = self.reshape(weight, &[oc, k])?;
+            self.transpose(w2)?
+        } else {
+            let w3 = self.reshape(weight, &[groups, ocg, k])?;
+            self.transpose_axes(w3, 1, 2)?
+        };
+        let y = self.matmul(cols, wt)?; // [groups, n·l, ocg]
+        let y = self.reshape(y, &[groups, n, l, ocg])?;
+        let y = self.permute(y, &[1, 0, 3, 2])?; // [n, groups, ocg, l]
+        let y = self.reshape(y, &[n, oc, oh, ow])?;
+        match bias {
+            Some(b) => {
+                let b = self.reshape(b, &[oc, 1, 1])?;
+                self.add(y, b)
+            }
+            None => Ok(y),
+        }
+    }
+
+    fn pool_windows(
+        &mut self,
+        op: &'static str,
+        x: NodeId,
+        o: Pool2dOptions,
+        pad_value: f32,
+    ) -> Result<(NodeId, [usize; 4])> {
+        let [n, c, h, w] = self.image_shape(op, x)?;
+        for a in 0..2 {
+            if 2 * o.padding[a] > o.kernel[a] {
+                return Err(Error::arg(
+                    op,
+                    format!("padding {:?} must be at most half the window {:?}", o.padding, o.kernel),
+                ));
+            }
+        }
+        // Each channel of each image is a group of one channel: the rows come out in
+        // (image, channel, y, x) order, which is NCHW once reduced.
+        let win = Window2d {
+            image: [1, n * c, h, w],
+            kernel: o.kernel,
+            stride: o.stride,
+            padding: o.padding,
+            dilation: o.dilation,
+            groups: n * c,
+            pad_value,
+        };
+        let cols = self.im2col(x, win)?;
+        let [oh, ow] = win.out_hw();
+        Ok((cols, [n, c, oh, ow]))
+    }
+
+    /// 2-D max pooling (PyTorch's `max_pool2d` without `ceil_mode`): the largest element of each
+    /// window of `x` (`[n, c, h, w]`), the padding reading −∞. The gradient goes to the first
+    /// largest element of each window.
+    pub fn max_pool2d(&mut self, x: NodeId, opts: Pool2dOptions) -> Result<NodeId> {
+        let (cols, out) = self.pool_windows("max_pool2d", x, opts, f32::NEG_INFINITY)?;
+        let m = self.max_axis(cols, 2, false)?;
+        self.reshape(m, &out)
+    }
+
+    /// 2-D average pooling (PyTorch's `avg_pool2d` with `count_include_pad=True`, without
+    /// `ceil_mode`): the mean of each window of `x` (`[n, c, h, w]`), padding counted as zeros.
+    pub fn avg_pool2d(&mut self, x: NodeId, opts: Pool2dOptions) -> Result<NodeId> {
+        if opts.dilation != [1, 1] {
+            return Err(Error::arg("avg_pool2d", "average pooling has no dilation"));
+        }
+        let (cols, out) = self.pool_windows("avg_pool2d", x, opts, 0.0)?;
+        let m = self.mean_axis(cols, 2, false)?;
+        self.reshape(m, &out)
+    }
+}

@@ -1,0 +1,224 @@
+//! Sliding windows over NCHW images (`shaders/conv.wgsl`): `im2col`, which lays every window out
+//! as a row so that a convolution is one matrix product and a pooling one reduction, and its VJP
+//! `col2im`, which adds each window element's gradient back at the pixel it was read from.
+
+use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
+use crate::error::Result;
+
+wgsl_params! {
+    /// `Params` of `shaders/conv.wgsl`.
+    ConvParams for "conv" {
+        /// batch, channels, height, width of the image
+        nchw: [u32; 4],
+        /// kernel height and width, output height and width
+        kernel: [u32; 4],
+        /// stride (height, width), padding (height, width)
+        sp: [u32; 4],
+        /// dilation (height, width), groups, channels per group
+        dil: [u32; 4],
+        /// elements written
+        len: u32,
+        acc: u32,
+        /// the value read outside the image (0 for convolution, −∞ for max pooling)
+        pad_value: f32,
+        /// kernel height × width
+        kk: u32,
+    }
+}
+
+/// Where a 2-D window slides over an NCHW image `[n, c, h, w]`: the window's size, stride,
+/// zero-based padding on each side and dilation (height, width), and the channel groups (a
+/// window reads the `c / groups` channels of its group). Output extents follow PyTorch:
+/// `(h + 2·pad − dil·(k − 1) − 1) / stride + 1`, rounded down.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window2d {
+    /// `[n, c, h, w]` of the image.
+    pub image: [usize; 4],
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Step between windows (height, width).
+    pub stride: [usize; 2],
+    /// Implicit padding on both sides (height, width).
+    pub padding: [usize; 2],
+    /// Spacing between window elements (height, width).
+    pub dilation: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+    /// The value a window reads in the padding.
+    pub pad_value: f32,
+}
+
+impl Window2d {
+    /// Output height and width (the caller has checked they are at least 1).
+    pub fn out_hw(&self) -> [usize; 2] {
+        [0, 1].map(|d| {
+            let span = self.dilation[d] * (self.kernel[d] - 1) + 1;
+            (self.image[2 + d] + 2 * self.padding[d] - span) / self.stride[d] + 1
+        })
+    }
+
+    /// Channels per group.
+    pub fn group_channels(&self) -> usize {
+        self.image[1] / self.groups
+    }
+
+    /// The shape of the window matrix: `[groups, n·oh·ow, (c / groups)·kh·kw]`, one row per
+    /// window position, its elements in (channel, row, column) order.
+    pub fn cols_shape(&self) -> [usize; 3] {
+        let [oh, ow] = self.out_hw();
+        let k = self.group_channels() * self.kernel[0] * self.kernel[1];
+        [self.groups, self.image[0] * oh * ow, k]
+    }
+
+    fn params(&self, len: usize, acc: bool) -> ConvParams {
+        let [oh, ow] = self.out_hw();
+        ConvParams {
+            nchw: self.image.map(u),
+            kernel: [self.kernel[0], self.kernel[1], oh, ow].map(u),
+            sp: [self.stride[0], self.stride[1], self.padding[0], self.padding[1]].map(u),
+            dil: [self.dilation[0], self.dilation[1], self.groups, self.group_channels()].map(u),
+            len: u(len),
+            acc: acc as u32,
+            pad_value: self.pad_value,
+            kk: u(self.kernel[0] * self.kernel[1]),
+        }
+    }
+
+    /// The image coordinate window element `k` of output position `o` reads along axis `d`
+    /// (0: height, 1: width), or `None` in the padding.
+    #[inline(always)]
+    fn source(&self, d: usize, o: usize, k: usize) -> Option<usize> {
+        (o * self.stride[d] + k * self.dilation[d])
+            .checked_sub(self.padding[d])
+            .filter(|&s| s < self.image[2 + d])
+    }
+}
+
+/// cols\[g, (n·oh + y)·ow + x, (ci·kh + ky)·kw + kx\] = image\[n, g·cg + ci, y·sh + ky·dh − ph,
+/// x·sw + kx·dw − pw\], or the pad value outside the image.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Im2col {
+    pub x: BufId,
+    pub out: BufId,
+    pub win: Window2d,
+}
+
+/// d_image (+)= the sum, over the window elements that read each pixel, of their gradient in
+/// `g` (the window matrix's shape), in a fixed order: no atomics, the same bits every run.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Col2im {
+    pub g: BufId,
+    pub out: BufId,
+    pub win: Window2d,
+    pub acc: bool,
+}
+
+impl KernelDef for Im2col {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let len: usize = self.win.cols_shape().iter().product();
+        let p = self.win.params(len, false);
+        let binds = vec![(1, self.x, true), (3, self.out, false)];
+        Ok(vec![Launch::new("im2col", &p, binds, cx.elems(len)?)])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let w = &self.win;
+        let [n, c, h, wd] = w.image;
+        let ([kh, kw], [oh, ow], cg) = (w.kernel, w.out_hw(), w.group_channels());
+        let pad = T::from_f64(w.pad_value as f64);
+        with_out!(b, self.out, |o, b| {
+            let x = &b[self.x];
+            let mut i = 0;
+            for g in 0..w.groups {
+                for ni in 0..n {
+                    for y in 0..oh {
+                        for xo in 0..ow {
+                            for ci in 0..cg {
+                                let plane = (ni * c + g * cg + ci) * h;
+                                for ky in 0..kh {
+                                    let sy = w.source(0, y, ky);
+                                    for kx in 0..kw {
+                                        o[i] = match (sy, w.source(1, xo, kx)) {
+                                            (Some(sy), Some(sx)) => x[(plane + sy) * wd + sx],
+                                            _ => pad,
+                                        };
+                                        i += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl KernelDef for Col2im {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let len: usize = self.win.image.iter().product();
+        let p = self.win.params(len, self.acc);
+        let binds = vec![(1, self.g, true), (3, self.out, false)];
+        Ok(vec![Launch::new("col2im", &p, binds, cx.elems(len)?)])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let w = &self.win;
+        let [n, c, h, wd] = w.image;
+        let ([kh, kw], [oh, ow], cg) = (w.kernel, w.out_hw(), w.group_channels());
+        let k = cg * kh * kw;
+        with_out!(b, self.out, |o, b| {
+            let gr = &b[self.g];
+            if !self.acc {
+                o.iter_mut().for_each(|v| *v = T::zero());
+            }
+            // Scatter in the CPU reference (the GPU gathers per pixel; both add the same terms,
+            // the CPU in f64 for the f64 checks).
+            for g in 0..w.groups {
+                for ni in 0..n {
+                    for y in 0..oh {
+                        for xo in 0..ow {
+                            let row = ((g * n + ni) * oh + y) * ow + xo;
+                            for ci in 0..cg {
+                                let plane = (ni * c + g * cg + ci) * h;
+                                for ky in 0..kh {
+                                    let Some(sy) = w.source(0, y, ky) else { continue };
+                                    for kx in 0..kw {
+                                        let Some(sx) = w.source(1, xo, kx) else { continue };
+                                        let v = gr[row * k + (ci * kh + ky) * kw + kx];
+                                        put(&mut o[(plane + sy) * wd + sx], v, true);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Representative kernels of the family (one entry point each, no constants).
+pub(crate) fn examples() -> Vec<Kernel> {
+    let win = Window2d {
+        image: [2, 4, 5, 6],
+        kernel: [3, 2],
+        stride: [2, 1],
+        padding: [1, 0],
+        dilation: [1, 2],
+        groups: 2,
+        pad_value: 0.0,
+    };
+    vec![
+        Im2col { x: 0, out: 1, win }.into(),
+        Col2im {
+            g: 0,
+            out: 1,
+            win,
+            acc: true,
+        }
+        .into(),
+    ]
+}

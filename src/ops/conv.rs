@@ -1,0 +1,77 @@
+//! im2col: an image's sliding windows as the rows of a matrix (`shaders/conv.wgsl`), what
+//! convolution (a matrix product on it) and pooling (a reduction along its rows) are built on.
+
+use super::{numel, Arg, GradTarget};
+use crate::error::{Error, Result};
+use crate::kernels as kn;
+use crate::kernels::{BufId, Kernel, Window2d};
+
+/// Most elements one window may have: col2im loops over a window per pixel, and a loop must
+/// stay far below the 65,535 iterations at which llvmpipe cuts an invocation short.
+pub(crate) const MAX_WINDOW: usize = 4096;
+
+/// Checks a window against the image `x` it slides over (any rank-4 tensor with the image's
+/// element count and spatial extents: `[n, c, h, w]` may be read as `[1, n·c, h, w]`) and
+/// returns the window matrix's shape `[groups, n·oh·ow, (c / groups)·kh·kw]`.
+pub(super) fn im2col_shape(op: &'static str, x: &[usize], win: &Window2d) -> Result<Vec<usize>> {
+    let bad = |why: String| Err(Error::invalid_shape(op, x, why));
+    if x.len() != 4 || numel(x) != numel(&win.image) || x[2..] != win.image[2..] {
+        return bad(format!("expects an NCHW image of shape {:?}", win.image));
+    }
+    let (k, s, p, d) = (win.kernel, win.stride, win.padding, win.dilation);
+    if k.contains(&0) || s.contains(&0) || d.contains(&0) || win.groups == 0 {
+        return bad(format!(
+            "kernel {k:?}, stride {s:?} and dilation {d:?} must be positive, groups {} too",
+            win.groups
+        ));
+    }
+    if !win.image[1].is_multiple_of(win.groups) {
+        return bad(format!(
+            "{} channels do not split into {} groups",
+            win.image[1], win.groups
+        ));
+    }
+    if k[0] * k[1] > MAX_WINDOW {
+        return bad(format!("a {}×{} window exceeds {MAX_WINDOW} elements", k[0], k[1]));
+    }
+    if win.pad_value.is_nan() {
+        return Err(Error::arg(op, "the padding value is NaN"));
+    }
+    for a in 0..2 {
+        // Coordinates in the padded image are signed 32-bit in the kernels.
+        let (ext, span) = (win.image[2 + a] as u64, (d[a] * (k[a] - 1) + 1) as u64);
+        let padded = ext + 2 * p[a] as u64;
+        if padded + span + s[a] as u64 >= 1 << 31 {
+            return bad(format!("padded extent {padded} with window span {span} is too large"));
+        }
+        if span > padded {
+            return bad(format!(
+                "a window spanning {span} (kernel {}, dilation {}) does not fit the padded extent {padded}",
+                k[a], d[a]
+            ));
+        }
+    }
+    Ok(win.cols_shape().to_vec())
+}
+
+pub(super) fn im2col_forward(x: Arg, win: &Window2d, out: Arg) -> Vec<Kernel> {
+    vec![Kernel::Im2col(kn::Im2col {
+        x: x.buf,
+        out: out.buf,
+        win: *win,
+    })]
+}
+
+/// d_x (+)= col2im(g): each window element's gradient added at the pixel it read.
+pub(super) fn im2col_vjp(win: &Window2d, g: BufId, t: &[Option<GradTarget>]) -> Vec<Kernel> {
+    t[0].map(|dx| {
+        Kernel::Col2im(kn::Col2im {
+            g,
+            out: dx.buf,
+            win: *win,
+            acc: dx.acc,
+        })
+    })
+    .into_iter()
+    .collect()
+}

@@ -1,0 +1,369 @@
+//! Convolution and pooling against their definitions (direct loops over output pixels and
+//! window elements, in f64) on every device: values and the gradients of input, weight and bias,
+//! at odd sizes with stride, padding, dilation and groups; a grid past 65,535 workgroups; bad
+//! shapes and options refused with errors naming the op.
+
+mod common;
+
+use common::{devices, gpu, random};
+use wgrad::data::Rng;
+use wgrad::{Conv2dOptions, Device, Graph, Pool2dOptions};
+
+/// A convolution problem: x [n, c, h, w], weight [oc, c / groups, kh, kw].
+#[derive(Clone, Copy, Debug)]
+struct Problem {
+    x: [usize; 4],
+    w: [usize; 4],
+    o: Conv2dOptions,
+}
+
+impl Problem {
+    fn out(&self) -> [usize; 4] {
+        let o = |a: usize| {
+            (self.x[2 + a] + 2 * self.o.padding[a] - self.o.dilation[a] * (self.w[2 + a] - 1) - 1) / self.o.stride[a]
+                + 1
+        };
+        [self.x[0], self.w[0], o(0), o(1)]
+    }
+
+    /// The input coordinate output position `o` reads with kernel element `k` along axis `a`.
+    fn src(&self, a: usize, o: usize, k: usize) -> Option<usize> {
+        (o * self.o.stride[a] + k * self.o.dilation[a])
+            .checked_sub(self.o.padding[a])
+            .filter(|&s| s < self.x[2 + a])
+    }
+
+    /// y, and the gradients of Σ y ⊙ r with respect to x, weight and bias, by the definition.
+    #[allow(clippy::type_complexity)]
+    fn reference(&self, x: &[f32], w: &[f32], b: &[f32], r: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let [n, c, h, wd] = self.x;
+        let [oc, cg, kh, kw] = self.w;
+        let [_, _, oh, ow] = self.out();
+        let ocg = oc / self.o.groups;
+        let mut y = vec![0.0f64; n * oc * oh * ow];
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; oc]);
+        for ni in 0..n {
+            for o in 0..oc {
+                let g = o / ocg;
+                for yy in 0..oh {
+                    for xx in 0..ow {
+                        let yi = ((ni * oc + o) * oh + yy) * ow + xx;
+                        let mut s = b[o] as f64;
+                        let rv = r[yi] as f64;
+                        db[o] += rv;
+                        for ci in 0..cg {
+                            let ch = g * cg + ci;
+                            for ky in 0..kh {
+                                let Some(sy) = self.src(0, yy, ky) else { continue };
+                                for kx in 0..kw {
+                                    let Some(sx) = self.src(1, xx, kx) else { continue };
+                                    let xi = ((ni * c + ch) * h + sy) * wd + sx;
+                                    let wi = ((o * cg + ci) * kh + ky) * kw + kx;
+                                    s += x[xi] as f64 * w[wi] as f64;
+                                    dx[xi] += rv * w[wi] as f64;
+                                    dw[wi] += rv * x[xi] as f64;
+                                }
+                            }
+                        }
+                        y[yi] = s;
+                    }
+                }
+            }
+        }
+        (y, dx, dw, db)
+    }
+}
+
+fn close(got: &[f32], want: &[f64], scale: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let tol = 1e-5 * scale + 2e-5 * w.abs();
+        assert!((g as f64 - w).abs() <= tol, "{what}[{i}]: {g} vs {w}");
+    }
+}
+
+fn check_conv(dev: &Device, p: Problem, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let nx: usize = p.x.iter().product();
+    let nw: usize = p.w.iter().product();
+    let out = p.out();
+    let x = random(&mut rng, nx, -1.0, 1.0);
+    let w = random(&mut rng, nw, -1.0, 1.0);
+    let b = random(&mut rng, p.w[0], -1.0, 1.0);
+    let r = random(&mut rng, out.iter().product(), -1.0, 1.0);
+    let mut g = Graph::new(dev);
+    let xn = g.input_with_grad("x", &p.x).unwrap();
+    let wn = g.parameter("w", &p.w, &w).unwrap();
+    let bn = g.parameter("b", &[p.w[0]], &b).unwrap();
+    let y = g.conv2d(xn, wn, Some(bn), p.o).unwrap();
+    assert_eq!(g.shape(y).unwrap(), out, "{p:?}");
+    let rn = g.input("r", &out).unwrap();
+    let prod = g.mul(y, rn).unwrap();
+    let loss = g.sum(prod).unwrap();
+    g.write(xn, &x).unwrap();
+    g.write(rn, &r).unwrap();
+    g.backward(loss).unwrap();
+    let (wy, wdx, wdw, wdb) = p.reference(&x, &w, &b, &r);
+    // Terms per sum: a window (values, d_w) or the windows reading a pixel (d_x).
+    let terms = ((p.w[1] * p.w[2] * p.w[3]) as f64).sqrt();
+    let what = format!("{} {p:?}", dev.info());
+    close(&g.value(y).unwrap(), &wy, terms, &format!("{what} y"));
+    close(&g.grad(xn).unwrap(), &wdx, terms, &format!("{what} d_x"));
+    let rows = ((out[0] * out[2] * out[3]) as f64).sqrt();
+    close(&g.grad(wn).unwrap(), &wdw, rows, &format!("{what} d_w"));
+    close(&g.grad(bn).unwrap(), &wdb, rows, &format!("{what} d_b"));
+}
+
+fn opts(stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2], groups: usize) -> Conv2dOptions {
+    Conv2dOptions {
+        stride,
+        padding,
+        dilation,
+        groups,
+    }
+}
+
+#[test]
+fn conv2d_matches_its_definition() {
+    let problems = [
+        // 1×1 everything, then odd sizes past any tile.
+        Problem {
+            x: [1, 1, 1, 1],
+            w: [1, 1, 1, 1],
+            o: Conv2dOptions::default(),
+        },
+        Problem {
+            x: [2, 3, 17, 33],
+            w: [5, 3, 3, 3],
+            o: Conv2dOptions::default().padding(1),
+        },
+        Problem {
+            x: [3, 1, 28, 28],
+            w: [6, 1, 5, 5],
+            o: Conv2dOptions::default(),
+        },
+        // Rectangular kernel, stride, asymmetric padding and dilation.
+        Problem {
+            x: [2, 2, 13, 9],
+            w: [3, 2, 3, 2],
+            o: opts([2, 3], [1, 2], [2, 1], 1),
+        },
+        // Groups (and depthwise: one channel per group).
+        Problem {
+            x: [2, 4, 7, 11],
+            w: [6, 2, 3, 3],
+            o: opts([1, 2], [1, 1], [1, 2], 2),
+        },
+        Problem {
+            x: [1, 3, 5, 5],
+            w: [6, 1, 3, 3],
+            o: opts([1, 1], [1, 1], [1, 1], 3),
+        },
+        // Padding larger than the kernel (windows entirely in the padding).
+        Problem {
+            x: [1, 2, 3, 4],
+            w: [2, 2, 2, 2],
+            o: opts([1, 1], [3, 2], [1, 1], 1),
+        },
+        // 257 output columns: not a multiple of any tile.
+        Problem {
+            x: [1, 2, 3, 259],
+            w: [33, 2, 3, 3],
+            o: Conv2dOptions::default(),
+        },
+    ];
+    for dev in devices() {
+        for (i, p) in problems.iter().enumerate() {
+            check_conv(&dev, *p, 10 + i as u64);
+        }
+    }
+}
+
+/// max or mean of each window by loops, and the gradient of Σ y ⊙ r (max: to the first largest).
+fn pool_reference(x: &[f32], s: [usize; 4], o: Pool2dOptions, max: bool, r: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let [n, c, h, w] = s;
+    let out = |a: usize| (s[2 + a] + 2 * o.padding[a] - o.dilation[a] * (o.kernel[a] - 1) - 1) / o.stride[a] + 1;
+    let (oh, ow) = (out(0), out(1));
+    let src = |a: usize, p: usize, k: usize| {
+        (p * o.stride[a] + k * o.dilation[a])
+            .checked_sub(o.padding[a])
+            .filter(|&v| v < s[2 + a])
+    };
+    let mut y = vec![0.0; n * c * oh * ow];
+    let mut dx = vec![0.0; x.len()];
+    let kk = (o.kernel[0] * o.kernel[1]) as f64;
+    for plane in 0..n * c {
+        for yy in 0..oh {
+            for xx in 0..ow {
+                let yi = (plane * oh + yy) * ow + xx;
+                let mut best: Option<(f64, usize)> = None;
+                let mut sum = 0.0;
+                let mut read = vec![];
+                for ky in 0..o.kernel[0] {
+                    for kx in 0..o.kernel[1] {
+                        if let (Some(sy), Some(sx)) = (src(0, yy, ky), src(1, xx, kx)) {
+                            let xi = (plane * h + sy) * w + sx;
+                            let v = x[xi] as f64;
+                            sum += v;
+                            read.push(xi);
+                            if best.is_none_or(|(b, _)| v > b) {
+                                best = Some((v, xi));
+                            }
+                        }
+                    }
+                }
+                if max {
+                    let (v, at) = best.expect("every window reads the image");
+                    y[yi] = v;
+                    dx[at] += r[yi] as f64;
+                } else {
+                    y[yi] = sum / kk;
+                    for xi in read {
+                        dx[xi] += r[yi] as f64 / kk;
+                    }
+                }
+            }
+        }
+    }
+    (y, dx)
+}
+
+#[test]
+fn pooling_matches_its_definition() {
+    let cases = [
+        ([1, 1, 1, 1], Pool2dOptions::new(1)),
+        ([2, 3, 8, 8], Pool2dOptions::new(2)),
+        ([2, 3, 17, 33], Pool2dOptions::new(3).stride(2).padding(1)),
+        (
+            [1, 2, 9, 7],
+            Pool2dOptions {
+                kernel: [2, 3],
+                stride: [1, 2],
+                padding: [1, 1],
+                dilation: [1, 1],
+            },
+        ),
+        ([3, 1, 5, 257], Pool2dOptions::new(2).stride(1)),
+    ];
+    for dev in devices() {
+        for (i, &(s, o)) in cases.iter().enumerate() {
+            for max in [true, false] {
+                let mut rng = Rng::new(100 + i as u64);
+                let x = random(&mut rng, s.iter().product(), -1.0, 1.0);
+                let mut g = Graph::new(&dev);
+                let xn = g.input_with_grad("x", &s).unwrap();
+                let y = if max { g.max_pool2d(xn, o) } else { g.avg_pool2d(xn, o) }.unwrap();
+                let ys = g.shape(y).unwrap();
+                let r = random(&mut rng, ys.iter().product(), -1.0, 1.0);
+                let rn = g.input("r", &ys).unwrap();
+                let prod = g.mul(y, rn).unwrap();
+                let loss = g.sum(prod).unwrap();
+                g.write(xn, &x).unwrap();
+                g.write(rn, &r).unwrap();
+                g.backward(loss).unwrap();
+                let (wy, wdx) = pool_reference(&x, s, o, max, &r);
+                let what = format!("{} {} {s:?} {o:?}", dev.info(), if max { "max" } else { "avg" });
+                close(&g.value(y).unwrap(), &wy, 1.0, &format!("{what} y"));
+                close(&g.grad(xn).unwrap(), &wdx, 2.0, &format!("{what} d_x"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_window_matrix_past_the_workgroup_limit_matches_the_cpu() {
+    // 1 × 1 × 1450 × 1450 with a 3×3 window: 18.9 M window elements, more than 65,535
+    // workgroups of 256, so the grid folds into two dimensions (im2col and col2im alike).
+    let Some(gpu) = gpu() else { return };
+    let p = Problem {
+        x: [1, 1, 1450, 1450],
+        w: [1, 1, 3, 3],
+        o: Conv2dOptions::default().padding(1),
+    };
+    let mut rng = Rng::new(5);
+    let x = random(&mut rng, 1450 * 1450, -1.0, 1.0);
+    let w = random(&mut rng, 9, -1.0, 1.0);
+    let run = |dev: &Device| {
+        let mut g = Graph::new(dev);
+        let xn = g.input_with_grad("x", &p.x).unwrap();
+        let wn = g.parameter("w", &p.w, &w).unwrap();
+        let y = g.conv2d(xn, wn, None, p.o).unwrap();
+        let loss = g.sum(y).unwrap();
+        g.write(xn, &x).unwrap();
+        g.backward(loss).unwrap();
+        (g.value(y).unwrap(), g.grad(xn).unwrap(), g.grad(wn).unwrap())
+    };
+    let (cy, cdx, cdw) = run(&Device::cpu());
+    let (gy, gdx, gdw) = run(&gpu);
+    let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+    close(&gy, &to64(&cy), 3.0, "y");
+    close(&gdx, &to64(&cdx), 3.0, "d_x");
+    close(&gdw, &to64(&cdw), 1450.0, "d_w");
+    // The last pixel is read by the windows of the last two output rows and columns, with
+    // kernel rows and columns 1 and 2: its gradient is the sum of those four weights.
+    let want: f32 = [4, 5, 7, 8].iter().map(|&i| w[i]).sum();
+    assert!(
+        (gdx[1450 * 1450 - 1] - want).abs() < 1e-5,
+        "{} vs {want}",
+        gdx[1450 * 1450 - 1]
+    );
+}
+
+#[test]
+fn col2im_gives_the_same_bits_every_run() {
+    let Some(gpu) = gpu() else { return };
+    let run = || {
+        let mut g = Graph::new(&gpu);
+        let x = g.input_with_grad("x", &[2, 3, 31, 29]).unwrap();
+        let mut rng = Rng::new(9);
+        let w = g
+            .parameter("w", &[4, 3, 5, 5], &random(&mut rng, 300, -1.0, 1.0))
+            .unwrap();
+        let y = g.conv2d(x, w, None, Conv2dOptions::default().padding(2)).unwrap();
+        let m = g.max_pool2d(y, Pool2dOptions::new(3).stride(2).padding(1)).unwrap();
+        let loss = g.sum(m).unwrap();
+        g.write(x, &random(&mut rng, 2 * 3 * 31 * 29, -1.0, 1.0)).unwrap();
+        g.backward(loss).unwrap();
+        g.grad(x).unwrap()
+    };
+    let first = run();
+    for _ in 0..3 {
+        assert!(run().iter().zip(&first).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+#[test]
+fn bad_shapes_and_options_are_errors_naming_the_op() {
+    let mut g = Graph::new(&Device::cpu());
+    let x = g.input("x", &[2, 4, 8, 8]).unwrap();
+    let flat = g.input("flat", &[4, 8, 8]).unwrap();
+    let w = g.parameter("w", &[6, 4, 3, 3], &[0.1; 216]).unwrap();
+    let wg = g.parameter("wg", &[6, 3, 3, 3], &[0.1; 162]).unwrap();
+    let b5 = g.parameter("b5", &[5], &[0.0; 5]).unwrap();
+    let huge = g.parameter("huge", &[1, 4, 65, 65], &vec![0.0; 4 * 65 * 65]).unwrap();
+    let expect = |r: wgrad::Result<wgrad::NodeId>, op: &str, has: &str| {
+        let e = r.expect_err("must be refused").to_string();
+        assert!(e.contains(op) && e.contains(has), "{e}");
+    };
+    let d = Conv2dOptions::default();
+    expect(g.conv2d(flat, w, None, d), "conv2d", "[4, 8, 8]");
+    expect(g.conv2d(x, wg, None, d), "conv2d", "[6, 3, 3, 3]");
+    expect(g.conv2d(x, w, None, d.groups(4)), "conv2d", "groups");
+    expect(g.conv2d(x, w, None, d.groups(0)), "conv2d", "groups");
+    expect(g.conv2d(x, w, Some(b5), d), "conv2d", "[5]");
+    expect(g.conv2d(x, w, None, d.stride(0)), "im2col", "positive");
+    expect(g.conv2d(x, w, None, d.dilation(5)), "im2col", "does not fit");
+    expect(g.conv2d(x, huge, None, d.padding(40)), "im2col", "4096");
+    expect(g.max_pool2d(x, Pool2dOptions::new(2).padding(2)), "max_pool2d", "half");
+    expect(g.max_pool2d(flat, Pool2dOptions::new(2)), "max_pool2d", "rank 4");
+    expect(
+        g.avg_pool2d(x, Pool2dOptions::new(2).dilation(2)),
+        "avg_pool2d",
+        "dilation",
+    );
+    expect(g.avg_pool2d(x, Pool2dOptions::new(9)), "im2col", "does not fit");
+    // The graph is still usable after the refusals.
+    let y = g.conv2d(x, w, None, d.padding(1)).unwrap();
+    assert_eq!(g.shape(y).unwrap(), [2, 6, 8, 8]);
+    g.forward().unwrap();
+}
