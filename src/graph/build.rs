@@ -380,7 +380,7 @@ impl Graph {
             check_labels("write", &self.nodes[i].name, data.iter().map(|&v| v as f64), c, ignore)?;
         }
         self.exec.write_f32(self.nodes[i].value, data)?;
-        self.dirty = true;
+        self.mark_stale();
         Ok(())
     }
 
@@ -393,7 +393,7 @@ impl Graph {
             check_labels("write", &self.nodes[i].name, data.iter().copied(), c, ignore)?;
         }
         self.exec.write(self.nodes[i].value, data)?;
-        self.dirty = true;
+        self.mark_stale();
         Ok(())
     }
 

@@ -78,6 +78,8 @@ pub(crate) struct Node {
     /// A label value that marks a row to ignore ([`Graph::cross_entropy_ignore`]); it passes
     /// the class check.
     pub label_ignore: Option<u32>,
+    /// The value was computed after the last write to any input or parameter.
+    pub current: bool,
 }
 
 impl Node {
@@ -103,9 +105,8 @@ pub struct Graph {
     device: Device,
     exec: Box<dyn Executor + Send>,
     nodes: Vec<Node>,
-    /// Inputs were written or nodes added since the last forward pass.
-    dirty: bool,
-    forward_prog: Option<ProgramId>,
+    /// The forward programs: every node (key `None`), or only what one node depends on.
+    forward_progs: HashMap<Option<usize>, ProgramId>,
     backward_progs: HashMap<(usize, bool, bool), ProgramId>,
     zero_prog: Option<ProgramId>,
     optim: Option<OptimState>,
@@ -139,8 +140,7 @@ impl Graph {
             device: device.clone(),
             exec,
             nodes: Vec::new(),
-            dirty: true,
-            forward_prog: None,
+            forward_progs: HashMap::new(),
             backward_progs: HashMap::new(),
             zero_prog: None,
             optim: None,
@@ -257,8 +257,11 @@ impl Graph {
 
     fn invalidate(&mut self) {
         // New nodes change what forward and backward must run; programs are rebuilt lazily.
-        self.dirty = true;
-        for p in [self.forward_prog.take(), self.zero_prog.take()].into_iter().flatten() {
+        self.mark_stale();
+        if let Some(p) = self.zero_prog.take() {
+            self.exec.discard(p);
+        }
+        for (_, p) in self.forward_progs.drain() {
             self.exec.discard(p);
         }
         for (_, p) in self.backward_progs.drain() {
@@ -320,6 +323,7 @@ impl Graph {
             grad_ready: false,
             label_classes: None,
             label_ignore: None,
+            current: false,
         });
         Ok(NodeId {
             idx: self.nodes.len() - 1,

@@ -8,17 +8,36 @@ use crate::error::{Error, Result};
 use crate::kernels as kn;
 use crate::ops::{numel, Arg};
 
+/// The nodes `target` depends on (itself included): what computing its value runs.
+fn ancestors(nodes: &[super::Node], target: usize) -> Vec<bool> {
+    let mut needs = vec![false; nodes.len()];
+    needs[target] = true;
+    for i in (0..=target).rev() {
+        if needs[i] {
+            for j in nodes[i].op.inputs() {
+                needs[j] = true;
+            }
+        }
+    }
+    needs
+}
+
 impl Graph {
-    /// The forward program: every node's kernels in node order, with the layers that
-    /// [`Graph::forward_fusion`] plans as fused kernels.
-    pub(super) fn forward_program(&mut self) -> Result<ProgramId> {
-        if let Some(p) = self.forward_prog {
+    /// A forward program: the kernels of every node (`target` None) or of the nodes `target`
+    /// depends on, in node order, with the layers that [`Graph::forward_fusion`] plans as fused
+    /// kernels. Several branches of one graph (a training batch and a batch-1 inference head
+    /// reading the same parameters) each run only their own nodes.
+    pub(super) fn forward_program(&mut self, target: Option<usize>) -> Result<ProgramId> {
+        if let Some(&p) = self.forward_progs.get(&target) {
             return Ok(p);
         }
+        let needed = target.map(|t| ancestors(&self.nodes, t));
         let mut ks = Vec::new();
         let (fused_into, mut skip) = self.forward_fusion();
         for (i, n) in self.nodes.iter().enumerate() {
-            if skip[i] {
+            // A fused kernel is emitted at its first node, which every later node of the layer
+            // depends on; it may also compute a node the target does not need, which is harmless.
+            if skip[i] || needed.as_ref().is_some_and(|m| !m[i]) {
                 continue;
             }
             if let Some(layer @ (k, ..)) = fused_into[i] {
@@ -44,24 +63,57 @@ impl Graph {
             ));
         }
         let p = self.exec.compile(ks)?;
-        self.forward_prog = Some(p);
+        self.forward_progs.insert(target, p);
         Ok(p)
+    }
+
+    /// Every value is out of date (an input or parameter was written, or nodes changed).
+    pub(super) fn mark_stale(&mut self) {
+        for n in &mut self.nodes {
+            n.current = false;
+        }
+    }
+
+    /// The values a forward program for `target` computes are now current.
+    pub(super) fn mark_current(&mut self, target: Option<usize>) {
+        match target {
+            None => self.nodes.iter_mut().for_each(|n| n.current = true),
+            Some(t) => {
+                let needed = ancestors(&self.nodes, t);
+                for (n, need) in self.nodes.iter_mut().zip(needed) {
+                    n.current |= need;
+                }
+            }
+        }
     }
 
     /// Computes every node's value, in node order, as one submission.
     pub fn forward(&mut self) -> Result<()> {
-        let p = self.forward_program()?;
+        let p = self.forward_program(None)?;
         self.exec.run(&[p])?;
-        self.dirty = false;
+        self.mark_current(None);
         Ok(())
     }
 
-    /// Programs to prepend so values are current: the forward pass when inputs changed.
-    fn pending_forward(&mut self) -> Result<Vec<ProgramId>> {
-        Ok(if self.dirty {
-            vec![self.forward_program()?]
-        } else {
+    /// Computes the value of `node` and of what it depends on, nothing else, as one submission
+    /// (nothing when they are current). A graph may hold several branches over the same
+    /// parameters — a training batch and an inference head of another batch size, say — and
+    /// each runs only its own nodes; updates to the shared parameters are seen by all.
+    pub fn forward_to(&mut self, node: NodeId) -> Result<()> {
+        let i = self.check(node)?;
+        let progs = self.pending_forward(i)?;
+        self.exec.run(&progs)?;
+        self.mark_current(Some(i));
+        Ok(())
+    }
+
+    /// Programs to prepend so the value of `target` is current: the forward pass of what it
+    /// depends on, when an input or parameter it may read was written since.
+    fn pending_forward(&mut self, target: usize) -> Result<Vec<ProgramId>> {
+        Ok(if self.nodes[target].current {
             vec![]
+        } else {
+            vec![self.forward_program(Some(target))?]
         })
     }
 
@@ -138,10 +190,10 @@ impl Graph {
     pub fn backward(&mut self, loss: NodeId) -> Result<()> {
         let l = self.check(loss)?;
         let bp = self.backward_program(l, false, false)?;
-        let mut progs = self.pending_forward()?;
+        let mut progs = self.pending_forward(l)?;
         progs.push(bp);
         self.exec.run(&progs)?;
-        self.dirty = false;
+        self.mark_current(Some(l));
         self.mark_grads(l);
         Ok(())
     }
@@ -167,10 +219,10 @@ impl Graph {
             .grad
             .expect("the backward program allocates the seed's gradient buffer");
         self.exec.write_f32(g, seed)?;
-        let mut progs = self.pending_forward()?;
+        let mut progs = self.pending_forward(i)?;
         progs.push(bp);
         self.exec.run(&progs)?;
-        self.dirty = false;
+        self.mark_current(Some(i));
         self.mark_grads(i);
         Ok(())
     }
@@ -210,9 +262,11 @@ impl Graph {
         self.exec.run(&[p])
     }
 
-    fn ensure_current(&mut self) -> Result<()> {
-        if self.dirty {
-            self.forward()?;
+    fn ensure_current(&mut self, i: usize) -> Result<()> {
+        if !self.nodes[i].current {
+            let p = self.forward_program(Some(i))?;
+            self.exec.run(&[p])?;
+            self.mark_current(Some(i));
         }
         Ok(())
     }
@@ -221,7 +275,7 @@ impl Graph {
     pub fn value(&mut self, id: NodeId) -> Result<Vec<f32>> {
         let i = self.check(id)?;
         self.check_read(i, 4)?;
-        self.ensure_current()?;
+        self.ensure_current(i)?;
         self.exec.read_f32(self.nodes[i].value)
     }
 
@@ -229,7 +283,7 @@ impl Graph {
     pub fn value_f64(&mut self, id: NodeId) -> Result<Vec<f64>> {
         let i = self.check(id)?;
         self.check_read(i, 8)?;
-        self.ensure_current()?;
+        self.ensure_current(i)?;
         self.exec.read(self.nodes[i].value)
     }
 
@@ -250,7 +304,7 @@ impl Graph {
     pub fn value_async(&mut self, id: NodeId) -> Result<ReadFuture> {
         let i = self.check(id)?;
         self.check_read(i, 4)?;
-        self.ensure_current()?;
+        self.ensure_current(i)?;
         self.exec.read_async(self.nodes[i].value)
     }
 
@@ -300,7 +354,9 @@ impl Graph {
     /// computed) and returns [`Error::NonFinite`] for the first node, in topological order,
     /// holding a NaN or an infinity. Costs one readback per buffer; meant for debugging.
     pub fn check_finite(&mut self) -> Result<()> {
-        self.ensure_current()?;
+        if self.nodes.iter().any(|n| !n.current) {
+            self.forward()?;
+        }
         for i in 0..self.nodes.len() {
             let n = &self.nodes[i];
             let mut bufs = vec![("value", n.value)];

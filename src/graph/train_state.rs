@@ -202,7 +202,7 @@ impl Graph {
         if self.optim.is_none() {
             return Err(Error::NoOptimizer);
         }
-        self.forward_program()?;
+        self.forward_program(Some(l))?;
         self.backward_program(l, false, true)?;
         self.optim_program()?;
         Ok(())
@@ -217,11 +217,14 @@ impl Graph {
         }
         // The fresh backward overwrites every parameter gradient (zeroing unreached ones), so
         // no separate zero_grad pass is needed.
-        let f = self.forward_program()?;
+        let f = self.forward_program(Some(l))?;
         let b = self.backward_program(l, false, true)?;
         let o = self.optim_program()?;
         self.exec.run(&[f, b, o])?;
-        self.dirty = false;
+        // The parameters changed: what the loss depends on holds this step's forward values
+        // (as documented); every other branch is computed again when read.
+        self.mark_stale();
+        self.mark_current(Some(l));
         self.mark_grads(l);
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Layers on top of the graph, as thin as possible: [`Linear`] and an [`Mlp`] builder, with
 //! seeded Xavier/He initialisation and safetensors save/load; and the layers of a small
 //! transformer ([`LayerNorm`], [`Embedding`], causal [`MultiHeadAttention`],
-//! [`TransformerBlock`]) with PyTorch's parameter names.
+//! [`TransformerBlock`]) and a convolution ([`Conv2d`]) with PyTorch's parameter names.
 
 use crate::data::Rng;
 use crate::error::{Error, Result};
@@ -10,7 +10,9 @@ use crate::io::{layout_metadata, load_checkpoint, read_tensor, resolve_layout, s
 use crate::kernels::UnaryOp;
 use std::path::Path;
 
+mod conv;
 mod transformer;
+pub use conv::Conv2d;
 pub use transformer::{Embedding, LayerNorm, MultiHeadAttention, TransformerBlock};
 
 /// Hidden-layer activation: any unary op that fuses with the bias-add before it
