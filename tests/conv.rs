@@ -367,3 +367,30 @@ fn bad_shapes_and_options_are_errors_naming_the_op() {
     assert_eq!(g.shape(y).unwrap(), [2, 6, 8, 8]);
     g.forward().unwrap();
 }
+
+#[test]
+fn the_conv2d_layer_has_pytorch_names_layout_and_initialisation() {
+    use wgrad::nn::Conv2d;
+    let mut g = Graph::new(&Device::cpu());
+    let mut rng = Rng::new(1);
+    let opts = Conv2dOptions::default().padding(1).groups(2);
+    let c = Conv2d::new(&mut g, "features.0", 4, 6, [3, 3], opts, &mut rng).unwrap();
+    assert_eq!(g.name(c.weight).unwrap(), "features.0.weight");
+    assert_eq!(g.name(c.bias).unwrap(), "features.0.bias");
+    assert_eq!(g.shape(c.weight).unwrap(), [6, 2, 3, 3]);
+    // U(−1/√fan_in, 1/√fan_in), fan_in = 2·3·3: inside the bound and spread across it.
+    let bound = 1.0 / 18f32.sqrt();
+    let w = g.value(c.weight).unwrap();
+    assert!(w.iter().all(|v| v.abs() <= bound));
+    assert!(w.iter().any(|v| v.abs() > 0.8 * bound));
+    let x = g.input("x", &[1, 4, 5, 5]).unwrap();
+    let y = c.forward(&mut g, x).unwrap();
+    assert_eq!(g.shape(y).unwrap(), [1, 6, 5, 5]);
+    let len = g.len();
+    let e = Conv2d::new(&mut g, "bad", 4, 6, [3, 3], opts.groups(4), &mut rng).unwrap_err();
+    assert!(
+        e.to_string().contains("Conv2d::new") && e.to_string().contains("groups"),
+        "{e}"
+    );
+    assert_eq!(g.len(), len, "a refused layer adds no node");
+}
