@@ -120,7 +120,12 @@ pub struct Classifier {
     seed: u64,
     feat_buf: Vec<f32>,
     label_buf: Vec<u32>,
+    /// Inference branches over the same parameters: (rows, input, logits).
+    eval: Vec<(usize, NodeId, NodeId)>,
 }
+
+/// Most rows one inference branch takes; longer evaluations run in chunks of this size.
+const EVAL_ROWS: usize = 1024;
 
 impl Classifier {
     /// Builds the graph on `device`: layer widths `n_features → cfg.hidden… → n_classes`,
@@ -174,6 +179,7 @@ impl Classifier {
             seed: cfg.seed,
             feat_buf: Vec::new(),
             label_buf: Vec::new(),
+            eval: Vec::new(),
         })
     }
 
@@ -333,9 +339,11 @@ impl Classifier {
     /// The logits of every row of `features` (row-major, `n_features` per row), row-major
     /// `rows × n_classes`.
     ///
-    /// Runs the forward pass in batches of [`Classifier::batch`] rows; the last partial batch
-    /// is padded with zero rows whose outputs are dropped. Errors when `features.len()` is not
-    /// a multiple of `n_features`.
+    /// Runs an inference branch of the graph: the same parameters (no copy), an input of the
+    /// rows asked for (in chunks of at most 1,024), only that branch's nodes. The first request
+    /// for a row count builds its branch (buffers for that many rows, kept for later calls; a
+    /// long evaluation needs at most two: whole chunks and the rest). No row is padded. Errors
+    /// when `features.len()` is not a multiple of `n_features`.
     pub fn logits(&mut self, features: &[f32]) -> Result<Vec<f32>> {
         let nf = self.n_features;
         if !features.len().is_multiple_of(nf) {
@@ -345,37 +353,43 @@ impl Classifier {
             ));
         }
         let rows = features.len() / nf;
-        let nc = self.n_classes;
-        let mut out = Vec::with_capacity(rows * nc);
-        let mut padded = std::mem::take(&mut self.feat_buf);
-        let result = (|| -> Result<()> {
-            for chunk in features.chunks(self.batch * nf) {
-                let n = chunk.len() / nf;
-                let input = if n == self.batch {
-                    chunk
-                } else {
-                    padded.clear();
-                    padded.extend_from_slice(chunk);
-                    padded.resize(self.batch * nf, 0.0);
-                    &padded[..]
-                };
-                self.graph.write(self.x, input)?;
-                let logits = self.graph.value(self.logits)?;
-                out.extend_from_slice(&logits[..n * nc]);
-            }
-            Ok(())
-        })();
-        self.feat_buf = padded;
-        result?;
+        let mut out = Vec::with_capacity(rows * self.n_classes);
+        for chunk in features.chunks(EVAL_ROWS * nf) {
+            let (x, logits) = self.branch(chunk.len() / nf)?;
+            self.graph.write(x, chunk)?;
+            out.extend(self.graph.value(logits)?);
+        }
         Ok(out)
+    }
+
+    /// The inference branch for `rows` rows (input, logits), built on first use.
+    fn branch(&mut self, rows: usize) -> Result<(NodeId, NodeId)> {
+        if let Some(&(_, x, l)) = self.eval.iter().find(|b| b.0 == rows) {
+            return Ok((x, l));
+        }
+        let len = self.graph.len();
+        let built = (|| {
+            let x = self.graph.input(&format!("x_eval{rows}"), &[rows, self.n_features])?;
+            let logits = self.mlp.forward(&mut self.graph, x)?;
+            Ok((x, logits))
+        })();
+        match built {
+            Ok((x, l)) => {
+                self.eval.push((rows, x, l));
+                Ok((x, l))
+            }
+            Err(e) => {
+                self.graph.truncate_nodes(len);
+                Err(e)
+            }
+        }
     }
 
     /// The predicted class (arg-max of the logits, first one on ties) of every row of
     /// `features` (row-major, `n_features` per row).
     ///
-    /// Runs the forward pass in batches of [`Classifier::batch`] rows; the last partial batch
-    /// is padded with zero rows whose predictions are dropped. The arg-max is taken on the
-    /// CPU from the logits read back. Errors when `features.len()` is not a multiple of
+    /// Runs an inference branch as [`Classifier::logits`] does; the arg-max is taken on the CPU
+    /// from the logits read back. Errors when `features.len()` is not a multiple of
     /// `n_features`.
     pub fn predict(&mut self, features: &[f32]) -> Result<Vec<u32>> {
         let logits = self.logits(features)?;

@@ -125,3 +125,37 @@ fn each_branch_runs_only_its_own_nodes() {
         assert_eq!(read, infer, "{}", dev.info());
     }
 }
+
+#[test]
+fn a_classifier_evaluates_any_number_of_rows_without_padding() {
+    use wgrad::train::{Classifier, ClassifierConfig};
+    for dev in devices() {
+        let full = wgrad::data::digits().unwrap();
+        let (train, test) = full.split(0.2, 7).unwrap();
+        let cfg = ClassifierConfig {
+            batch: 32,
+            ..ClassifierConfig::default()
+        };
+        let mut clf = Classifier::new(&dev, train.n_features, train.n_classes, &cfg).unwrap();
+        clf.train_epoch(&train, 0, 10, |_, _, _| {}).unwrap();
+        let nf = train.n_features;
+        // 1,500 rows: a chunk of 1,024 and one of 476, each its own branch.
+        let all = clf.logits(&full.features[..1500 * nf]).unwrap();
+        assert_eq!(all.len(), 1500 * 10);
+        for rows in [1, 3, 33] {
+            let part = clf.logits(&full.features[..rows * nf]).unwrap();
+            assert_eq!(part.len(), rows * 10);
+            for (a, b) in part.iter().zip(&all) {
+                assert!((a - b).abs() < 1e-5, "{}: {rows} rows: {a} vs {b}", dev.info());
+            }
+            assert!(clf.graph.find(&format!("x_eval{rows}")).is_some());
+        }
+        assert!(clf.graph.find("x_eval1024").is_some() && clf.graph.find("x_eval476").is_some());
+        // The test set's branch is built by the first evaluation; the next builds nothing.
+        let acc = clf.accuracy(&test).unwrap();
+        let buffers = clf.graph.counters().live_buffers;
+        assert_eq!(clf.accuracy(&test).unwrap(), acc);
+        assert_eq!(clf.graph.counters().live_buffers, buffers);
+        assert!(acc > 0.8, "{}: accuracy {acc}", dev.info());
+    }
+}
