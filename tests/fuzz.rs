@@ -31,6 +31,7 @@ enum Action {
     Concat(Vec<usize>, usize),
     Conv(usize, usize, usize, usize),
     Pool(bool, usize, usize, usize),
+    Dropout(usize, u8),
     Write(usize, usize, u64),
     Backward(usize),
     Read(usize),
@@ -70,6 +71,7 @@ fn action() -> impl Strategy<Value = Action> {
         (prop::collection::vec(n.clone(), 0..4), 0usize..5).prop_map(|(xs, ax)| Action::Concat(xs, ax)),
         (n.clone(), n.clone(), 0usize..3, 0usize..3).prop_map(|(x, w, s, p)| Action::Conv(x, w, s, p)),
         (any::<bool>(), n.clone(), 0usize..4, 0usize..3).prop_map(|(m, x, k, p)| Action::Pool(m, x, k, p)),
+        (n.clone(), 0u8..3).prop_map(|(x, p)| Action::Dropout(x, p)),
         (n.clone(), 0usize..40, any::<u64>()).prop_map(|(a, l, s)| Action::Write(a, l, s)),
         n.clone().prop_map(Action::Backward),
         n.clone().prop_map(Action::Read),
@@ -140,6 +142,8 @@ fn apply(g: &mut Graph, ids: &mut Vec<NodeId>, a: &Action) -> Outcome {
             let o = wgrad::Pool2dOptions::new(*k).padding(*pad);
             add(if *max { g.max_pool2d(x, o) } else { g.avg_pool2d(x, o) }, ids)
         }
+        // p = 0, 0.5 or 2 (refused); both backends draw the same masks in lockstep.
+        Action::Dropout(x, p) => add(g.dropout(need(*x)?, *p as f32 * 0.5 + (*p / 2) as f32), ids),
         Action::Write(x, len, seed) => {
             let mut rng = wgrad::data::Rng::new(*seed);
             let data = random(&mut rng, *len, -1.0, 1.0);

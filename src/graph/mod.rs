@@ -19,6 +19,7 @@ mod conv;
 mod dot;
 mod fusion;
 mod limits;
+mod random;
 mod run;
 mod train_state;
 
@@ -107,6 +108,10 @@ pub struct Graph {
     nodes: Vec<Node>,
     /// The forward programs: every node (key `None`), or only what one node depends on.
     forward_progs: HashMap<Option<usize>, ProgramId>,
+    /// The dropout state input (see random.rs), its seed and its draw counter.
+    rng_state: Option<usize>,
+    rng_seed: u32,
+    rng_counter: u32,
     backward_progs: HashMap<(usize, bool, bool), ProgramId>,
     zero_prog: Option<ProgramId>,
     optim: Option<OptimState>,
@@ -141,6 +146,9 @@ impl Graph {
             exec,
             nodes: Vec::new(),
             forward_progs: HashMap::new(),
+            rng_state: None,
+            rng_seed: 0,
+            rng_counter: 0,
             backward_progs: HashMap::new(),
             zero_prog: None,
             optim: None,

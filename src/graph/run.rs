@@ -67,6 +67,20 @@ impl Graph {
         Ok(p)
     }
 
+    /// A forward program about to run: the program, after a new dropout draw when it computes
+    /// a dropout node.
+    pub(super) fn forward_run(&mut self, target: Option<usize>) -> Result<ProgramId> {
+        let p = self.forward_program(target)?;
+        if self.rng_state.is_some() {
+            let needed = match target {
+                Some(t) => ancestors(&self.nodes, t),
+                None => vec![true; self.nodes.len()],
+            };
+            self.advance_rng(&needed)?;
+        }
+        Ok(p)
+    }
+
     /// Every value is out of date (an input or parameter was written, or nodes changed).
     pub(super) fn mark_stale(&mut self) {
         for n in &mut self.nodes {
@@ -89,7 +103,7 @@ impl Graph {
 
     /// Computes every node's value, in node order, as one submission.
     pub fn forward(&mut self) -> Result<()> {
-        let p = self.forward_program(None)?;
+        let p = self.forward_run(None)?;
         self.exec.run(&[p])?;
         self.mark_current(None);
         Ok(())
@@ -113,7 +127,7 @@ impl Graph {
         Ok(if self.nodes[target].current {
             vec![]
         } else {
-            vec![self.forward_program(Some(target))?]
+            vec![self.forward_run(Some(target))?]
         })
     }
 
@@ -264,7 +278,7 @@ impl Graph {
 
     fn ensure_current(&mut self, i: usize) -> Result<()> {
         if !self.nodes[i].current {
-            let p = self.forward_program(Some(i))?;
+            let p = self.forward_run(Some(i))?;
             self.exec.run(&[p])?;
             self.mark_current(Some(i));
         }

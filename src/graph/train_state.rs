@@ -217,7 +217,7 @@ impl Graph {
         }
         // The fresh backward overwrites every parameter gradient (zeroing unreached ones), so
         // no separate zero_grad pass is needed.
-        let f = self.forward_program(Some(l))?;
+        let f = self.forward_run(Some(l))?;
         let b = self.backward_program(l, false, true)?;
         let o = self.optim_program()?;
         self.exec.run(&[f, b, o])?;

@@ -16,6 +16,7 @@ mod real;
 
 pub(crate) mod binary;
 pub(crate) mod conv;
+pub(crate) mod dropout;
 pub(crate) mod fused;
 pub(crate) mod gather;
 pub(crate) mod layout;
@@ -40,6 +41,7 @@ pub use unary::UnaryOp;
 // The kernel structs, for building kernel lists: `Kernel::MatMul(kn::MatMul { .. })`.
 pub(crate) use binary::{Binary, BinaryBackward};
 pub(crate) use conv::{Col2im, Im2col};
+pub(crate) use dropout::Dropout;
 pub(crate) use fused::{BiasActBackward, BiasActForward, MatMulBiasAct};
 pub(crate) use gather::{Gather, GatherBackward};
 pub(crate) use layout::{StridedCopy, View};
@@ -159,6 +161,8 @@ kernels! {
     Im2col(conv::Im2col),
     /// VJP of im2col: window gradients added back at their pixels
     Col2im(conv::Col2im),
+    /// x times a random keep mask, the mask saved
+    Dropout(dropout::Dropout),
 }
 
 /// Representative kernels of every family, for the pipeline-variant list.
@@ -177,6 +181,7 @@ fn examples() -> Vec<Kernel> {
         gather::examples(),
         mask::examples(),
         conv::examples(),
+        dropout::examples(),
     ]
     .concat()
 }
@@ -264,6 +269,11 @@ const FAMILIES: &[Family] = &[
         "conv",
         conv::ConvParams::wgsl,
         &[include_str!("../../shaders/conv.wgsl")],
+    ),
+    (
+        "dropout",
+        dropout::DropoutParams::wgsl,
+        &[include_str!("../../shaders/dropout.wgsl")],
     ),
 ];
 
@@ -382,6 +392,7 @@ pub fn params_layouts() -> Vec<(&'static str, ParamsLayout)> {
         of::<gather::GatherParams>(),
         of::<mask::MaskParams>(),
         of::<conv::ConvParams>(),
+        of::<dropout::DropoutParams>(),
     ]
     .concat()
 }

@@ -7,6 +7,7 @@
 
 mod binary;
 mod conv;
+mod dropout;
 mod index;
 mod layout;
 mod loss;
@@ -77,6 +78,15 @@ pub enum Op {
     },
     /// The sliding windows of an image as the rows of a matrix `[groups, n·oh·ow, cg·kh·kw]`.
     Im2col { x: usize, win: Window2d },
+    /// x times a random mask: each element zeroed with probability `p`, the rest scaled by
+    /// 1 / (1 − p). `state` is the graph's dropout state input (draw counter and seed);
+    /// `stream` tells this node's draws from other dropout nodes'.
+    Dropout {
+        x: usize,
+        state: usize,
+        p: f32,
+        stream: u32,
+    },
 }
 
 /// Largest rank a tensor may have.
@@ -132,6 +142,7 @@ impl Op {
             Op::Embedding { .. } => "embedding",
             Op::MaskedFill { .. } => "masked_fill",
             Op::Im2col { .. } => "im2col",
+            Op::Dropout { .. } => "dropout",
         }
     }
 
@@ -145,6 +156,7 @@ impl Op {
             Op::Mse { pred, target } => vec![pred, target],
             Op::Embedding { table, ids } => vec![table, ids],
             Op::MaskedFill { x, mask, .. } => vec![x, mask],
+            Op::Dropout { x, state, .. } => vec![x, state],
             Op::Unary { x, .. }
             | Op::Reduce { x, .. }
             | Op::Softmax { x }
@@ -163,7 +175,9 @@ impl Op {
     pub(crate) fn differentiable(&self) -> Vec<usize> {
         match self {
             Op::Input | Op::Parameter | Op::Detach { .. } => vec![],
-            Op::SoftmaxCrossEntropy { .. } | Op::Embedding { .. } | Op::MaskedFill { .. } => vec![0],
+            Op::SoftmaxCrossEntropy { .. } | Op::Embedding { .. } | Op::MaskedFill { .. } | Op::Dropout { .. } => {
+                vec![0]
+            }
             Op::MatMul { .. } | Op::Binary { .. } | Op::BiasAdd { .. } | Op::Mse { .. } => vec![0, 1],
             Op::Concat { xs, .. } => (0..xs.len()).collect(),
             _ => vec![0],
@@ -192,6 +206,7 @@ impl Op {
             Op::Embedding { .. } => index::embedding_shape(shapes[0], shapes[1]),
             Op::MaskedFill { .. } => index::masked_fill_shape(shapes[0], shapes[1]),
             Op::Im2col { ref win, .. } => conv::im2col_shape("im2col", shapes[0], win),
+            Op::Dropout { .. } => dropout::shape(shapes[0], shapes[1]),
         }
     }
 
@@ -200,6 +215,7 @@ impl Op {
         match self {
             Op::Reduce { op: ReduceOp::Max, .. } => vec![numel(out)],
             Op::SoftmaxCrossEntropy { .. } => vec![numel(shapes[0]), shapes[0][0]],
+            Op::Dropout { .. } => vec![numel(out)],
             _ => vec![],
         }
     }
@@ -225,6 +241,7 @@ impl Op {
             Op::Embedding { .. } => index::embedding_forward(args[0], args[1], out),
             Op::MaskedFill { value, invert, .. } => index::masked_fill_forward(args[0], args[1], value, invert, out),
             Op::Im2col { ref win, .. } => conv::im2col_forward(args[0], win, out),
+            Op::Dropout { p, stream, .. } => dropout::forward(args[0], args[1], p, stream, out, aux),
         }
     }
 
@@ -256,6 +273,7 @@ impl Op {
             Op::Embedding { .. } => index::embedding_vjp(args[0], args[1], g, targets),
             Op::MaskedFill { invert, .. } => index::masked_fill_vjp(args[0], args[1], invert, g, targets),
             Op::Im2col { ref win, .. } => conv::im2col_vjp(win, g, targets),
+            Op::Dropout { .. } => dropout::vjp(args[0], out, g, aux, targets),
         }
     }
 }
