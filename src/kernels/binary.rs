@@ -181,12 +181,15 @@ impl KernelDef for Binary {
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let Binary { op, a, b: bb, bc, .. } = *self;
         with_out!(b, self.out, |o, b| {
-            let sa = Bcast::strides(&bc.a_shape);
-            let sb = Bcast::strides(&bc.b_shape);
-            for (i, o) in o.iter_mut().enumerate().take(bc.numel()) {
-                let idx = unravel(i, &bc.out);
-                *o = op.value(b[a][dot4(&idx, &sa)], b[bb][dot4(&idx, &sb)]);
-            }
+            let (sa, sb) = (Bcast::strides(&bc.a_shape), Bcast::strides(&bc.b_shape));
+            let (av, bv) = (&b[a][..], &b[bb][..]);
+            // The op is chosen outside the loops, so each inner loop is straight-line code.
+            each_op!(op, OP => rows(&bc.out, &sa, &sb, |o0, a0, b0, n, a3, b3| {
+                let o = &mut o[o0..o0 + n];
+                for (j, o) in o.iter_mut().enumerate() {
+                    *o = OP.value(av[a0 + j * a3], bv[b0 + j * b3]);
+                }
+            }))
         })
     }
 }
@@ -238,22 +241,118 @@ impl KernelDef for BinaryBackward {
             ..
         } = *self;
         with_out!(b, self.out, |o, b| {
-            let sa = Bcast::strides(&bc.a_shape);
-            let sb = Bcast::strides(&bc.b_shape);
+            let (sa, sb) = (Bcast::strides(&bc.a_shape), Bcast::strides(&bc.b_shape));
             let target = if which == 0 { bc.a_shape } else { bc.b_shape };
             let st = Bcast::strides(&target);
-            let n: usize = target.iter().product();
-            // Sums over the broadcast axes in f64 (see `reduce`).
-            let mut sums = vec![0.0f64; n];
-            for (i, &gi) in b[g].iter().enumerate().take(bc.numel()) {
-                let idx = unravel(i, &bc.out);
-                let (av, bv) = (b[a][dot4(&idx, &sa)], b[bb][dot4(&idx, &sb)]);
-                sums[dot4(&idx, &st)] += (gi * op.partial(av, bv, which)).to_f64();
-            }
-            for (o, s) in o.iter_mut().zip(sums) {
-                put(o, T::from_f64(s), acc);
+            let (av, bv, gv) = (&b[a][..], &b[bb][..], &b[g][..]);
+            if st == Bcast::strides(&bc.out) {
+                // Nothing to sum: the target has the output's shape.
+                each_op!(op, OP => rows(&bc.out, &sa, &sb, |o0, a0, b0, m, a3, b3| {
+                    for j in 0..m {
+                        let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
+                        put(&mut o[o0 + j], d, acc);
+                    }
+                }));
+            } else {
+                Self::sum_broadcast(op, which, acc, &bc, av, bv, gv, o);
             }
         })
+    }
+}
+
+impl BinaryBackward {
+    /// d_a or d_b (+)= g·∂(a∘b) summed over the axes the target is broadcast along, in f64
+    /// (see `reduce`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn sum_broadcast<T: Real>(
+        op: BinaryOp,
+        which: u32,
+        acc: bool,
+        bc: &Bcast,
+        av: &[T],
+        bv: &[T],
+        gv: &[T],
+        o: &mut [T],
+    ) {
+        let (sa, sb) = (Bcast::strides(&bc.a_shape), Bcast::strides(&bc.b_shape));
+        let target = if which == 0 { bc.a_shape } else { bc.b_shape };
+        let st = Bcast::strides(&target);
+        let n: usize = target.iter().product();
+        let mut sums = vec![0.0f64; n];
+        let t3 = st[3];
+        each_op!(op, OP => rows(&bc.out, &sa, &sb, |o0, a0, b0, m, a3, b3| {
+            // The target's offset of this row: the output row's index through its strides.
+            let t0 = dot4(&unravel(o0, &bc.out), &st);
+            for j in 0..m {
+                let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
+                sums[t0 + j * t3] += d.to_f64();
+            }
+        }));
+        for (o, s) in o.iter_mut().zip(sums) {
+            put(o, T::from_f64(s), acc);
+        }
+    }
+}
+
+/// Runs `$body` with `$c` bound to `$op` as a constant, one match arm per op, so the op's
+/// formula is folded into the loops inside.
+macro_rules! each_op {
+    ($op:expr, $c:ident => $body:expr) => {
+        match $op {
+            BinaryOp::Add => {
+                const $c: BinaryOp = BinaryOp::Add;
+                $body
+            }
+            BinaryOp::Sub => {
+                const $c: BinaryOp = BinaryOp::Sub;
+                $body
+            }
+            BinaryOp::Mul => {
+                const $c: BinaryOp = BinaryOp::Mul;
+                $body
+            }
+            BinaryOp::Div => {
+                const $c: BinaryOp = BinaryOp::Div;
+                $body
+            }
+            BinaryOp::Gt => {
+                const $c: BinaryOp = BinaryOp::Gt;
+                $body
+            }
+            BinaryOp::Lt => {
+                const $c: BinaryOp = BinaryOp::Lt;
+                $body
+            }
+            BinaryOp::Eq => {
+                const $c: BinaryOp = BinaryOp::Eq;
+                $body
+            }
+        }
+    };
+}
+use each_op;
+
+/// Calls `row(out_offset, a_offset, b_offset, len, a_stride, b_stride)` for every row (the
+/// innermost axis) of the rank-4 index space `out`, with the operands read through their
+/// broadcast strides: the per-element index arithmetic of the GPU kernel, once per row.
+#[inline(always)]
+pub(crate) fn rows(
+    out: &[usize; 4],
+    sa: &[usize; 4],
+    sb: &[usize; 4],
+    mut row: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
+    let mut o0 = 0;
+    for i0 in 0..out[0] {
+        for i1 in 0..out[1] {
+            for i2 in 0..out[2] {
+                let a0 = i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+                let b0 = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+                row(o0, a0, b0, out[3], sa[3], sb[3]);
+                o0 += out[3];
+            }
+        }
     }
 }
 

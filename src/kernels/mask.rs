@@ -43,24 +43,20 @@ pub(crate) struct MaskFillBackward {
     pub acc: bool,
 }
 
-/// Whether the mask is set at each flat index of `shape`.
+/// Calls `f(i, set)` for every flat index i of `shape` with whether the mask is set there:
+/// the mask read through its strides, once per row of the innermost axis.
 #[inline(always)]
-fn set_at<'m, T: Real>(
-    mask: &'m [T],
+fn each_set<T: Real>(
+    mask: &[T],
     shape: &[usize; 4],
     strides: &[usize; 4],
     invert: bool,
-) -> impl Iterator<Item = bool> + 'm {
-    let (s, m) = (*shape, *strides);
-    (0..s.iter().product::<usize>()).map(move |i| {
-        let idx = [
-            i / (s[1] * s[2] * s[3]),
-            (i / (s[2] * s[3])) % s[1],
-            (i / s[3]) % s[2],
-            i % s[3],
-        ];
-        let mi: usize = idx.iter().zip(&m).map(|(a, b)| a * b).sum();
-        (mask[mi] != T::zero()) != invert
+    mut f: impl FnMut(usize, bool),
+) {
+    super::binary::rows(shape, strides, &[0; 4], |o0, m0, _, n, m3, _| {
+        for j in 0..n {
+            f(o0 + j, (mask[m0 + j * m3] != T::zero()) != invert);
+        }
     })
 }
 
@@ -86,10 +82,10 @@ impl KernelDef for MaskFill {
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let value = T::from_f64(self.value as f64);
         with_out!(b, self.out, |o, b| {
-            let set = set_at(&b[self.mask], &self.shape, &self.mask_strides, self.invert);
-            for ((o, &x), s) in o.iter_mut().zip(&b[self.x]).zip(set) {
-                *o = if s { value } else { x };
-            }
+            let x = &b[self.x];
+            each_set(&b[self.mask], &self.shape, &self.mask_strides, self.invert, |i, s| {
+                o[i] = if s { value } else { x[i] };
+            })
         })
     }
 }
@@ -109,10 +105,10 @@ impl KernelDef for MaskFillBackward {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         with_out!(b, self.out, |o, b| {
-            let set = set_at(&b[self.mask], &self.shape, &self.mask_strides, self.invert);
-            for ((o, &g), s) in o.iter_mut().zip(&b[self.g]).zip(set) {
-                put(o, if s { T::zero() } else { g }, self.acc);
-            }
+            let g = &b[self.g];
+            each_set(&b[self.mask], &self.shape, &self.mask_strides, self.invert, |i, s| {
+                put(&mut o[i], if s { T::zero() } else { g[i] }, self.acc);
+            })
         })
     }
 }

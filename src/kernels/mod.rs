@@ -558,6 +558,8 @@ pub fn pipeline_variants() -> Vec<PipelineVariant> {
 /// Runs a block with buffer `out` taken out of the CPU buffers (so that inputs can be borrowed
 /// alongside it): `with_out!(b, self.out, |o, b| …)`. A macro, not a function taking a closure,
 /// so the block is compiled inside the executor's AVX2 build like the rest of the kernel.
+/// The block must not `return` (nor use `?`): that would leave `out` taken, empty, and every
+/// later kernel reading it would see no data.
 macro_rules! with_out {
     ($bufs:expr, $id:expr, |$o:ident, $b:ident| $body:expr) => {{
         let (bufs, id) = ($bufs, $id);

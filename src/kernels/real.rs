@@ -80,8 +80,9 @@ impl Real for f32 {
     fn ln(self) -> Self {
         f32::ln(self)
     }
+    #[inline]
     fn tanh(self) -> Self {
-        f32::tanh(self)
+        tanh_f32(self)
     }
     fn erf(self) -> Self {
         libm::erff(self)
@@ -197,6 +198,25 @@ pub fn exp_f32(x: f32) -> f32 {
     }
 }
 
+/// tanh(x) in f32 within a few ulp, without branches or library calls so that loops over it
+/// (tanh, the GELU) vectorise; libm's `tanhf` is a call per element. Near 0 an odd Taylor
+/// polynomial (relative error below 1e-9 for |x| < 0.2); elsewhere 1 − 2/(e^{2|x|} + 1) through
+/// [`exp_f32`] (about 8 ulp at |x| = 0.2, fewer beyond), with the sign of x put back.
+#[inline]
+pub fn tanh_f32(x: f32) -> f32 {
+    let ax = x.abs();
+    let x2 = x * x;
+    let small = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))));
+    // e^{2|x|} overflows to +inf past |x| ≈ 44: 2/inf = 0 gives 1, as it should.
+    let large = 1.0 - 2.0 / (exp_f32(2.0 * ax) + 1.0);
+    let large = f32::from_bits(large.to_bits() | (x.to_bits() & 0x8000_0000));
+    if ax < 0.2 {
+        small
+    } else {
+        large
+    }
+}
+
 /// Writes `v` into `out`, or adds it when `acc` (gradient accumulation).
 #[inline(always)]
 pub(crate) fn put<T: Real>(out: &mut T, v: T, acc: bool) {
@@ -233,5 +253,31 @@ mod tests {
         assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp_f32(200.0), f32::INFINITY);
         assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn fast_tanh_is_within_ten_ulp() {
+        use super::tanh_f32;
+        let mut worst = 0.0f64;
+        let mut x = -20.0f32;
+        while x < 20.0 {
+            let want = (x as f64).tanh();
+            let got = tanh_f32(x) as f64;
+            let ulp = ((want as f32).abs() * f32::EPSILON).max(f32::MIN_POSITIVE) as f64;
+            worst = worst.max((got - want).abs() / ulp);
+            x += 0.000_937;
+        }
+        assert!(worst <= 10.0, "max error {worst} ulp");
+        for (x, want) in [
+            (0.0, 0.0),
+            (100.0, 1.0),
+            (-100.0, -1.0),
+            (f32::INFINITY, 1.0),
+            (f32::NEG_INFINITY, -1.0),
+        ] {
+            assert_eq!(tanh_f32(x), want, "tanh({x})");
+        }
+        assert!(tanh_f32(f32::NAN).is_nan());
+        assert_eq!(tanh_f32(-0.0).to_bits(), (-0.0f32).to_bits());
     }
 }

@@ -208,23 +208,42 @@ impl KernelDef for SoftmaxXentBackward {
     }
 }
 
+#[inline(always)]
 fn row_max<T: Real>(row: &[T]) -> T {
-    row.iter().copied().fold(row[0], |m, v| if v > m { v } else { m })
+    let mut m = row[0];
+    for &v in row {
+        m = if v > m { v } else { m };
+    }
+    m
 }
 
-/// Row-wise softmax, computed as exp(x − max) / Σ exp(x − max).
-#[inline]
+/// Row-wise softmax, computed as exp(x − max) / Σ exp(x − max). The exponentials, the sum (in
+/// eight partial sums) and the division are separate loops, so that each vectorises.
+#[inline(always)]
 fn softmax<T: Real>(x: &[T], out: &mut [T], rows: usize, cols: usize) {
     for r in 0..rows {
         let row = &x[r * cols..(r + 1) * cols];
+        let o = &mut out[r * cols..(r + 1) * cols];
         let m = row_max(row);
-        let mut s = T::zero();
-        for (o, &v) in out[r * cols..(r + 1) * cols].iter_mut().zip(row) {
-            *o = (v - m).exp();
-            s += *o;
+        for i in 0..cols {
+            o[i] = (row[i] - m).exp();
         }
-        for o in &mut out[r * cols..(r + 1) * cols] {
-            *o = *o / s;
+        let mut lanes = [T::zero(); 8];
+        let chunks = cols / 8;
+        for c in 0..chunks {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                *lane += o[c * 8 + l];
+            }
+        }
+        let mut s = T::zero();
+        for lane in lanes {
+            s += lane;
+        }
+        for &v in &o[chunks * 8..] {
+            s += v;
+        }
+        for v in o.iter_mut() {
+            *v = *v / s;
         }
     }
 }

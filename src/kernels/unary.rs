@@ -82,6 +82,41 @@ macro_rules! unary_ops {
                     $(UnaryOp::$v { .. } => $cdf,)*
                 }
             }
+
+            /// `dst[i] = f(src[i])`: one loop per op, the op chosen outside it, so each loop
+            /// is straight-line code the compiler can vectorise.
+            #[inline(always)]
+            #[allow(unused_variables)]
+            pub(crate) fn map_values<T: Real>(self, src: &[T], dst: &mut [T]) {
+                let $a = T::from_f64(self.alpha() as f64);
+                let n = src.len().min(dst.len());
+                let (src, dst) = (&src[..n], &mut dst[..n]);
+                match self {
+                    $(UnaryOp::$v { .. } => {
+                        for i in 0..n {
+                            let $x = src[i];
+                            dst[i] = $cf;
+                        }
+                    })*
+                }
+            }
+
+            /// `out[i] (+)= g[i]·f'(x[i])` (from x and the saved y = f(x)), one loop per op.
+            #[inline(always)]
+            #[allow(unused_variables)]
+            pub(crate) fn map_grads<T: Real>(self, xs: &[T], ys: &[T], g: &[T], out: &mut [T], acc: bool) {
+                let $a = T::from_f64(self.alpha() as f64);
+                let n = xs.len().min(ys.len()).min(g.len()).min(out.len());
+                let (xs, ys, g, out) = (&xs[..n], &ys[..n], &g[..n], &mut out[..n]);
+                match self {
+                    $(UnaryOp::$v { .. } => {
+                        for i in 0..n {
+                            let ($x, $y) = (xs[i], ys[i]);
+                            put(&mut out[i], g[i] * $cdf, acc);
+                        }
+                    })*
+                }
+            }
         }
 
         /// The WGSL functions `unary_f(op, x, a)` and `unary_df(op, x, y, a)`, one case per op.
@@ -288,9 +323,7 @@ impl KernelDef for UnaryBackward {
             op, x, y, g, len, acc, ..
         } = *self;
         with_out!(b, self.out, |o, b| {
-            for i in 0..len {
-                put(&mut o[i], b[g][i] * op.derivative(b[x][i], b[y][i]), acc);
-            }
+            op.map_grads(&b[x][..len], &b[y][..len], &b[g][..len], &mut o[..len], acc)
         })
     }
 }
@@ -298,28 +331,7 @@ impl KernelDef for UnaryBackward {
 /// `dst[i] = f(src[i])`, with the choice of f outside the loop so each loop vectorises.
 #[inline(always)]
 pub(crate) fn map<T: Real>(op: UnaryOp, src: &[T], dst: &mut [T]) {
-    // Plain indexed loops (bounds made equal up front): iterator adapters would be separate
-    // functions, compiled outside the AVX2 build of the executor.
-    let n = src.len().min(dst.len());
-    let (src, dst) = (&src[..n], &mut dst[..n]);
-    match op {
-        // The op as a constant in each arm: `value` folds to that one formula.
-        UnaryOp::Sigmoid => {
-            for i in 0..n {
-                dst[i] = UnaryOp::Sigmoid.value(src[i]);
-            }
-        }
-        UnaryOp::Exp => {
-            for i in 0..n {
-                dst[i] = src[i].exp();
-            }
-        }
-        _ => {
-            for i in 0..n {
-                dst[i] = op.value(src[i]);
-            }
-        }
-    }
+    op.map_values(src, dst)
 }
 
 /// Representative kernels: every op, forward and backward.
