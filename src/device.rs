@@ -34,6 +34,20 @@ impl Device {
         open_gpu(opts, None)
     }
 
+    /// Opens a GPU without blocking: the way to open one in a browser (WebGPU), where the
+    /// adapter and the device arrive through promises; natively the same as
+    /// [`Device::gpu_with`]. In a browser without WebGPU it fails with [`Error::NoAdapter`].
+    pub async fn gpu_async(opts: &GpuOptions) -> Result<Device> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            crate::backend::gpu::open_web(opts).await.map(Device::Gpu)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Self::gpu_with(opts)
+        }
+    }
+
     /// The CPU backend (f32).
     pub fn cpu() -> Device {
         Device::Cpu

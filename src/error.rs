@@ -115,6 +115,15 @@ pub enum Error {
     /// `WGPU_ADAPTER_NAME` when one of them selects nothing) and what to do instead.
     #[error("no GPU adapter: {0}")]
     NoAdapter(String),
+    /// The call would wait for the device, which a browser does not allow; `instead` names the
+    /// asynchronous call to use.
+    #[error("{what} would block, which a browser does not allow: use {instead}")]
+    WouldBlock {
+        /// The blocking call.
+        what: &'static str,
+        /// Its asynchronous counterpart.
+        instead: &'static str,
+    },
     /// The GPU device could not be created.
     #[error("could not create the GPU device: {0}")]
     DeviceCreation(String),

@@ -21,7 +21,7 @@
 //! ```
 
 use std::path::Path;
-use std::time::Instant;
+use web_time::Instant;
 
 use crate::data::{Dataset, Rng};
 use crate::device::Device;
@@ -345,21 +345,59 @@ impl Classifier {
     /// long evaluation needs at most two: whole chunks and the rest). No row is padded. Errors
     /// when `features.len()` is not a multiple of `n_features`.
     pub fn logits(&mut self, features: &[f32]) -> Result<Vec<f32>> {
-        let nf = self.n_features;
-        if !features.len().is_multiple_of(nf) {
-            return Err(Error::arg(
-                "Classifier::logits",
-                format!("{} feature values are not whole rows of {nf} features", features.len()),
-            ));
-        }
-        let rows = features.len() / nf;
-        let mut out = Vec::with_capacity(rows * self.n_classes);
-        for chunk in features.chunks(EVAL_ROWS * nf) {
-            let (x, logits) = self.branch(chunk.len() / nf)?;
+        let mut out = Vec::with_capacity(self.check_rows("Classifier::logits", features)? * self.n_classes);
+        for chunk in features.chunks(EVAL_ROWS * self.n_features) {
+            let (x, logits) = self.branch(chunk.len() / self.n_features)?;
             self.graph.write(x, chunk)?;
             out.extend(self.graph.value(logits)?);
         }
         Ok(out)
+    }
+
+    /// [`Classifier::logits`] without blocking: each chunk's logits are awaited, as a browser
+    /// requires.
+    pub async fn logits_async(&mut self, features: &[f32]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(self.check_rows("Classifier::logits_async", features)? * self.n_classes);
+        for chunk in features.chunks(EVAL_ROWS * self.n_features) {
+            let (x, logits) = self.branch(chunk.len() / self.n_features)?;
+            self.graph.write(x, chunk)?;
+            out.extend(self.graph.value_async(logits)?.await?);
+        }
+        Ok(out)
+    }
+
+    /// [`Classifier::accuracy`] without blocking.
+    pub async fn accuracy_async(&mut self, data: &Dataset) -> Result<f32> {
+        self.check_data("Classifier::accuracy_async", data)?;
+        if data.is_empty() {
+            return Err(Error::arg("Classifier::accuracy_async", "the data set is empty"));
+        }
+        let logits = self.logits_async(&data.features).await?;
+        let correct = logits
+            .chunks_exact(self.n_classes)
+            .map(argmax)
+            .zip(&data.labels)
+            .filter(|(p, l)| p == *l)
+            .count();
+        Ok(correct as f32 / data.len() as f32)
+    }
+
+    /// [`Classifier::loss`] without blocking.
+    pub async fn loss_async(&mut self) -> Result<f32> {
+        let v = self.graph.value_async(self.loss)?.await?;
+        Ok(v[0])
+    }
+
+    /// The number of rows in `features`, or an error when they are not whole rows.
+    fn check_rows(&self, op: &'static str, features: &[f32]) -> Result<usize> {
+        let nf = self.n_features;
+        if !features.len().is_multiple_of(nf) {
+            return Err(Error::arg(
+                op,
+                format!("{} feature values are not whole rows of {nf} features", features.len()),
+            ));
+        }
+        Ok(features.len() / nf)
     }
 
     /// The inference branch for `rows` rows (input, logits), built on first use.

@@ -108,3 +108,20 @@ fn a_read_dropped_after_its_graph_is_harmless() {
         assert_eq!(pollster::block_on(resolved_later).unwrap(), vec![3.0; 64]);
     }
 }
+
+#[test]
+fn the_classifier_async_reads_match_the_blocking_ones() {
+    use wgrad::train::{Classifier, ClassifierConfig};
+    for dev in common::devices() {
+        let (train, test) = wgrad::data::digits().unwrap().split(0.2, 3).unwrap();
+        let mut clf = Classifier::new(&dev, train.n_features, train.n_classes, &ClassifierConfig::default()).unwrap();
+        clf.train_epoch(&train, 0, 5, |_, _, _| {}).unwrap();
+        let loss = pollster::block_on(clf.loss_async()).unwrap();
+        assert_eq!(loss, clf.loss().unwrap(), "{}", dev.info());
+        let la = pollster::block_on(clf.logits_async(&test.features)).unwrap();
+        assert_eq!(la, clf.logits(&test.features).unwrap(), "{}", dev.info());
+        let acc = pollster::block_on(clf.accuracy_async(&test)).unwrap();
+        assert_eq!(acc, clf.accuracy(&test).unwrap(), "{}", dev.info());
+        assert!(pollster::block_on(clf.logits_async(&[0.0; 65])).is_err());
+    }
+}

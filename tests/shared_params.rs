@@ -159,3 +159,41 @@ fn a_classifier_evaluates_any_number_of_rows_without_padding() {
         assert!(acc > 0.8, "{}: accuracy {acc}", dev.info());
     }
 }
+
+#[test]
+fn adding_a_branch_does_not_rebuild_the_training_step() {
+    for dev in devices() {
+        let batch = 16;
+        let mut n = build(&dev, batch);
+        let mut rng = Rng::new(6);
+        n.g.write(n.x, &random(&mut rng, batch * 5, -1.0, 1.0)).unwrap();
+        n.g.write(n.y, &random(&mut rng, batch * 3, -0.5, 0.5)).unwrap();
+        n.g.train_step(n.loss).unwrap();
+        let before = n.g.counters();
+        // A third branch (3 rows) over the same parameters, built and read between steps.
+        let x3 = n.g.input("x3", &[3, 5]).unwrap();
+        let z = n.g.matmul(x3, n.w).unwrap();
+        let out3 = n.g.bias_add(z, n.b).unwrap();
+        n.g.write(x3, &random(&mut rng, 15, -1.0, 1.0)).unwrap();
+        n.g.value(out3).unwrap();
+        let with_branch = n.g.counters();
+        n.g.train_step(n.loss).unwrap();
+        let after = n.g.counters();
+        // The step compiled nothing and created no buffer (its programs were kept); only the
+        // new branch's own nodes and program were added.
+        assert_eq!(after.buffers_created, with_branch.buffers_created, "{}", dev.info());
+        assert_eq!(
+            after.bind_groups_created,
+            with_branch.bind_groups_created,
+            "{}",
+            dev.info()
+        );
+        assert_eq!(
+            after.pipelines_compiled,
+            with_branch.pipelines_compiled,
+            "{}",
+            dev.info()
+        );
+        assert!(with_branch.buffers_created > before.buffers_created);
+    }
+}

@@ -14,6 +14,7 @@ pub(crate) struct CpuExecutor<T: Real> {
     programs: Vec<Option<Vec<Kernel>>>,
     counters: Counters,
     /// The CPU has AVX2 and FMA: kernels run from a build of `exec_body` for them.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     wide: bool,
 }
 

@@ -263,6 +263,28 @@ impl Graph {
         self.invalidate();
     }
 
+    /// A node is being added. It is no input of any existing node, so the programs that run
+    /// what one node depends on (forward for a value, backward from a loss) stay as they are —
+    /// adding an inference branch does not rebuild the training step. Those over every node
+    /// (the whole forward pass, zeroing every gradient) are rebuilt lazily, and so are the
+    /// backward passes that zero the leaves they do not reach when the node is such a leaf.
+    fn node_added(&mut self, leaf_with_grad: bool) {
+        for p in [self.forward_progs.remove(&None), self.zero_prog.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.exec.discard(p);
+        }
+        if leaf_with_grad {
+            let fresh: Vec<_> = self.backward_progs.keys().filter(|k| k.2).copied().collect();
+            for k in fresh {
+                if let Some(p) = self.backward_progs.remove(&k) {
+                    self.exec.discard(p);
+                }
+            }
+        }
+    }
+
     fn invalidate(&mut self) {
         // New nodes change what forward and backward must run; programs are rebuilt lazily.
         self.mark_stale();
@@ -319,7 +341,7 @@ impl Graph {
         let value = bufs[0];
         let grad = (requires_grad && is_leaf).then(|| bufs[1]);
         let aux = bufs[1 + grad.is_some() as usize..].to_vec();
-        self.invalidate();
+        self.node_added(grad.is_some());
         self.nodes.push(Node {
             name,
             op,

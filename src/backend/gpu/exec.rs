@@ -88,7 +88,8 @@ impl GpuExecutor {
                 .staging
                 .iter()
                 .position(|s| fits(s) && lock(&s.state).holder == Holder::Abandoned);
-            if let Some(i) = abandoned {
+            // (Waiting for it is impossible in a browser: there a new buffer is made instead.)
+            if let Some(i) = abandoned.filter(|_| !cfg!(target_arch = "wasm32")) {
                 let submission = lock(&self.staging[i].state).submission.clone();
                 let wait = match submission {
                     Some(index) => wgpu::PollType::Wait {
@@ -104,8 +105,8 @@ impl GpuExecutor {
                 self.dev.check_alive()?;
                 // Another thread polling the same device may be running the callback a moment
                 // after our wait returns: give it that moment.
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-                while !self.staging[i].reclaim() && std::time::Instant::now() < deadline {
+                let deadline = web_time::Instant::now() + std::time::Duration::from_secs(1);
+                while !self.staging[i].reclaim() && web_time::Instant::now() < deadline {
                     std::thread::sleep(std::time::Duration::from_micros(100));
                     let _ = self.dev.device.poll(wgpu::PollType::Poll);
                 }
@@ -145,6 +146,7 @@ impl GpuExecutor {
                         holder: Holder::Free,
                         mapped: None,
                         submission: None,
+                        waker: None,
                     })),
                 });
                 self.staging.len() - 1
@@ -156,6 +158,7 @@ impl GpuExecutor {
             st.holder = Holder::Reader;
             st.mapped = None;
             st.submission = None;
+            st.waker = None;
         }
         Ok(s)
     }
@@ -185,7 +188,14 @@ impl GpuExecutor {
         self.counters.submissions += 1;
         let state = staging.state.clone();
         staging.buffer.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
-            lock(&state).mapped = Some(r.map_err(|e| e.to_string()));
+            let waker = {
+                let mut st = lock(&state);
+                st.mapped = Some(r.map_err(|e| e.to_string()));
+                st.waker.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
         });
         Ok((staging, bytes))
     }
@@ -301,6 +311,12 @@ impl Executor for GpuExecutor {
     }
 
     fn read_f32(&mut self, buf: BufId) -> Result<Vec<f32>> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(Error::WouldBlock {
+                what: "reading a value or gradient",
+                instead: "Graph::value_async / grad_async",
+            });
+        }
         let (staging, bytes) = self.submit_copy(buf)?;
         // Another thread polling the same device may be the one that runs our callback, a
         // moment after our own poll returns: wait for the callback itself, not just the poll.
@@ -317,7 +333,7 @@ impl Executor for GpuExecutor {
             }
             e
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let deadline = web_time::Instant::now() + std::time::Duration::from_secs(300);
         let outcome = loop {
             self.dev
                 .device
@@ -331,7 +347,7 @@ impl Executor for GpuExecutor {
             if let Some(r) = lock(&staging.state).mapped.take() {
                 break r;
             }
-            if std::time::Instant::now() >= deadline {
+            if web_time::Instant::now() >= deadline {
                 return Err(abandon(Error::Gpu {
                     during: "readback",
                     detail: "buffer mapping did not complete".into(),
@@ -447,7 +463,7 @@ impl Executor for GpuExecutor {
                 vec![&fresh[..]]
             };
             for group in groups {
-                let t = std::time::Instant::now();
+                let t = web_time::Instant::now();
                 submit(&dev, "compiling kernels", group.iter().map(|(s, _)| *s), true)?;
                 dev.device
                     .poll(wgpu::PollType::wait_indefinitely())
@@ -505,6 +521,10 @@ impl Executor for GpuExecutor {
     }
 
     fn wait(&mut self) -> Result<()> {
+        if cfg!(target_arch = "wasm32") {
+            // A browser runs the queue on its own; awaiting a read is the way to wait there.
+            return self.dev.check_alive();
+        }
         self.dev
             .device
             .poll(wgpu::PollType::wait_indefinitely())

@@ -72,6 +72,23 @@ impl std::fmt::Display for DeviceInfo {
     }
 }
 
+/// Opens the browser's WebGPU adapter (the high-performance one) and a device on it.
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn open_web(opts: &GpuOptions) -> Result<Arc<GpuDevice>> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::BROWSER_WEBGPU,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter(format!("this browser offers no WebGPU adapter ({e})")))?;
+    GpuDevice::open_on_async(adapter, opts).await
+}
+
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let ty = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -179,6 +196,12 @@ impl GpuDevice {
     /// Creates the device on a given adapter with `opts`' limits, matmul kernel and tiles (its
     /// backend and adapter-name fields are not used).
     pub fn open_on(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Arc<GpuDevice>> {
+        pollster::block_on(Self::open_on_async(adapter, opts))
+    }
+
+    /// [`GpuDevice::open_on`] without blocking: what a browser needs, where the device arrives
+    /// through a promise.
+    pub async fn open_on_async(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Arc<GpuDevice>> {
         let (limits, matmul) = (opts.limits.clone(), opts.matmul);
         let ai = adapter.get_info();
         let required_limits = limits.unwrap_or_else(|| adapter.limits());
@@ -201,19 +224,21 @@ impl GpuDevice {
                 ai.subgroup_max_size
             )));
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgrad"),
-            required_features: if subgroups {
-                wgpu::Features::SUBGROUP
-            } else {
-                wgpu::Features::empty()
-            },
-            required_limits,
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::DeviceCreation(format!("{} ({:?}): {e}", ai.name, ai.backend)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgrad"),
+                required_features: if subgroups {
+                    wgpu::Features::SUBGROUP
+                } else {
+                    wgpu::Features::empty()
+                },
+                required_limits,
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::DeviceCreation(format!("{} ({:?}): {e}", ai.name, ai.backend)))?;
         let lost = Arc::new(Mutex::new(None));
         let l2 = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
@@ -341,9 +366,14 @@ impl GpuDevice {
                 }
             }
         }
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(todo.len());
+        // No threads in the browser: pipelines are created one after the other there.
+        let threads = if cfg!(target_arch = "wasm32") {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(todo.len())
+        };
         if threads <= 1 {
             for l in &todo {
                 self.pipeline(l)?;
@@ -383,18 +413,36 @@ impl GpuDevice {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let r = f();
-        let ve = pollster::block_on(val.pop());
-        let oe = pollster::block_on(oom.pop());
-        if let Some(e) = oe {
-            return Err(Error::OutOfMemory {
-                during,
-                detail: e.to_string(),
-            });
+        let (ve, oe) = (val.pop(), oom.pop());
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let (ve, oe) = (pollster::block_on(ve), pollster::block_on(oe));
+            if let Some(e) = oe {
+                return Err(Error::OutOfMemory {
+                    during,
+                    detail: e.to_string(),
+                });
+            }
+            if let Some(e) = ve {
+                return Err(Error::Gpu {
+                    during,
+                    detail: e.to_string(),
+                });
+            }
         }
-        if let Some(e) = ve {
-            return Err(Error::Gpu {
-                during,
-                detail: e.to_string(),
+        // A browser cannot wait for the scopes: their errors arrive later and are reported by
+        // the next call, as uncaptured errors are.
+        #[cfg(target_arch = "wasm32")]
+        {
+            let slot = self.uncaptured.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let (ve, oe) = (ve.await, oe.await);
+                if let Some(e) = oe.or(ve) {
+                    let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+                    if s.is_none() {
+                        *s = Some(format!("{during}: {e}"));
+                    }
+                }
             });
         }
         if let Some(e) = self.uncaptured.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -469,7 +517,7 @@ impl GpuDevice {
             return Ok((p.clone(), bgl));
         }
         let module = self.module(l.shader)?;
-        let started = std::time::Instant::now();
+        let started = web_time::Instant::now();
         let p = self.scoped("pipeline creation", || {
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&name),

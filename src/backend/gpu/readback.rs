@@ -24,6 +24,9 @@ pub(super) struct StagingState {
     pub mapped: Option<std::result::Result<(), String>>,
     /// The submission that copies into the buffer, to wait for when taking it back.
     pub submission: Option<wgpu::SubmissionIndex>,
+    /// The task awaiting the mapping: the map callback wakes it (in a browser nothing else
+    /// would: the callback comes from the event loop, not from polling).
+    pub waker: Option<std::task::Waker>,
 }
 
 pub(super) type SharedState = Arc<Mutex<StagingState>>;
@@ -120,8 +123,13 @@ impl PendingRead {
                 detail: e,
             }),
             None => {
+                st.waker = Some(cx.waker().clone());
                 drop(st);
-                cx.waker().wake_by_ref();
+                // Natively the callback only comes from polling the device: ask to be polled
+                // again. A browser delivers it by itself and the callback wakes the task.
+                if !cfg!(target_arch = "wasm32") {
+                    cx.waker().wake_by_ref();
+                }
                 return std::task::Poll::Pending;
             }
         };
