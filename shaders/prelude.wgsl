@@ -8,9 +8,13 @@ fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid;
 }
 
-// A quiet NaN: what an op code without a formula computes (check_finite reports it).
+// A quiet NaN: what an op code without a formula computes (check_finite reports it). Read from
+// a variable: a constant expression that evaluates to NaN is a shader-creation error in WGSL
+// (browsers' compilers enforce it).
+var<private> nan_bits: u32 = 0x7fc00000u;
+
 fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    return bitcast<f32>(nan_bits);
 }
 
 // The error function (WGSL has none): Abramowitz and Stegun 7.1.26, absolute error ≤ 1.5e-7.

@@ -193,7 +193,7 @@ impl Graph {
         // readback of the label vector), so forward and backward never see an index past the
         // classes. Later writes are checked as they happen.
         if let Some(c) = classes {
-            let written = self.exec.read(self.nodes[y].value)?;
+            let written = self.written_values(y)?;
             check_labels(
                 "softmax_cross_entropy",
                 &self.nodes[y].name,
@@ -230,7 +230,7 @@ impl Graph {
         };
         // Ids written before now were not checked against this table: check them (one readback).
         let bound = self.nodes[y].label_classes.map_or(vocab, |c| c.min(vocab));
-        let written = self.exec.read(self.nodes[y].value)?;
+        let written = self.written_values(y)?;
         if self.nodes[y].label_ignore.is_some() {
             return Err(Error::arg(
                 "embedding",
@@ -380,6 +380,7 @@ impl Graph {
             check_labels("write", &self.nodes[i].name, data.iter().map(|&v| v as f64), c, ignore)?;
         }
         self.exec.write_f32(self.nodes[i].value, data)?;
+        self.nodes[i].written = true;
         self.mark_stale();
         Ok(())
     }
@@ -393,8 +394,20 @@ impl Graph {
             check_labels("write", &self.nodes[i].name, data.iter().copied(), c, ignore)?;
         }
         self.exec.write(self.nodes[i].value, data)?;
+        self.nodes[i].written = true;
         self.mark_stale();
         Ok(())
+    }
+
+    /// The values written into input `y` (read back), or none when nothing was written (its
+    /// zeros are valid labels): a graph built in a browser, where a read cannot block, reads
+    /// nothing as long as labels are written after the loss is built.
+    pub(super) fn written_values(&mut self, y: usize) -> Result<Vec<f64>> {
+        if self.nodes[y].written {
+            self.exec.read(self.nodes[y].value)
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     /// Writes class indices into a labels input of [`Graph::softmax_cross_entropy`].

@@ -147,7 +147,7 @@ impl Graph {
                 ),
             ));
         }
-        let written = self.exec.read(self.nodes[y].value)?;
+        let written = self.written_values(y)?;
         super::build::check_labels(
             OP,
             &self.nodes[y].name,

@@ -81,6 +81,9 @@ pub(crate) struct Node {
     pub label_ignore: Option<u32>,
     /// The value was computed after the last write to any input or parameter.
     pub current: bool,
+    /// Data was written into this input or parameter by the user (else it holds its zeros or
+    /// its initial values).
+    pub written: bool,
 }
 
 impl Node {
@@ -354,6 +357,7 @@ impl Graph {
             label_classes: None,
             label_ignore: None,
             current: false,
+            written: false,
         });
         Ok(NodeId {
             idx: self.nodes.len() - 1,

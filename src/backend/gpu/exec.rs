@@ -454,7 +454,9 @@ impl Executor for GpuExecutor {
             .zip(&steps)
             .filter_map(|(l, s)| new.take(&super::pipeline_name(l)).map(|name| (s, name)))
             .collect();
-        if !fresh.is_empty() {
+        // (Not in a browser: its compilers compile at pipeline creation, and it warns of empty
+        // dispatches.)
+        if !fresh.is_empty() && !cfg!(target_arch = "wasm32") {
             // Timed one by one when the device records compile times, else all in one submission.
             let timed = dev.timing_first_dispatch();
             let groups: Vec<&[(&Prepared, String)]> = if timed {
