@@ -125,3 +125,21 @@ fn the_classifier_async_reads_match_the_blocking_ones() {
         assert!(pollster::block_on(clf.logits_async(&[0.0; 65])).is_err());
     }
 }
+
+#[test]
+fn a_training_step_resolves_to_its_loss() {
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let w = g.parameter("w", &[4], &[1.0, -2.0, 0.5, 3.0]).unwrap();
+        let s = g.square(w).unwrap();
+        let l = g.sum(s).unwrap();
+        g.set_optimizer(wgrad::Sgd::new(0.1)).unwrap();
+        // Σ w² = 14.25 before the first update; each step scales w by 0.8 (w − 0.1·2w).
+        let mut want = 14.25f32;
+        for _ in 0..3 {
+            let got = pollster::block_on(g.train_step_async(l).unwrap()).unwrap();
+            assert!((got[0] - want).abs() < 1e-5, "{}: {} vs {want}", dev.info(), got[0]);
+            want *= 0.64;
+        }
+    }
+}

@@ -208,6 +208,14 @@ impl Graph {
         Ok(())
     }
 
+    /// [`Graph::train_step`], then an asynchronous read of the step's loss: the way to train in
+    /// a browser, where the loss cannot be read by blocking. The step is submitted before this
+    /// returns; await the future for its loss (all of `loss`'s elements).
+    pub fn train_step_async(&mut self, loss: NodeId) -> Result<crate::backend::ReadFuture> {
+        self.train_step(loss)?;
+        self.value_async(loss)
+    }
+
     /// One training step as ONE submission: zero the gradients, forward, backward from `loss`,
     /// optimizer update. Values read afterwards are those of this step's forward pass.
     pub fn train_step(&mut self, loss: NodeId) -> Result<()> {
