@@ -394,3 +394,64 @@ fn the_conv2d_layer_has_pytorch_names_layout_and_initialisation() {
     );
     assert_eq!(g.len(), len, "a refused layer adds no node");
 }
+
+#[test]
+fn conv_layers_save_and_load_in_pytorch_layout() {
+    use wgrad::io::{Layout, NamedTensor};
+    use wgrad::nn::{Conv2d, Init, Linear};
+    let build = |seed: u64| {
+        let mut g = Graph::new(&Device::cpu());
+        let mut rng = Rng::new(seed);
+        let c = Conv2d::new(&mut g, "conv", 2, 4, [3, 3], Conv2dOptions::default(), &mut rng).unwrap();
+        let l = Linear::new(&mut g, "fc", 4, 3, Init::Xavier, &mut rng).unwrap();
+        (g, c, l)
+    };
+    let (mut a, ca, la) = build(1);
+    let dir = std::env::temp_dir().join(format!("wgrad-conv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cnn.safetensors");
+    a.save_parameters(&path).unwrap();
+    let (mut b, cb, lb) = build(2);
+    assert_ne!(a.value(ca.weight).unwrap(), b.value(cb.weight).unwrap());
+    b.load_parameters(&path).unwrap();
+    for (x, y) in [
+        (ca.weight, cb.weight),
+        (ca.bias, cb.bias),
+        (la.weight, lb.weight),
+        (la.bias, lb.bias),
+    ] {
+        assert_eq!(a.value(x).unwrap(), b.value(y).unwrap());
+    }
+    // A PyTorch state dict: the conv weight [out, in, kh, kw] as it is, the linear weight
+    // transposed (out × in).
+    let w = a.value(ca.weight).unwrap();
+    let fc = a.value(la.weight).unwrap();
+    let fc_t: Vec<f32> = (0..3 * 4).map(|i| fc[(i % 4) * 3 + i / 4]).collect();
+    let torch = vec![
+        NamedTensor {
+            name: "conv.weight".into(),
+            shape: vec![4, 2, 3, 3],
+            data: w.clone(),
+        },
+        NamedTensor {
+            name: "conv.bias".into(),
+            shape: vec![4],
+            data: a.value(ca.bias).unwrap(),
+        },
+        NamedTensor {
+            name: "fc.weight".into(),
+            shape: vec![3, 4],
+            data: fc_t,
+        },
+        NamedTensor {
+            name: "fc.bias".into(),
+            shape: vec![3],
+            data: a.value(la.bias).unwrap(),
+        },
+    ];
+    let (mut c, cc, lc) = build(3);
+    c.load_parameter_tensors_as(&torch, Layout::Torch).unwrap();
+    assert_eq!(c.value(cc.weight).unwrap(), w);
+    assert_eq!(c.value(lc.weight).unwrap(), fc);
+    std::fs::remove_dir_all(&dir).ok();
+}
