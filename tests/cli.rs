@@ -581,3 +581,79 @@ fn the_self_checking_examples_refuse_unknown_flags() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// MNIST-format IDX files of `n` 28×28 images whose class (0–9) is where a bright 6×6 square
+/// sits, over faint noise: easy to learn, so a short run must learn it.
+fn write_blocks_idx(dir: &Path, prefix: &str, n: usize, seed: u64) {
+    let mut rng = wgrad::data::Rng::new(seed);
+    let mut images = vec![0u8; n * 28 * 28];
+    let mut labels = vec![0u8; n];
+    for i in 0..n {
+        let c = rng.below(10);
+        labels[i] = c as u8;
+        let (r0, c0) = ((c / 5) * 12 + 4 + rng.below(3), (c % 5) * 5 + 1 + rng.below(2));
+        for p in 0..28 * 28 {
+            let (r, col) = (p / 28, p % 28);
+            let inside = (r0..r0 + 6).contains(&r) && (c0..c0 + 6).contains(&col);
+            images[i * 784 + p] = if inside {
+                200 + rng.below(56) as u8
+            } else {
+                rng.below(40) as u8
+            };
+        }
+    }
+    wgrad::data::write_idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), &[n, 28, 28], &images).unwrap();
+    wgrad::data::write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n], &labels).unwrap();
+}
+
+#[test]
+fn train_cnn_trains_on_idx_files_and_checks_its_flags() {
+    let Some(bin) = example("train_cnn") else { return };
+    let dir = scratch("cnn");
+    write_blocks_idx(&dir, "train", 400, 1);
+    write_blocks_idx(&dir, "t10k", 150, 2);
+    let data = dir.to_str().unwrap();
+    let json = dir.join("cnn.json");
+    let args = [
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--epochs",
+        "8",
+        "--channels",
+        "8,16",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let (o, _) = run(&bin, &args, &[], &dir);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("400 training and 150 test images of 28×28"), "{out}");
+    let summary = std::fs::read_to_string(&json).unwrap();
+    let acc: f64 = summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"test_accuracy\": "))
+        .and_then(|v| v.trim_end_matches(',').parse().ok())
+        .expect("the summary holds the test accuracy");
+    assert!(acc >= 0.9, "test accuracy {acc} on squares anyone could tell apart");
+    // Bad flags are usage errors (exit 2), bad data a run error (exit 1), before any training.
+    for bad in [
+        &["--channels", "4,0"][..],
+        &["--epochs", "0"],
+        &["--lr", "x"],
+        &["--bogus", "1"],
+    ] {
+        let (o, _) = run(&bin, bad, &[], &dir);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+    }
+    let (o, _) = run(
+        &bin,
+        &["--device", "cpu", "--data", dir.join("missing").to_str().unwrap()],
+        &[],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("error"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
