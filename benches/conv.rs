@@ -7,20 +7,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wgrad::data::Rng;
-use wgrad::{Conv2dOptions, Device, Graph, Pool2dOptions};
+use wgrad::{Conv2dOptions, Graph, Pool2dOptions};
 
-fn devices() -> Vec<(&'static str, Device)> {
-    let mut v = Vec::new();
-    match Device::gpu() {
-        Ok(d) => {
-            eprintln!("GPU: {}", d.info());
-            v.push(("gpu", d));
-        }
-        Err(e) => eprintln!("no GPU adapter ({e}); benchmarking the CPU backend only"),
-    }
-    v.push(("cpu", Device::cpu()));
-    v
-}
+mod common;
+use common::devices;
 
 fn lenet(c: &mut Criterion) {
     let mut group = c.benchmark_group("lenet_conv_b64");

@@ -5,20 +5,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wgrad::nn::{Activation, Mlp};
-use wgrad::{Device, Graph, Sgd};
+use wgrad::{Graph, Sgd};
 
-fn devices() -> Vec<(&'static str, Device)> {
-    let mut v = Vec::new();
-    match Device::gpu() {
-        Ok(d) => {
-            eprintln!("GPU: {}", d.info());
-            v.push(("gpu", d));
-        }
-        Err(e) => eprintln!("no GPU adapter ({e}); benchmarking the CPU backend only"),
-    }
-    v.push(("cpu", Device::cpu()));
-    v
-}
+mod common;
+use common::devices;
 
 fn matmul(c: &mut Criterion) {
     let devs = devices();

@@ -101,36 +101,19 @@ fn parse_args() -> Result<Option<Args>, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return;
-        }
-        Err(msg) => common::usage_error("train_cnn", &msg, USAGE),
-    };
-    for (flag, path) in [("--json", &args.json), ("--plot", &args.plot), ("--graph", &args.graph)] {
-        if let Some(p) = path {
-            if let Err(msg) = common::check_output(flag, p, common::MissingFolder::Create) {
-                common::usage_error("train_cnn", &msg, USAGE);
-            }
-        }
-    }
-    match run(&args) {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
-}
-
-fn fail(op: &'static str, reason: impl Into<String>) -> wgrad::Error {
-    wgrad::Error::InvalidArgument {
-        op,
-        reason: reason.into(),
-    }
+    common::train_main(
+        "train_cnn",
+        USAGE,
+        parse_args,
+        |a: &Args| {
+            vec![
+                ("--json", a.json.clone()),
+                ("--plot", a.plot.clone()),
+                ("--graph", a.graph.clone()),
+            ]
+        },
+        run,
+    );
 }
 
 /// The network's layers; its parameters live in the graph, shared by every branch.
@@ -146,7 +129,7 @@ impl Cnn {
         let mut convs = Vec::new();
         for (i, &out) in channels.iter().enumerate() {
             if s < 2 {
-                return Err(fail(
+                return Err(common::fail(
                     "train_cnn",
                     format!(
                         "{side}×{side} images are too small for {} pooling stages",
@@ -197,13 +180,13 @@ fn run(a: &Args) -> wgrad::Result<bool> {
     };
     let side = (train.n_features as f64).sqrt().round() as usize;
     if side * side != train.n_features {
-        return Err(fail(
+        return Err(common::fail(
             "train_cnn",
             format!("{} features per sample are not a square image", train.n_features),
         ));
     }
     if train.len() < a.batch {
-        return Err(fail(
+        return Err(common::fail(
             "train_cnn",
             format!("--batch {} exceeds the {} training samples", a.batch, train.len()),
         ));
@@ -337,7 +320,7 @@ fn run(a: &Args) -> wgrad::Result<bool> {
             "accuracy_curve": curve_acc,
             "loss_curve": curve_loss,
         });
-        std::fs::write(path, format!("{summary:#}\n")).map_err(|e| fail("--json", e.to_string()))?;
+        std::fs::write(path, format!("{summary:#}\n")).map_err(|e| common::fail("--json", e.to_string()))?;
         println!("summary written to {}", path.display());
     }
     if let Some(path) = &a.plot {
@@ -351,7 +334,7 @@ fn run(a: &Args) -> wgrad::Result<bool> {
                 plot::Panel::new("Accuracy", "test accuracy (%)", &acc_lines),
             ],
         )
-        .map_err(|e| fail("--plot", e))?;
+        .map_err(|e| common::fail("--plot", e))?;
         println!("plot written to {}", path.display());
     }
     if !finite {

@@ -106,36 +106,13 @@ fn parse_args() -> Result<Option<Args>, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return;
-        }
-        Err(msg) => common::usage_error("train_gpt", &msg, USAGE),
-    };
-    for (flag, path) in [("--json", &args.json), ("--plot", &args.plot)] {
-        if let Some(p) = path {
-            if let Err(msg) = common::check_output(flag, p, common::MissingFolder::Create) {
-                common::usage_error("train_gpt", &msg, USAGE);
-            }
-        }
-    }
-    match run(&args) {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
-}
-
-fn fail(op: &'static str, reason: impl Into<String>) -> wgrad::Error {
-    wgrad::Error::InvalidArgument {
-        op,
-        reason: reason.into(),
-    }
+    common::train_main(
+        "train_gpt",
+        USAGE,
+        parse_args,
+        |a: &Args| vec![("--json", a.json.clone()), ("--plot", a.plot.clone())],
+        run,
+    );
 }
 
 /// The network: the training branch (a batch of windows, their targets and the loss) and a
@@ -234,7 +211,7 @@ fn run(a: &Args) -> wgrad::Result<bool> {
     let (train, val) = (&data[..split], &data[split..]);
     let t = a.context;
     if val.len() <= t + 1 {
-        return Err(fail(
+        return Err(common::fail(
             "train_gpt",
             format!("--context {t} is longer than the validation text"),
         ));
@@ -344,7 +321,7 @@ fn run(a: &Args) -> wgrad::Result<bool> {
             "validation_curve": curve_val,
             "train_curve": curve_train,
         });
-        std::fs::write(path, format!("{summary:#}\n")).map_err(|e| fail("--json", e.to_string()))?;
+        std::fs::write(path, format!("{summary:#}\n")).map_err(|e| common::fail("--json", e.to_string()))?;
         println!("summary written to {}", path.display());
     }
     if let Some(path) = &a.plot {
@@ -366,7 +343,7 @@ fn run(a: &Args) -> wgrad::Result<bool> {
                 plot::Panel::new("Throughput", "k chars/s", &speed),
             ],
         )
-        .map_err(|e| fail("--plot", e))?;
+        .map_err(|e| common::fail("--plot", e))?;
         println!("plot written to {}", path.display());
     }
     if !finite {

@@ -292,3 +292,49 @@ pub fn run_checked(body: impl FnOnce() -> wgrad::Result<bool>, what: &str) {
         }
     }
 }
+
+/// An error of a tool's own checks, as the library reports an invalid argument of `op`.
+#[allow(dead_code)]
+pub fn fail(op: &'static str, reason: impl Into<String>) -> wgrad::Error {
+    wgrad::Error::InvalidArgument {
+        op,
+        reason: reason.into(),
+    }
+}
+
+/// The training tools' `main`: parses the flags (`--help` prints `usage`; a bad flag exits 2),
+/// checks the output paths the parsed flags name (a missing folder is created; an unwritable
+/// path exits 2 before any work), runs the job and exits 1 when it fails its own check
+/// (`Ok(false)`) or returns an error.
+#[allow(dead_code)]
+pub fn train_main<A>(
+    name: &str,
+    usage: &str,
+    parse: impl FnOnce() -> Result<Option<A>, String>,
+    outputs: impl Fn(&A) -> Vec<(&'static str, Option<PathBuf>)>,
+    run: impl FnOnce(&A) -> wgrad::Result<bool>,
+) {
+    let args = match parse() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{usage}");
+            return;
+        }
+        Err(msg) => usage_error(name, &msg, usage),
+    };
+    for (flag, path) in outputs(&args) {
+        if let Some(p) = path {
+            if let Err(msg) = check_output(flag, &p, MissingFolder::Create) {
+                usage_error(name, &msg, usage);
+            }
+        }
+    }
+    match run(&args) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
