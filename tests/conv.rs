@@ -455,3 +455,48 @@ fn conv_layers_save_and_load_in_pytorch_layout() {
     assert_eq!(c.value(lc.weight).unwrap(), fc);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn window_matrices_past_a_limit_are_refused_and_leave_the_graph_as_it_was() {
+    // CPU: a host-memory bound of 64 MiB against a 9×9 window over 512×512 (85 MB of windows).
+    let mut g = Graph::new(&Device::cpu());
+    g.set_host_memory_limit(Some(64 << 20));
+    let x = g.input("x", &[1, 1, 512, 512]).unwrap();
+    let w = g.parameter("w", &[1, 1, 9, 9], &[0.01; 81]).unwrap();
+    let (len, before) = (g.len(), g.counters());
+    let e = g.conv2d(x, w, None, Conv2dOptions::default().padding(4)).unwrap_err();
+    assert!(
+        matches!(e, wgrad::Error::LimitExceeded { .. }) && e.to_string().contains("im2col"),
+        "{e}"
+    );
+    let e = g.max_pool2d(x, Pool2dOptions::new(9).stride(1).padding(4)).unwrap_err();
+    assert!(matches!(e, wgrad::Error::LimitExceeded { .. }), "{e}");
+    assert_eq!(g.len(), len, "a refused convolution adds no node");
+    assert_eq!(g.counters().live_bytes, before.live_bytes, "nor keeps any buffer");
+    // A 3×3 window fits, and runs.
+    let y = g.conv2d(x, w, None, Conv2dOptions::default().stride(3)).unwrap();
+    g.write(x, &vec![1.0; 512 * 512]).unwrap();
+    assert!((g.value(y).unwrap()[0] - 0.81).abs() < 1e-5);
+
+    // GPU under WebGPU's downlevel limits (128 MiB per storage binding): 2048 × 2048 with a
+    // 3×3 window is 151 MB of windows.
+    let Some(_) = gpu() else { return };
+    let opts = wgrad::GpuOptions {
+        limits: Some(wgrad::wgpu::Limits::downlevel_defaults()),
+        ..Default::default()
+    };
+    let dev = Device::gpu_with(&opts).unwrap();
+    let mut g = Graph::new(&dev);
+    let x = g.input("x", &[1, 1, 2048, 2048]).unwrap();
+    let w = g.parameter("w", &[1, 1, 3, 3], &[0.1; 9]).unwrap();
+    let len = g.len();
+    let e = g.conv2d(x, w, None, Conv2dOptions::default().padding(1)).unwrap_err();
+    assert!(
+        matches!(e, wgrad::Error::LimitExceeded { .. }) && e.to_string().contains("im2col"),
+        "{e}"
+    );
+    assert_eq!(g.len(), len);
+    let y = g.conv2d(x, w, None, Conv2dOptions::default().stride(2)).unwrap();
+    g.write(x, &vec![1.0; 2048 * 2048]).unwrap();
+    assert!((g.value(y).unwrap()[0] - 0.9).abs() < 1e-5);
+}

@@ -124,8 +124,19 @@ impl Graph {
     /// 2-D convolution (PyTorch's `conv2d`, a cross-correlation): `x` is `[n, c, h, w]`,
     /// `weight` `[oc, c / groups, kh, kw]`, `bias` (optional) `[oc]`; the result is
     /// `[n, oc, oh, ow]`. It runs as im2col, one matrix product per group on the matmul kernels,
-    /// and a permute to NCHW.
+    /// and a permute to NCHW. A refused convolution (a bad shape, or a window matrix or result
+    /// past a device or host limit) leaves the graph as it was.
     pub fn conv2d(&mut self, x: NodeId, weight: NodeId, bias: Option<NodeId>, opts: Conv2dOptions) -> Result<NodeId> {
+        self.all_or_nothing(|g| g.conv2d_nodes(x, weight, bias, opts))
+    }
+
+    /// Runs `build`, removing every node it added when it fails.
+    fn all_or_nothing(&mut self, build: impl FnOnce(&mut Graph) -> Result<NodeId>) -> Result<NodeId> {
+        let len = self.len();
+        build(self).inspect_err(|_| self.truncate_nodes(len))
+    }
+
+    fn conv2d_nodes(&mut self, x: NodeId, weight: NodeId, bias: Option<NodeId>, opts: Conv2dOptions) -> Result<NodeId> {
         const OP: &str = "conv2d";
         let image = self.image_shape(OP, x)?;
         let ws = self.shape(weight)?;
@@ -219,9 +230,11 @@ impl Graph {
     /// window of `x` (`[n, c, h, w]`), the padding reading −∞. The gradient goes to the first
     /// largest element of each window.
     pub fn max_pool2d(&mut self, x: NodeId, opts: Pool2dOptions) -> Result<NodeId> {
-        let (cols, out) = self.pool_windows("max_pool2d", x, opts, f32::NEG_INFINITY)?;
-        let m = self.max_axis(cols, 2, false)?;
-        self.reshape(m, &out)
+        self.all_or_nothing(|g| {
+            let (cols, out) = g.pool_windows("max_pool2d", x, opts, f32::NEG_INFINITY)?;
+            let m = g.max_axis(cols, 2, false)?;
+            g.reshape(m, &out)
+        })
     }
 
     /// 2-D average pooling (PyTorch's `avg_pool2d` with `count_include_pad=True`, without
@@ -230,8 +243,10 @@ impl Graph {
         if opts.dilation != [1, 1] {
             return Err(Error::arg("avg_pool2d", "average pooling has no dilation"));
         }
-        let (cols, out) = self.pool_windows("avg_pool2d", x, opts, 0.0)?;
-        let m = self.mean_axis(cols, 2, false)?;
-        self.reshape(m, &out)
+        self.all_or_nothing(|g| {
+            let (cols, out) = g.pool_windows("avg_pool2d", x, opts, 0.0)?;
+            let m = g.mean_axis(cols, 2, false)?;
+            g.reshape(m, &out)
+        })
     }
 }
