@@ -500,3 +500,73 @@ fn window_matrices_past_a_limit_are_refused_and_leave_the_graph_as_it_was() {
     g.write(x, &vec![1.0; 2048 * 2048]).unwrap();
     assert!((g.value(y).unwrap()[0] - 0.9).abs() < 1e-5);
 }
+
+/// (y, d_x, d_w, d_b) of sum(conv2d(x) ⊙ r) on `g`.
+fn conv_run(g: &mut Graph, p: Problem, x: &[f32], w: &[f32], b: &[f32], r: &[f32]) -> [Vec<f32>; 4] {
+    let xn = g.input_with_grad("x", &p.x).unwrap();
+    let wn = g.parameter("w", &p.w, w).unwrap();
+    let bn = g.parameter("b", &[p.w[0]], b).unwrap();
+    let y = g.conv2d(xn, wn, Some(bn), p.o).unwrap();
+    let rn = g.input("r", &p.out()).unwrap();
+    let prod = g.mul(y, rn).unwrap();
+    let loss = g.sum(prod).unwrap();
+    g.write(xn, x).unwrap();
+    g.write(rn, r).unwrap();
+    g.backward(loss).unwrap();
+    [
+        g.value(y).unwrap(),
+        g.grad(xn).unwrap(),
+        g.grad(wn).unwrap(),
+        g.grad(bn).unwrap(),
+    ]
+}
+
+#[test]
+fn images_whose_window_matrix_does_not_fit_run_in_chunks() {
+    // 4 images of 2 × 200 × 200 with a 9×9 window: 26 MB of windows each, 104 MB together.
+    let p = Problem {
+        x: [4, 2, 200, 200],
+        w: [3, 2, 9, 9],
+        o: Conv2dOptions::default().padding(4),
+    };
+    let mut rng = Rng::new(8);
+    let x = random(&mut rng, 4 * 2 * 200 * 200, -1.0, 1.0);
+    let w = random(&mut rng, 3 * 2 * 81, -0.2, 0.2);
+    let b = random(&mut rng, 3, -1.0, 1.0);
+    let r = random(&mut rng, p.out().iter().product(), -1.0, 1.0);
+    let whole = conv_run(&mut Graph::new(&Device::cpu()), p, &x, &w, &b, &r);
+    // Under a 64 MiB host bound the CPU backend takes two images per window matrix.
+    let mut g = Graph::new(&Device::cpu());
+    g.set_host_memory_limit(Some(64 << 20));
+    let chunked = conv_run(&mut g, p, &x, &w, &b, &r);
+    assert!(g.ids().filter(|&id| g.op_name(id).unwrap() == "im2col").count() == 2);
+    for (i, (c, u)) in chunked.iter().zip(&whole).enumerate() {
+        let u: Vec<f64> = u.iter().map(|&v| v as f64).collect();
+        close(c, &u, 40.0, &format!("chunked CPU, output {i}"));
+    }
+    // On the GPU under downlevel limits (128 MiB per binding): 4 images of 1 × 1024 × 1024 with
+    // a 3×3 window, 151 MB of windows, run as 3 + 1 images.
+    let Some(_) = gpu() else { return };
+    let opts = wgrad::GpuOptions {
+        limits: Some(wgrad::wgpu::Limits::downlevel_defaults()),
+        ..Default::default()
+    };
+    let dev = Device::gpu_with(&opts).unwrap();
+    let p = Problem {
+        x: [4, 1, 1024, 1024],
+        w: [2, 1, 3, 3],
+        o: Conv2dOptions::default().padding(1),
+    };
+    let x = random(&mut rng, 4 << 20, -1.0, 1.0);
+    let w = random(&mut rng, 18, -1.0, 1.0);
+    let b = random(&mut rng, 2, -1.0, 1.0);
+    let r = random(&mut rng, p.out().iter().product(), -1.0, 1.0);
+    let mut g = Graph::new(&dev);
+    let got = conv_run(&mut g, p, &x, &w, &b, &r);
+    assert_eq!(g.ids().filter(|&id| g.op_name(id).unwrap() == "im2col").count(), 2);
+    let want = conv_run(&mut Graph::new(&Device::cpu()), p, &x, &w, &b, &r);
+    for (i, (c, u)) in got.iter().zip(&want).enumerate() {
+        let u: Vec<f64> = u.iter().map(|&v| v as f64).collect();
+        close(c, &u, 2048.0, &format!("chunked GPU, output {i}"));
+    }
+}

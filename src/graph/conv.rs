@@ -124,8 +124,11 @@ impl Graph {
     /// 2-D convolution (PyTorch's `conv2d`, a cross-correlation): `x` is `[n, c, h, w]`,
     /// `weight` `[oc, c / groups, kh, kw]`, `bias` (optional) `[oc]`; the result is
     /// `[n, oc, oh, ow]`. It runs as im2col, one matrix product per group on the matmul kernels,
-    /// and a permute to NCHW. A refused convolution (a bad shape, or a window matrix or result
-    /// past a device or host limit) leaves the graph as it was.
+    /// and a permute to NCHW. When the window matrix of the whole batch would exceed what the
+    /// device holds in one buffer (its binding-size limit, or the host bound on the CPU backend),
+    /// the batch is split into as many images per matrix as fit. A refused convolution (a bad
+    /// shape, a single image's window matrix past the limit, a result too large) leaves the
+    /// graph as it was.
     pub fn conv2d(&mut self, x: NodeId, weight: NodeId, bias: Option<NodeId>, opts: Conv2dOptions) -> Result<NodeId> {
         self.all_or_nothing(|g| g.conv2d_nodes(x, weight, bias, opts))
     }
@@ -142,8 +145,8 @@ impl Graph {
         let ws = self.shape(weight)?;
         let [n, c, _, _] = image;
         let groups = opts.groups;
-        let [oc, cg, kh, kw] = match ws[..] {
-            [oc, cg, kh, kw] if groups > 0 && cg * groups == c && oc % groups == 0 => [oc, cg, kh, kw],
+        let [oc, kh, kw] = match ws[..] {
+            [oc, cg, kh, kw] if groups > 0 && cg * groups == c && oc % groups == 0 => [oc, kh, kw],
             _ => {
                 return Err(Error::invalid_shape(
                     OP,
@@ -169,22 +172,92 @@ impl Graph {
             groups,
             pad_value: 0.0,
         };
-        let cols = self.im2col(x, win)?;
-        let [oh, ow] = win.out_hw();
-        let (ocg, k, l) = (oc / groups, cg * kh * kw, oh * ow);
-        // The weight as [groups, k, oc / groups] (a plain k × oc matrix for one group, so the
-        // product folds the windows of every image into one matmul).
-        let wt = if groups == 1 {
-            let w2 = self.reshape(weight, &[oc, k])?;
-            self.transpose(w2)?
-        } else {
-            let w3 = self.reshape(weight, &[groups, ocg, k])?;
-            self.transpose_axes(w3, 1, 2)?
+        // One window matrix for all the images, unless it would exceed what the device holds in
+        // one buffer: then as many images per matrix as fit, each chunk its own im2col and
+        // matmul, the results joined (a single image too large is refused by im2col).
+        let chunk = self.images_per_window_matrix(&win);
+        let wt = self.weight_matrix(weight, groups)?;
+        let [oh, ow] = match win.checked_out_hw() {
+            Some(hw) if chunk < n => hw,
+            _ => return self.conv2d_chunk(x, wt, bias, win, oc),
         };
+        let mut parts = Vec::new();
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
+            let xs = self.narrow(x, 0, start, len)?;
+            let w = Window2d {
+                image: [len, c, win.image[2], win.image[3]],
+                ..win
+            };
+            parts.push(self.conv2d_chunk(xs, wt, None, w, oc)?);
+        }
+        let y = self.concat(&parts, 0)?;
+        debug_assert_eq!(self.shape(y)?, [n, oc, oh, ow]);
+        self.add_bias(y, bias, oc)
+    }
+
+    /// The most images (at least 1) whose window matrix the device holds in one buffer.
+    fn images_per_window_matrix(&self, win: &Window2d) -> usize {
+        let n = win.image[0];
+        let Some([oh, ow]) = win.checked_out_hw() else { return n };
+        let per_image = (oh * ow) as u64 * (win.image[1] * win.kernel[0] * win.kernel[1]) as u64 * self.elem_bytes();
+        let fits = |c: usize| {
+            self.check_buffer("window matrix", per_image.saturating_mul(c as u64))
+                .is_ok()
+        };
+        if fits(n) {
+            return n;
+        }
+        let (mut lo, mut hi) = (1, n); // fits(lo) is assumed; the answer is in lo..hi
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The weight `[oc, c / groups, kh, kw]` as `[groups, k, oc / groups]`, k = (c / groups)·kh·kw
+    /// (a plain k × oc matrix for one group, so that the product folds the windows of every
+    /// image into one matmul).
+    fn weight_matrix(&mut self, weight: NodeId, groups: usize) -> Result<NodeId> {
+        let ws = self.shape(weight)?;
+        let (oc, k) = (ws[0], ws[1..].iter().product::<usize>());
+        if groups == 1 {
+            let w2 = self.reshape(weight, &[oc, k])?;
+            self.transpose(w2)
+        } else {
+            let w3 = self.reshape(weight, &[groups, oc / groups, k])?;
+            self.transpose_axes(w3, 1, 2)
+        }
+    }
+
+    /// The convolution of the images `x` (the window's image) with the weight matrix `wt` as
+    /// im2col, one matmul per group and a permute to NCHW, plus the bias.
+    fn conv2d_chunk(
+        &mut self,
+        x: NodeId,
+        wt: NodeId,
+        bias: Option<NodeId>,
+        win: Window2d,
+        oc: usize,
+    ) -> Result<NodeId> {
+        let cols = self.im2col(x, win)?;
+        let [n, _, _, _] = win.image;
+        let [oh, ow] = win.out_hw();
+        let groups = win.groups;
+        let (ocg, l) = (oc / groups, oh * ow);
         let y = self.matmul(cols, wt)?; // [groups, n·l, ocg]
         let y = self.reshape(y, &[groups, n, l, ocg])?;
         let y = self.permute(y, &[1, 0, 3, 2])?; // [n, groups, ocg, l]
         let y = self.reshape(y, &[n, oc, oh, ow])?;
+        self.add_bias(y, bias, oc)
+    }
+
+    fn add_bias(&mut self, y: NodeId, bias: Option<NodeId>, oc: usize) -> Result<NodeId> {
         match bias {
             Some(b) => {
                 let b = self.reshape(b, &[oc, 1, 1])?;

@@ -57,6 +57,22 @@ impl Window2d {
         })
     }
 
+    /// Output height and width, or `None` when a window does not fit the padded image (or a
+    /// size is zero).
+    pub fn checked_out_hw(&self) -> Option<[usize; 2]> {
+        if self.stride.contains(&0) || self.dilation.contains(&0) {
+            return None;
+        }
+        let out = |d: usize| {
+            let span = self.dilation[d]
+                .checked_mul(self.kernel[d].checked_sub(1)?)?
+                .checked_add(1)?;
+            let padded = self.image[2 + d].checked_add(self.padding[d].checked_mul(2)?)?;
+            Some(padded.checked_sub(span)? / self.stride[d] + 1)
+        };
+        Some([out(0)?, out(1)?])
+    }
+
     /// Channels per group.
     pub fn group_channels(&self) -> usize {
         self.image[1] / self.groups
