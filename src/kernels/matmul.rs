@@ -296,6 +296,9 @@ pub(crate) fn matmul<T: Real>(
         a.len() >= m * k && b.len() >= k * n && out.len() >= m * n,
         "matmul: buffers smaller than m×k, k×n, m×n"
     );
+    if ta && !tb && m * n <= THIN_OUTPUT && k >= THIN_MIN_K {
+        return thin_at_b(a, b, out, m, k, n, acc);
+    }
     let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let beta = if acc { T::one() } else { T::zero() };
@@ -317,6 +320,44 @@ pub(crate) fn matmul<T: Real>(
             n as isize,
             1,
         );
+    }
+}
+
+/// Outputs up to this many elements with an inner dimension of at least [`THIN_MIN_K`] take
+/// [`thin_at_b`]: a weight gradient Aᵀ·G of a thin layer (a convolution's first layer: 25 × 6
+/// over 36,864 window rows) leaves a GEMM's micro-tiles mostly empty and packs all of A and G
+/// for a handful of outputs.
+const THIN_OUTPUT: usize = 512;
+const THIN_MIN_K: usize = 2048;
+
+/// out (+)= Aᵀ·B for A stored k×m and B stored k×n with a small m×n: one pass over the rows of
+/// both, each row's outer product added into n accumulator rows of m (contiguous in A's row, so
+/// the loop over m vectorises).
+#[inline(always)]
+fn thin_at_b<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, k: usize, n: usize, acc: bool) {
+    // Blocks of 256 rows summed on their own, then added up (as a GEMM's k blocks are), so the
+    // rounding error grows with the number of blocks, not of rows.
+    let (mut sums, mut block) = (vec![T::zero(); n * m], vec![T::zero(); n * m]);
+    for p0 in (0..k).step_by(256) {
+        block.iter_mut().for_each(|v| *v = T::zero());
+        for p in p0..(p0 + 256).min(k) {
+            let ar = &a[p * m..(p + 1) * m];
+            let br = &b[p * n..(p + 1) * n];
+            for (j, &bj) in br.iter().enumerate() {
+                let s = &mut block[j * m..(j + 1) * m];
+                for i in 0..m {
+                    s[i] += ar[i] * bj;
+                }
+            }
+        }
+        for (t, &v) in sums.iter_mut().zip(&block) {
+            *t += v;
+        }
+    }
+    for i in 0..m {
+        for j in 0..n {
+            super::put(&mut out[i * n + j], sums[j * m + i], acc);
+        }
     }
 }
 
@@ -369,4 +410,32 @@ pub(crate) fn examples() -> Vec<Kernel> {
         }
     }
     ks
+}
+
+#[cfg(test)]
+mod thin_tests {
+    use super::matmul;
+
+    #[test]
+    fn the_thin_weight_gradient_path_matches_the_definition() {
+        for (m, k, n) in [(25, 36_864, 6), (1, 2048, 1), (9, 5000, 17), (512, 2048, 1)] {
+            let a: Vec<f32> = (0..k * m).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729 % 997) as f32 / 498.5) - 1.0).collect();
+            for acc in [false, true] {
+                let mut out = vec![0.5f32; m * n];
+                matmul(&a, &b, &mut out, m, k, n, true, false, acc);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k).map(|p| a[p * m + i] as f64 * b[p * n + j] as f64).sum::<f64>()
+                            + if acc { 0.5 } else { 0.0 };
+                        let got = out[i * n + j] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-5 * (k as f64).sqrt() + 1e-5 * want.abs(),
+                            "{m}×{k}×{n} [{i},{j}]: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
