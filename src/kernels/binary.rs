@@ -284,9 +284,19 @@ impl BinaryBackward {
         each_op!(op, OP => rows(&bc.out, &sa, &sb, |o0, a0, b0, m, a3, b3| {
             // The target's offset of this row: the output row's index through its strides.
             let t0 = dot4(&unravel(o0, &bc.out), &st);
-            for j in 0..m {
-                let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
-                sums[t0 + j * t3] += d.to_f64();
+            if t3 == 0 {
+                // The whole row sums into one element: four partial sums, then one add.
+                let mut lanes = [0.0f64; 4];
+                for j in 0..m {
+                    let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
+                    lanes[j % 4] += d.to_f64();
+                }
+                sums[t0] += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+            } else {
+                for j in 0..m {
+                    let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
+                    sums[t0 + j * t3] += d.to_f64();
+                }
             }
         }));
         for (o, s) in o.iter_mut().zip(sums) {
