@@ -205,30 +205,39 @@ pub(crate) fn reduce<T: Real>(
     inner: usize,
     acc: bool,
 ) {
-    for o in 0..outer {
-        for i in 0..inner {
-            let at = |a: usize| x[(o * axis + a) * inner + i];
-            let v = match op {
-                ReduceOp::Sum | ReduceOp::Mean => {
+    // The op is chosen outside the loops, so each loop is straight-line code.
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => {
+            for o in 0..outer {
+                for i in 0..inner {
                     // Accumulated in f64: exact for any f32 sum of fewer than 2^29 terms of
                     // similar magnitude, so this backend can be the reference for long axes.
-                    let s: f64 = (0..axis).map(|a| at(a).to_f64()).sum();
-                    T::from_f64(if op == ReduceOp::Mean { s / axis as f64 } else { s })
+                    let mut s = 0.0f64;
+                    for a in 0..axis {
+                        s += x[(o * axis + a) * inner + i].to_f64();
+                    }
+                    let v = if op == ReduceOp::Mean { s / axis as f64 } else { s };
+                    put(&mut out[o * inner + i], T::from_f64(v), acc);
                 }
-                ReduceOp::Max => {
+            }
+        }
+        ReduceOp::Max => {
+            for o in 0..outer {
+                for i in 0..inner {
+                    let at = |a: usize| x[(o * axis + a) * inner + i];
                     let (mut best, mut besti) = (at(0), 0);
                     for a in 1..axis {
                         // NaN propagates: a NaN anywhere makes the max NaN, as IEEE max-with-NaN does in NumPy.
-                        if at(a) > best || (at(a).is_nan() && !best.is_nan()) {
-                            best = at(a);
+                        let v = at(a);
+                        if v > best || (v.is_nan() && !best.is_nan()) {
+                            best = v;
                             besti = a;
                         }
                     }
                     arg[o * inner + i] = T::from_f64(besti as f64);
-                    best
+                    put(&mut out[o * inner + i], best, acc);
                 }
-            };
-            put(&mut out[o * inner + i], v, acc);
+            }
         }
     }
 }
@@ -248,21 +257,29 @@ pub(crate) fn reduce_backward<T: Real>(
 ) {
     let inv = T::one() / T::from_f64(axis as f64);
     for o in 0..outer {
-        for a in 0..axis {
-            for i in 0..inner {
-                let gi = g[o * inner + i];
-                let v = match op {
-                    ReduceOp::Sum => gi,
-                    ReduceOp::Mean => gi * inv,
-                    ReduceOp::Max => {
-                        if arg[o * inner + i].to_f64() as usize == a {
-                            gi
+        let gs = &g[o * inner..(o + 1) * inner];
+        let dst = &mut out[o * axis * inner..(o + 1) * axis * inner];
+        match op {
+            ReduceOp::Sum | ReduceOp::Mean => {
+                let f = if op == ReduceOp::Mean { inv } else { T::one() };
+                for a in 0..axis {
+                    for i in 0..inner {
+                        put(&mut dst[a * inner + i], gs[i] * f, acc);
+                    }
+                }
+            }
+            ReduceOp::Max => {
+                let args = &arg[o * inner..(o + 1) * inner];
+                for a in 0..axis {
+                    for i in 0..inner {
+                        let v = if args[i].to_f64() as usize == a {
+                            gs[i]
                         } else {
                             T::zero()
-                        }
+                        };
+                        put(&mut dst[a * inner + i], v, acc);
                     }
-                };
-                put(&mut out[(o * axis + a) * inner + i], v, acc);
+                }
             }
         }
     }
