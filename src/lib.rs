@@ -57,6 +57,51 @@
 //!   (`src/backend/cpu.rs` running each kernel's CPU reference); [`Device::auto`] falls back
 //!   to it when no adapter exists.
 //!
+//! - **Branches share parameters.** Reading a value, a backward pass or a training step runs
+//!   only the nodes it depends on ([`Graph::forward_to`]), so one graph can hold a training
+//!   branch and an inference branch of another batch size over the same parameter buffers.
+//! - **In the browser** (wasm32, WebGPU): open the device with [`Device::gpu_async`] and read with
+//!   [`Graph::value_async`] / [`Graph::train_step_async`]; a blocking read there returns
+//!   [`Error::WouldBlock`].
+//!
+//! A small convolutional network, trained and evaluated at another batch size over the same
+//! weights:
+//!
+//! ```
+//! use wgrad::{Adam, Conv2dOptions, Device, Graph, NodeId, Pool2dOptions};
+//! # fn main() -> wgrad::Result<()> {
+//! let mut g = Graph::new(&Device::cpu());
+//! let w = g.parameter("conv.weight", &[4, 1, 3, 3], &[0.1; 36])?;
+//! let b = g.parameter("conv.bias", &[4], &[0.0; 4])?;
+//! let fc = g.parameter("fc.weight", &[16, 2], &[0.05; 32])?;
+//! let net = |g: &mut Graph, x: NodeId, rows: usize| -> wgrad::Result<NodeId> {
+//!     let h = g.conv2d(x, w, Some(b), Conv2dOptions::default().padding(1))?; // [rows, 4, 4, 4]
+//!     let h = g.relu(h)?;
+//!     let h = g.max_pool2d(h, Pool2dOptions::new(2))?;                       // [rows, 4, 2, 2]
+//!     let h = g.dropout(h, 0.1)?;
+//!     let h = g.reshape(h, &[rows, 16])?;
+//!     g.matmul(h, fc)
+//! };
+//! let x = g.input("x", &[8, 1, 4, 4])?;
+//! let logits = net(&mut g, x, 8)?;
+//! let labels = g.input("labels", &[8])?;
+//! let loss = g.softmax_cross_entropy(logits, labels)?;
+//! g.set_optimizer(Adam::new(1e-2))?;
+//! g.write(x, &[0.5; 128])?;
+//! g.write_labels(labels, &[0, 1, 0, 1, 0, 1, 0, 1])?;
+//! g.train_step(loss)?;
+//! // One image through the same weights (dropout off: a branch without it).
+//! let x1 = g.input("x1", &[1, 1, 4, 4])?;
+//! let h = g.conv2d(x1, w, Some(b), Conv2dOptions::default().padding(1))?;
+//! let h = g.relu(h)?;
+//! let h = g.max_pool2d(h, Pool2dOptions::new(2))?;
+//! let h = g.reshape(h, &[1, 16])?;
+//! let one = g.matmul(h, fc)?;
+//! g.write(x1, &[0.5; 16])?;
+//! assert_eq!(g.value(one)?.len(), 2);
+//! # let _ = net; Ok(()) }
+//! ```
+//!
 //! Errors never panic: every fallible call returns [`Result`], including wgpu validation,
 //! out-of-memory and device-lost errors, which are caught with error scopes.
 
