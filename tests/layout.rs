@@ -188,3 +188,40 @@ fn expand_repeats_and_its_gradient_sums() {
         );
     }
 }
+
+#[test]
+fn a_reshape_shares_its_input_buffer_except_a_parameters() {
+    for dev in common::devices() {
+        let mut g = Graph::new(&dev);
+        let x = g.input_with_grad("x", &[2, 6]).unwrap();
+        let h = g.scale(x, 2.0).unwrap();
+        let before = g.counters().buffers_created;
+        let r = g.reshape(h, &[3, 4]).unwrap();
+        let d = g.detach(r).unwrap();
+        assert_eq!(
+            g.counters().buffers_created,
+            before,
+            "{}: a reshape of a result allocated",
+            dev.info()
+        );
+        let data: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        g.write(x, &data).unwrap();
+        let twice: Vec<f32> = data.iter().map(|v| 2.0 * v).collect();
+        assert_eq!(g.value(r).unwrap(), twice, "{}", dev.info());
+        assert_eq!(g.value(d).unwrap(), twice, "{}", dev.info());
+        // Gradients still flow through it.
+        let s = g.sum(r).unwrap();
+        g.backward(s).unwrap();
+        assert_eq!(g.grad(x).unwrap(), vec![2.0; 12], "{}", dev.info());
+        // A parameter's reshape is a copy: after a training step it still holds the value the
+        // step's forward pass saw, not the updated parameter.
+        let w = g.parameter("w", &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let wr = g.reshape(w, &[2, 2]).unwrap();
+        let sq = g.square(wr).unwrap();
+        let l = g.sum(sq).unwrap();
+        g.set_optimizer(wgrad::Sgd::new(0.1)).unwrap();
+        g.train_step(l).unwrap();
+        assert_eq!(g.value(wr).unwrap(), vec![1.0, 2.0, 3.0, 4.0], "{}", dev.info());
+        assert_eq!(g.value(w).unwrap(), vec![0.8, 1.6, 2.4, 3.2], "{}", dev.info());
+    }
+}

@@ -84,6 +84,9 @@ pub(crate) struct Node {
     /// Data was written into this input or parameter by the user (else it holds its zeros or
     /// its initial values).
     pub written: bool,
+    /// The value buffer is the input's (a reshape or detach): no kernel computes it, and it
+    /// is not this node's to free.
+    pub aliased: bool,
 }
 
 impl Node {
@@ -259,7 +262,8 @@ impl Graph {
             return;
         }
         for n in self.nodes.drain(len..) {
-            for b in std::iter::once(n.value).chain(n.grad).chain(n.aux) {
+            let value = (!n.aliased).then_some(n.value);
+            for b in value.into_iter().chain(n.grad).chain(n.aux) {
                 self.exec.free(b);
             }
         }
@@ -311,7 +315,17 @@ impl Graph {
         // Allocate everything first; on failure give back what was made, so a refused node
         // leaves the graph (and its memory) as it was.
         let is_leaf = matches!(op, Op::Parameter | Op::Input);
-        let mut sizes = vec![(numel(&shape), format!("value of {name} ({opname})"))];
+        // A reshape or detach of anything but a parameter shares its input's buffer: the same
+        // data seen in another shape needs no copy. (A parameter's is copied: the optimizer
+        // updates parameters in place, and the copy keeps the value the last forward pass saw.)
+        let alias = match op {
+            Op::Reshape { x } | Op::Detach { x } if self.nodes[x].op != Op::Parameter => Some(self.nodes[x].value),
+            _ => None,
+        };
+        let mut sizes = Vec::new();
+        if alias.is_none() {
+            sizes.push((numel(&shape), format!("value of {name} ({opname})")));
+        }
         if requires_grad && is_leaf {
             sizes.push((numel(&shape), format!("gradient of {name}")));
         }
@@ -341,9 +355,12 @@ impl Graph {
                 }
             }
         }
-        let value = bufs[0];
-        let grad = (requires_grad && is_leaf).then(|| bufs[1]);
-        let aux = bufs[1 + grad.is_some() as usize..].to_vec();
+        let (value, rest) = match alias {
+            Some(v) => (v, &bufs[..]),
+            None => (bufs[0], &bufs[1..]),
+        };
+        let grad = (requires_grad && is_leaf).then(|| rest[0]);
+        let aux = rest[grad.is_some() as usize..].to_vec();
         self.node_added(grad.is_some());
         self.nodes.push(Node {
             name,
@@ -358,6 +375,7 @@ impl Graph {
             label_ignore: None,
             current: false,
             written: false,
+            aliased: alias.is_some(),
         });
         Ok(NodeId {
             idx: self.nodes.len() - 1,

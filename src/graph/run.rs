@@ -37,7 +37,8 @@ impl Graph {
         for (i, n) in self.nodes.iter().enumerate() {
             // A fused kernel is emitted at its first node, which every later node of the layer
             // depends on; it may also compute a node the target does not need, which is harmless.
-            if skip[i] || needed.as_ref().is_some_and(|m| !m[i]) {
+            // An aliased reshape or detach has its input's buffer: nothing to compute.
+            if skip[i] || n.aliased || needed.as_ref().is_some_and(|m| !m[i]) {
                 continue;
             }
             if let Some(layer @ (k, ..)) = fused_into[i] {
