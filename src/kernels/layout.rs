@@ -79,12 +79,19 @@ impl KernelDef for StridedCopy {
         let (s, xv, ov, acc) = (self.shape, self.x_view, self.out_view, self.acc);
         with_out!(b, self.out, |o, b| {
             let x = &b[self.x];
+            let (xs3, os3) = (xv.strides[3], ov.strides[3]);
             for i0 in 0..s[0] {
                 for i1 in 0..s[1] {
                     for i2 in 0..s[2] {
-                        for i3 in 0..s[3] {
-                            let i = [i0, i1, i2, i3];
-                            put(&mut o[ov.at(&i)], x[xv.at(&i)], acc);
+                        // One row of the innermost axis: its start through the views, then strides.
+                        let row = [i0, i1, i2, 0];
+                        let (x0, o0) = (xv.at(&row), ov.at(&row));
+                        if xs3 == 1 && os3 == 1 && !acc {
+                            o[o0..o0 + s[3]].copy_from_slice(&x[x0..x0 + s[3]]);
+                        } else {
+                            for i3 in 0..s[3] {
+                                put(&mut o[o0 + i3 * os3], x[x0 + i3 * xs3], acc);
+                            }
                         }
                     }
                 }
