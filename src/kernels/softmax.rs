@@ -122,11 +122,26 @@ impl KernelDef for SoftmaxBackward {
             y, g, rows, cols, acc, ..
         } = *self;
         with_out!(b, self.out, |o, b| {
+            // Rows sliced up front; the dot product in eight partial sums, so both loops vectorise.
             for r in 0..rows {
-                let s = (0..cols).fold(T::zero(), |s, c| s + b[g][r * cols + c] * b[y][r * cols + c]);
+                let span = r * cols..(r + 1) * cols;
+                let (yr, gr, or) = (&b[y][span.clone()], &b[g][span.clone()], &mut o[span]);
+                let mut lanes = [T::zero(); 8];
+                let chunks = cols / 8;
+                for ch in 0..chunks {
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        *lane += gr[ch * 8 + l] * yr[ch * 8 + l];
+                    }
+                }
+                let mut s = T::zero();
+                for lane in lanes {
+                    s += lane;
+                }
+                for c in chunks * 8..cols {
+                    s += gr[c] * yr[c];
+                }
                 for c in 0..cols {
-                    let i = r * cols + c;
-                    put(&mut o[i], b[y][i] * (b[g][i] - s), acc);
+                    put(&mut or[c], yr[c] * (gr[c] - s), acc);
                 }
             }
         })
