@@ -49,12 +49,11 @@ pub struct Window2d {
 }
 
 impl Window2d {
-    /// Output height and width (the caller has checked they are at least 1).
+    /// Output height and width (the caller has checked the window fits: see
+    /// [`Window2d::checked_out_hw`]).
     pub fn out_hw(&self) -> [usize; 2] {
-        [0, 1].map(|d| {
-            let span = self.dilation[d] * (self.kernel[d] - 1) + 1;
-            (self.image[2 + d] + 2 * self.padding[d] - span) / self.stride[d] + 1
-        })
+        self.checked_out_hw()
+            .expect("the window was checked against the image when its node was added")
     }
 
     /// Output height and width, or `None` when a window does not fit the padded image (or a
