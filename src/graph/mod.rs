@@ -113,7 +113,8 @@ pub struct Graph {
     exec: Box<dyn Executor + Send>,
     nodes: Vec<Node>,
     /// The forward programs: every node (key `None`), or only what one node depends on.
-    forward_progs: HashMap<Option<usize>, ProgramId>,
+    /// Each with whether it computes a dropout node (then every run draws anew).
+    forward_progs: HashMap<Option<usize>, (ProgramId, bool)>,
     /// The dropout state input (see random.rs), its seed and its draw counter.
     rng_state: Option<usize>,
     rng_seed: u32,
@@ -276,7 +277,7 @@ impl Graph {
     /// (the whole forward pass, zeroing every gradient) are rebuilt lazily, and so are the
     /// backward passes that zero the leaves they do not reach when the node is such a leaf.
     fn node_added(&mut self, leaf_with_grad: bool) {
-        for p in [self.forward_progs.remove(&None), self.zero_prog.take()]
+        for p in [self.forward_progs.remove(&None).map(|p| p.0), self.zero_prog.take()]
             .into_iter()
             .flatten()
         {
@@ -298,7 +299,7 @@ impl Graph {
         if let Some(p) = self.zero_prog.take() {
             self.exec.discard(p);
         }
-        for (_, p) in self.forward_progs.drain() {
+        for (_, (p, _)) in self.forward_progs.drain() {
             self.exec.discard(p);
         }
         for (_, p) in self.backward_progs.drain() {

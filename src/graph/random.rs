@@ -53,17 +53,9 @@ impl Graph {
         self.exec.write(self.nodes[i].value, &words)
     }
 
-    /// Before a forward program for `target` runs: a new draw when it computes a dropout node.
-    pub(super) fn advance_rng(&mut self, needed: &[bool]) -> Result<()> {
-        let draws = self
-            .nodes
-            .iter()
-            .zip(needed)
-            .any(|(n, &need)| need && matches!(n.op, Op::Dropout { .. }));
-        if draws {
-            self.rng_counter = self.rng_counter.wrapping_add(1);
-            self.write_rng_state()?;
-        }
-        Ok(())
+    /// Before a forward program that computes a dropout node runs: a new draw.
+    pub(super) fn advance_rng(&mut self) -> Result<()> {
+        self.rng_counter = self.rng_counter.wrapping_add(1);
+        self.write_rng_state()
     }
 }

@@ -28,10 +28,16 @@ impl Graph {
     /// kernels. Several branches of one graph (a training batch and a batch-1 inference head
     /// reading the same parameters) each run only their own nodes.
     pub(super) fn forward_program(&mut self, target: Option<usize>) -> Result<ProgramId> {
+        Ok(self.forward_program_draws(target)?.0)
+    }
+
+    /// [`Graph::forward_program`] and whether the program computes a dropout node.
+    fn forward_program_draws(&mut self, target: Option<usize>) -> Result<(ProgramId, bool)> {
         if let Some(&p) = self.forward_progs.get(&target) {
             return Ok(p);
         }
         let needed = target.map(|t| ancestors(&self.nodes, t));
+        let mut draws = false;
         let mut ks = Vec::new();
         let (fused_into, mut skip) = self.forward_fusion();
         for (i, n) in self.nodes.iter().enumerate() {
@@ -41,6 +47,7 @@ impl Graph {
             if skip[i] || n.aliased || needed.as_ref().is_some_and(|m| !m[i]) {
                 continue;
             }
+            draws |= matches!(n.op, crate::ops::Op::Dropout { .. });
             if let Some(layer @ (k, ..)) = fused_into[i] {
                 ks.push(self.fused_forward(n, layer));
                 skip[k] = true;
@@ -63,7 +70,7 @@ impl Graph {
                 &n.aux,
             ));
         }
-        let p = self.exec.compile(ks)?;
+        let p = (self.exec.compile(ks)?, draws);
         self.forward_progs.insert(target, p);
         Ok(p)
     }
@@ -71,13 +78,9 @@ impl Graph {
     /// A forward program about to run: the program, after a new dropout draw when it computes
     /// a dropout node.
     pub(super) fn forward_run(&mut self, target: Option<usize>) -> Result<ProgramId> {
-        let p = self.forward_program(target)?;
-        if self.rng_state.is_some() {
-            let needed = match target {
-                Some(t) => ancestors(&self.nodes, t),
-                None => vec![true; self.nodes.len()],
-            };
-            self.advance_rng(&needed)?;
+        let (p, draws) = self.forward_program_draws(target)?;
+        if draws {
+            self.advance_rng()?;
         }
         Ok(p)
     }
