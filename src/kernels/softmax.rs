@@ -126,20 +126,7 @@ impl KernelDef for SoftmaxBackward {
             for r in 0..rows {
                 let span = r * cols..(r + 1) * cols;
                 let (yr, gr, or) = (&b[y][span.clone()], &b[g][span.clone()], &mut o[span]);
-                let mut lanes = [T::zero(); 8];
-                let chunks = cols / 8;
-                for ch in 0..chunks {
-                    for (l, lane) in lanes.iter_mut().enumerate() {
-                        *lane += gr[ch * 8 + l] * yr[ch * 8 + l];
-                    }
-                }
-                let mut s = T::zero();
-                for lane in lanes {
-                    s += lane;
-                }
-                for c in chunks * 8..cols {
-                    s += gr[c] * yr[c];
-                }
+                let s = sum8(cols, |c| gr[c] * yr[c]);
                 for c in 0..cols {
                     put(&mut or[c], yr[c] * (gr[c] - s), acc);
                 }
@@ -232,6 +219,27 @@ fn row_max<T: Real>(row: &[T]) -> T {
     m
 }
 
+/// Σ term(i) for i in 0..n in eight partial sums (then the tail): unlike one running sum, the
+/// loop vectorises.
+#[inline(always)]
+fn sum8<T: Real>(n: usize, term: impl Fn(usize) -> T) -> T {
+    let mut lanes = [T::zero(); 8];
+    let chunks = n / 8;
+    for ch in 0..chunks {
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane += term(ch * 8 + l);
+        }
+    }
+    let mut s = T::zero();
+    for lane in lanes {
+        s += lane;
+    }
+    for i in chunks * 8..n {
+        s += term(i);
+    }
+    s
+}
+
 /// Row-wise softmax, computed as exp(x − max) / Σ exp(x − max). The exponentials, the sum (in
 /// eight partial sums) and the division are separate loops, so that each vectorises.
 #[inline(always)]
@@ -243,20 +251,7 @@ fn softmax<T: Real>(x: &[T], out: &mut [T], rows: usize, cols: usize) {
         for i in 0..cols {
             o[i] = (row[i] - m).exp();
         }
-        let mut lanes = [T::zero(); 8];
-        let chunks = cols / 8;
-        for c in 0..chunks {
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                *lane += o[c * 8 + l];
-            }
-        }
-        let mut s = T::zero();
-        for lane in lanes {
-            s += lane;
-        }
-        for &v in &o[chunks * 8..] {
-            s += v;
-        }
+        let s = sum8(cols, |i| o[i]);
         for v in o.iter_mut() {
             *v = *v / s;
         }
