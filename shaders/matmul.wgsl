@@ -292,7 +292,7 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
         s += a_at(row, kk) * b_at(kk, col);
     }
     let idx = c_base + row * p.n + col;
-    if (p.acc != 0u) {
+    if (ACC != 0u) {
         c[idx] = c[idx] + s;
     } else {
         c[idx] = s;

@@ -20,6 +20,10 @@ override ACT: u32 = 0u;
 // 1: a batch of products (workgroup z, offsets and strides in Params); 0: one product at the
 // start of each buffer, compiled exactly as without batches.
 override BATCHED: u32 = 0u;
+// 1: add the product into C (a k slice after the first, or a gradient accumulated); 0: store
+// it. A constant rather than a parameter: the pipelines that only store compile without the
+// reads of C (on llvmpipe those reads were most of a register kernel's compile time).
+override ACC: u32 = 0u;
 
 // k0 .. k1: the slice of the inner dimension this dispatch sums (the host splits a long k into
 // slices, each dispatch after the first adding into C, so that no invocation runs a loop for
@@ -110,7 +114,7 @@ fn put4(row: u32, col: u32, x: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         if (col + j < p.n) {
             let idx = c_base + row * p.n + col + j;
-            if (p.acc != 0u) { c[idx] = c[idx] + x[j]; } else { c[idx] = x[j]; }
+            if (ACC != 0u) { c[idx] = c[idx] + x[j]; } else { c[idx] = x[j]; }
         }
     }
 }

@@ -14,7 +14,6 @@ wgsl_params! {
         m: u32,
         k: u32,
         n: u32,
-        acc: u32,
         /// the slice k0 .. k1 of the inner dimension this dispatch sums
         k0: u32,
         k1: u32,
@@ -127,7 +126,6 @@ impl MatMul {
             m: u(m),
             k: u(k),
             n: u(n),
-            acc: acc as u32,
             k0: 0,
             k1: u(k),
             a_off: u(bt.a_off),
@@ -169,6 +167,9 @@ impl MatMul {
             l.groups[2] = u(bt.count);
             if bt != Batch::ONE {
                 l.consts.push(("BATCHED", 1.0));
+            }
+            if acc {
+                l.consts.push(("ACC", 1.0));
             }
             return Ok(l);
         }
@@ -219,6 +220,9 @@ impl MatMul {
         if bt != Batch::ONE {
             l.consts.push(("BATCHED", 1.0));
         }
+        if acc {
+            l.consts.push(("ACC", 1.0));
+        }
         l.consts
             .splice(0..0, [("TA", ta as u32 as f64), ("TB", tb as u32 as f64)]);
         Ok(l)
@@ -246,12 +250,21 @@ impl KernelDef for MatMul {
             let l = part.launch(cx)?;
             let parts = slices(k, k_slice(l.entry), &|| format!("matmul {m}×{k}·{k}×{n}"))?;
             let base: MatmulParams = bytemuck::cast_slice(&l.params)[0];
-            out.extend(l.split(parts.into_iter().enumerate().map(|(i, (k0, k1))| MatmulParams {
+            let launches = l.split(parts.into_iter().map(|(k0, k1)| MatmulParams {
                 k0: u(k0),
                 k1: u(k1),
-                acc: (acc || i > 0) as u32,
                 ..base
-            })));
+            }));
+            // Adding into C is a pipeline constant, not a parameter: the read of C before each
+            // store doubles the epilogue's memory operations, which on llvmpipe (Mesa 25) was
+            // most of a register kernel's compile time (2.3 of 2.4 s). Only pipelines that add
+            // pay it.
+            out.extend(launches.into_iter().enumerate().map(|(i, mut l)| {
+                if i > 0 && !acc {
+                    l.consts.push(("ACC", 1.0));
+                }
+                l
+            }));
         }
         Ok(out)
     }
@@ -375,7 +388,7 @@ pub(crate) fn example_shapes() -> Vec<(usize, usize, usize)> {
 }
 
 /// Representative kernels: every shape of [`example_shapes`] with every transpose, one product
-/// and (another pipeline: `BATCHED`) a batch of them.
+/// and (another pipeline: `BATCHED`) a batch of them; and products added into C (`ACC`).
 pub(crate) fn examples() -> Vec<Kernel> {
     let mut ks = Vec::new();
     let batched = Batch {
@@ -404,6 +417,26 @@ pub(crate) fn examples() -> Vec<Kernel> {
                     tb,
                     acc: false,
                     batch,
+                }
+                .into(),
+            );
+        }
+    }
+    // The adding pipelines (`ACC = 1`), for every orientation of one shape.
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        for (m, k, n) in [(33, 17, 9), (64, 64, 64)] {
+            ks.push(
+                MatMul {
+                    a: 0,
+                    b: 1,
+                    out: 2,
+                    m,
+                    k,
+                    n,
+                    ta,
+                    tb,
+                    acc: true,
+                    batch: Batch::ONE,
                 }
                 .into(),
             );
