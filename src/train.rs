@@ -124,7 +124,11 @@ pub struct Classifier {
     eval: Vec<(usize, NodeId, NodeId)>,
 }
 
-/// Most rows one inference branch takes; longer evaluations run in chunks of this size.
+/// Most rows one inference branch takes on the CPU backend; longer evaluations run in chunks of
+/// this size. On a GPU the chunks are of the training batch size instead: its products have the
+/// training forward's shapes, so evaluation runs the pipelines training compiled and compiles
+/// none of its own (1,024-row products chose the subgroup matmul kernel on llvmpipe, seconds to
+/// compile, at the first evaluation of a run).
 const EVAL_ROWS: usize = 1024;
 
 impl Classifier {
@@ -340,13 +344,14 @@ impl Classifier {
     /// `rows × n_classes`.
     ///
     /// Runs an inference branch of the graph: the same parameters (no copy), an input of the
-    /// rows asked for (in chunks of at most 1,024), only that branch's nodes. The first request
+    /// rows asked for (in chunks of at most 1,024 rows on the CPU backend, of the training batch
+    /// on a GPU), only that branch's nodes. The first request
     /// for a row count builds its branch (buffers for that many rows, kept for later calls; a
     /// long evaluation needs at most two: whole chunks and the rest). No row is padded. Errors
     /// when `features.len()` is not a multiple of `n_features`.
     pub fn logits(&mut self, features: &[f32]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.check_rows("Classifier::logits", features)? * self.n_classes);
-        for chunk in features.chunks(EVAL_ROWS * self.n_features) {
+        for chunk in features.chunks(self.eval_rows() * self.n_features) {
             let (x, logits) = self.branch(chunk.len() / self.n_features)?;
             self.graph.write(x, chunk)?;
             out.extend(self.graph.value(logits)?);
@@ -358,7 +363,7 @@ impl Classifier {
     /// requires.
     pub async fn logits_async(&mut self, features: &[f32]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.check_rows("Classifier::logits_async", features)? * self.n_classes);
-        for chunk in features.chunks(EVAL_ROWS * self.n_features) {
+        for chunk in features.chunks(self.eval_rows() * self.n_features) {
             let (x, logits) = self.branch(chunk.len() / self.n_features)?;
             self.graph.write(x, chunk)?;
             out.extend(self.graph.value_async(logits)?.await?);
@@ -398,6 +403,15 @@ impl Classifier {
             ));
         }
         Ok(features.len() / nf)
+    }
+
+    /// Rows per inference chunk: [`EVAL_ROWS`] on the CPU backend, the training batch on a GPU.
+    fn eval_rows(&self) -> usize {
+        if self.graph.device().is_gpu() {
+            self.batch
+        } else {
+            EVAL_ROWS
+        }
     }
 
     /// The inference branch for `rows` rows (input, logits), built on first use.

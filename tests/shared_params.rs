@@ -139,8 +139,18 @@ fn a_classifier_evaluates_any_number_of_rows_without_padding() {
         let mut clf = Classifier::new(&dev, train.n_features, train.n_classes, &cfg).unwrap();
         clf.train_epoch(&train, 0, 10, |_, _, _| {}).unwrap();
         let nf = train.n_features;
-        // 1,500 rows: a chunk of 1,024 and one of 476, each its own branch.
+        let compiled = |d: &wgrad::Device| match d {
+            wgrad::Device::Gpu(g) => g.pipelines_compiled(),
+            _ => 0,
+        };
+        let before = compiled(&dev);
+        let (whole, rest) = if dev.is_gpu() { (32, 28) } else { (1024, 476) };
+        // 1,500 rows: on the CPU backend a chunk of 1,024 and one of 476, on a GPU 46 chunks of
+        // the training batch (32) and one of 28; each size its own branch.
         let all = clf.logits(&full.features[..1500 * nf]).unwrap();
+        // On a GPU, evaluation in chunks of the training batch runs the training forward's
+        // pipelines: it compiles nothing.
+        assert_eq!(compiled(&dev), before, "{}: evaluation compiled pipelines", dev.info());
         assert_eq!(all.len(), 1500 * 10);
         for rows in [1, 3, 33] {
             let part = clf.logits(&full.features[..rows * nf]).unwrap();
@@ -148,9 +158,11 @@ fn a_classifier_evaluates_any_number_of_rows_without_padding() {
             for (a, b) in part.iter().zip(&all) {
                 assert!((a - b).abs() < 1e-5, "{}: {rows} rows: {a} vs {b}", dev.info());
             }
-            assert!(clf.graph.find(&format!("x_eval{rows}")).is_some());
+            let first = rows.min(whole);
+            assert!(clf.graph.find(&format!("x_eval{first}")).is_some(), "{}", dev.info());
         }
-        assert!(clf.graph.find("x_eval1024").is_some() && clf.graph.find("x_eval476").is_some());
+        assert!(clf.graph.find(&format!("x_eval{whole}")).is_some(), "{}", dev.info());
+        assert!(clf.graph.find(&format!("x_eval{rest}")).is_some(), "{}", dev.info());
         // The test set's branch is built by the first evaluation; the next builds nothing.
         let acc = clf.accuracy(&test).unwrap();
         let buffers = clf.graph.counters().live_buffers;
