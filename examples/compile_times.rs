@@ -78,6 +78,7 @@ fn main() -> ExitCode {
     };
     println!("device: {} (opened in {open_s:.2} s)", device.info());
     println!("matmul kernels: {}", gpu.matmul_kernels());
+    println!("{}", gpu.pipeline_cache());
     let (features, classes, cfg) = match model.as_str() {
         "w2" => (
             784,

@@ -120,8 +120,8 @@ pub mod optim;
 pub mod train;
 
 pub use backend::gpu::{
-    enumerate_adapters, shader_sources, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, MatmulTiles, PipelineCompile,
-    SUBGROUP_SHADERS,
+    enumerate_adapters, shader_sources, DeviceInfo, GpuDevice, GpuOptions, MatmulKernel, MatmulTiles, PipelineCacheDir,
+    PipelineCacheState, PipelineCompile, SUBGROUP_SHADERS,
 };
 pub use backend::{BinaryOp, Counters, ReadFuture, ReduceOp, UnaryOp, Window2d};
 pub use device::Device;

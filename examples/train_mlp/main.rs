@@ -187,9 +187,10 @@ fn run(args: &Args) -> Result<bool, Failure> {
         let (before, t) = (g.pipelines_compiled(), Instant::now());
         clf.prepare()?;
         println!(
-            "{} compiled in {:.2} s",
+            "{} compiled in {:.2} s; {}",
             g.pipelines_compiled() - before,
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64(),
+            g.pipeline_cache()
         );
     }
     // The loss before training, the reference of the divergence rule: the mean cross-entropy

@@ -6,6 +6,7 @@
 //! allocated on that path. Every wgpu call that can fail runs inside validation and
 //! out-of-memory error scopes, so failures surface as [`Error`] values.
 
+mod cache;
 mod exec;
 mod readback;
 use crate::kernels::matmul::MatmulConfig;
@@ -14,6 +15,7 @@ use crate::kernels::Launch;
 #[doc(hidden)]
 pub use crate::kernels::{params_layouts, pipeline_variants, PipelineVariant};
 pub use crate::kernels::{shader_sources, SUBGROUP_SHADERS};
+pub use cache::{PipelineCacheDir, PipelineCacheState};
 pub(crate) use exec::GpuExecutor;
 pub use readback::PendingRead;
 
@@ -41,6 +43,9 @@ pub struct GpuOptions {
     /// ([`MatmulTiles::LARGE`] for large outputs on discrete GPUs, [`MatmulTiles::SMALL`]
     /// otherwise). A shape the device cannot run is refused when the device is opened.
     pub tiles: Option<MatmulTiles>,
+    /// Where compiled pipelines are kept across runs (Vulkan): by default the user's cache
+    /// directory, or `WGRAD_PIPELINE_CACHE` (a directory, or `off`).
+    pub pipeline_cache: PipelineCacheDir,
 }
 
 /// What was opened: adapter name, backend and device type.
@@ -149,6 +154,9 @@ pub struct GpuDevice {
     /// See [`GpuDevice::set_time_first_dispatch`].
     time_first_dispatch: std::sync::atomic::AtomicBool,
     matmul: MatmulConfig,
+    /// wgpu's pipeline cache and the file it is saved to, where kept.
+    cache: Option<(wgpu::PipelineCache, std::path::PathBuf)>,
+    cache_state: PipelineCacheState,
 }
 
 /// One pipeline compilation on a device: which kernel variant, how long creating the pipeline
@@ -208,6 +216,25 @@ impl GpuDevice {
         // Subgroup operations are requested where the adapter has them; the subgroup matmul
         // kernel is written for 8-wide subgroups and used only where every subgroup is 8 wide.
         let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
+        let cache_file = match (
+            cfg!(target_arch = "wasm32"),
+            opts.pipeline_cache.resolve(),
+            cache::file_name(&ai),
+        ) {
+            (true, _, _) => Err("in a browser".to_string()),
+            (_, None, _) => Err(match opts.pipeline_cache {
+                PipelineCacheDir::Default if std::env::var_os("WGRAD_PIPELINE_CACHE").is_some() => {
+                    "WGRAD_PIPELINE_CACHE is off".to_string()
+                }
+                PipelineCacheDir::Default => "no cache directory: set WGRAD_PIPELINE_CACHE".to_string(),
+                _ => "off".to_string(),
+            }),
+            (_, Some(_), None) => Err(format!("wgpu keeps none for {:?}", ai.backend)),
+            (_, Some(_), Some(_)) if !adapter.features().contains(wgpu::Features::PIPELINE_CACHE) => {
+                Err("the adapter has none".to_string())
+            }
+            (_, Some(dir), Some(name)) => Ok(dir.join(name)),
+        };
         let subgroup8 = subgroups && ai.subgroup_min_size == 8 && ai.subgroup_max_size == 8;
         if matmul == MatmulKernel::Subgroup && !subgroup8 {
             return Err(Error::DeviceCreation(format!(
@@ -227,10 +254,11 @@ impl GpuDevice {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgrad"),
-                required_features: if subgroups {
-                    wgpu::Features::SUBGROUP
-                } else {
-                    wgpu::Features::empty()
+                required_features: {
+                    let mut f = wgpu::Features::empty();
+                    f.set(wgpu::Features::SUBGROUP, subgroups);
+                    f.set(wgpu::Features::PIPELINE_CACHE, cache_file.is_ok());
+                    f
                 },
                 required_limits,
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
@@ -268,6 +296,36 @@ impl GpuDevice {
             t.check(&device.limits())?;
         }
         let matmul = MatmulConfig::choose(matmul, ai.device_type, &device.limits(), subgroup8, opts.tiles);
+        let (cache, cache_state) = match cache_file {
+            Err(why) => (None, PipelineCacheState::Unavailable(why)),
+            Ok(path) => {
+                let (data, ignored) = match std::fs::read(&path) {
+                    Ok(file) => match cache::decode(&file) {
+                        Ok(d) => (Some(d.to_vec()), None),
+                        Err(why) => (None, Some(why)),
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                // SAFETY: `data` is byte for byte what `PipelineCache::get_data` returned to
+                // `save_pipeline_cache` (the checksum over it matches; a file altered on purpose
+                // to match is outside what a cache can defend against). wgpu checks that it comes
+                // from this adapter, driver and wgpu version, and with `fallback` starts an empty
+                // cache when it does not.
+                let pc = unsafe {
+                    device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                        label: Some("wgrad pipelines"),
+                        data: data.as_deref(),
+                        fallback: true,
+                    })
+                };
+                let loaded = data.map_or(0, |d| d.len());
+                (
+                    Some((pc, path.clone())),
+                    PipelineCacheState::Kept { path, loaded, ignored },
+                )
+            }
+        };
         Ok(Arc::new(GpuDevice {
             adapter,
             device,
@@ -283,6 +341,8 @@ impl GpuDevice {
             compile_log: Mutex::default(),
             time_first_dispatch: Default::default(),
             matmul,
+            cache,
+            cache_state,
         }))
     }
 
@@ -312,6 +372,27 @@ impl GpuDevice {
     /// it is the matmul and one bias-activation pass. Needs six storage buffers per kernel.
     pub fn has_layer_epilogue(&self, m: usize, k: usize, n: usize) -> bool {
         self.limits().max_storage_buffers_per_shader_stage >= 6 && self.matmul.has_epilogue(m, k, n)
+    }
+
+    /// Whether this device keeps compiled pipelines across runs, where, and what it found there
+    /// when it was opened.
+    pub fn pipeline_cache(&self) -> &PipelineCacheState {
+        &self.cache_state
+    }
+
+    /// Writes the pipeline cache to its file now (the device also does so after each batch of
+    /// new pipelines, ignoring errors there). Returns the bytes written, `None` where no cache
+    /// is kept; errors when the file cannot be written.
+    pub fn save_pipeline_cache(&self) -> Result<Option<usize>> {
+        let Some((pc, path)) = &self.cache else {
+            return Ok(None);
+        };
+        let Some(data) = pc.get_data() else {
+            return Ok(None);
+        };
+        let file = cache::encode(&data);
+        cache::write_atomic(path, &file).map_err(|e| Error::io(path.display().to_string(), e))?;
+        Ok(Some(file.len()))
     }
 
     /// Pipelines compiled on this device so far (each is compiled once and cached).
@@ -378,8 +459,19 @@ impl GpuDevice {
             for l in &todo {
                 self.pipeline(l)?;
             }
-            return Ok(names);
+        } else {
+            self.create_concurrently(&todo, threads)?;
         }
+        if !todo.is_empty() {
+            // A cache that cannot be written (a read-only home) must not stop the work: the
+            // next run compiles again. `save_pipeline_cache` reports the error.
+            let _ = self.save_pipeline_cache();
+        }
+        Ok(names)
+    }
+
+    /// Creates the pipelines of `todo` on `threads` threads.
+    fn create_concurrently(&self, todo: &[&Launch], threads: usize) -> Result<()> {
         let next = AtomicU64::new(0);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         std::thread::scope(|s| {
@@ -396,7 +488,7 @@ impl GpuDevice {
         });
         match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(e) => Err(e),
-            None => Ok(names),
+            None => Ok(()),
         }
     }
 
@@ -528,7 +620,7 @@ impl GpuDevice {
                     constants: &l.consts,
                     zero_initialize_workgroup_memory: false,
                 },
-                cache: None,
+                cache: self.cache.as_ref().map(|c| &c.0),
             })
         })?;
         self.pipelines_compiled.fetch_add(1, Ordering::Relaxed);
