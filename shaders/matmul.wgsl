@@ -251,18 +251,20 @@ fn tile_store_bias_act(wid: vec3<u32>, lid3: vec3<u32>, acc: Tile8) {
     let rb = ra + 4u * (BM / 8u);
     let ca = wid.x * BN + 4u * lid3.x;
     let cb = ca + 4u * (BN / 8u);
-    put4_bias_act(ra, ca, acc.r0.v0); put4_bias_act(ra + 1u, ca, acc.r1.v0);
-    put4_bias_act(ra + 2u, ca, acc.r2.v0); put4_bias_act(ra + 3u, ca, acc.r3.v0);
+    let ba = bias4(ca);
+    let bb = bias4(cb);
+    put4_bias_act(ra, ca, acc.r0.v0, ba); put4_bias_act(ra + 1u, ca, acc.r1.v0, ba);
+    put4_bias_act(ra + 2u, ca, acc.r2.v0, ba); put4_bias_act(ra + 3u, ca, acc.r3.v0, ba);
     if (TN == 8u) {
-        put4_bias_act(ra, cb, acc.r0.v1); put4_bias_act(ra + 1u, cb, acc.r1.v1);
-        put4_bias_act(ra + 2u, cb, acc.r2.v1); put4_bias_act(ra + 3u, cb, acc.r3.v1);
+        put4_bias_act(ra, cb, acc.r0.v1, bb); put4_bias_act(ra + 1u, cb, acc.r1.v1, bb);
+        put4_bias_act(ra + 2u, cb, acc.r2.v1, bb); put4_bias_act(ra + 3u, cb, acc.r3.v1, bb);
     }
     if (TM == 8u) {
-        put4_bias_act(rb, ca, acc.r4.v0); put4_bias_act(rb + 1u, ca, acc.r5.v0);
-        put4_bias_act(rb + 2u, ca, acc.r6.v0); put4_bias_act(rb + 3u, ca, acc.r7.v0);
+        put4_bias_act(rb, ca, acc.r4.v0, ba); put4_bias_act(rb + 1u, ca, acc.r5.v0, ba);
+        put4_bias_act(rb + 2u, ca, acc.r6.v0, ba); put4_bias_act(rb + 3u, ca, acc.r7.v0, ba);
         if (TN == 8u) {
-            put4_bias_act(rb, cb, acc.r4.v1); put4_bias_act(rb + 1u, cb, acc.r5.v1);
-            put4_bias_act(rb + 2u, cb, acc.r6.v1); put4_bias_act(rb + 3u, cb, acc.r7.v1);
+            put4_bias_act(rb, cb, acc.r4.v1, bb); put4_bias_act(rb + 1u, cb, acc.r5.v1, bb);
+            put4_bias_act(rb + 2u, cb, acc.r6.v1, bb); put4_bias_act(rb + 3u, cb, acc.r7.v1, bb);
         }
     }
 }

@@ -119,17 +119,28 @@ fn put4(row: u32, col: u32, x: vec4<f32>) {
     }
 }
 
+// The bias of four consecutive columns from `col` (indices clamped to b; columns past n are
+// never stored). Loaded once per invocation and column group, not once per output.
+fn bias4(col: u32) -> vec4<f32> {
+    let last = p.n - 1u;
+    return vec4<f32>(bias[min(col, last)], bias[min(col + 1u, last)], bias[min(col + 2u, last)], bias[min(col + 3u, last)]);
+}
+
 // The layer epilogue: C = x (the matmul, kept readable), Z = C + b, H = f(Z); four consecutive
-// outputs of row `row` from column `col`, masked to C.
-fn put4_bias_act(row: u32, col: u32, x: vec4<f32>) {
+// outputs of row `row` from column `col` with their bias `b` (`bias4(col)`), masked to C. The
+// activation is computed for the four before the masked stores: on llvmpipe, every operation
+// inside the masked loop is repeated per lane and column, which made this epilogue the larger
+// part of the subgroup kernel's compile time.
+fn put4_bias_act(row: u32, col: u32, x: vec4<f32>, b: vec4<f32>) {
     if (row >= p.m) { return; }
+    let z = x + b;
+    let h = vec4<f32>(unary_f(ACT, z.x, 0.0), unary_f(ACT, z.y, 0.0), unary_f(ACT, z.z, 0.0), unary_f(ACT, z.w, 0.0));
+    let base = row * p.n + col;
     for (var j = 0u; j < 4u; j++) {
         if (col + j < p.n) {
-            let idx = row * p.n + col + j;
-            let v = x[j] + bias[col + j];
-            c[idx] = x[j];
-            zo[idx] = v;
-            yo[idx] = unary_f(ACT, v, 0.0);
+            c[base + j] = x[j];
+            zo[base + j] = z[j];
+            yo[base + j] = h[j];
         }
     }
 }
@@ -142,7 +153,8 @@ fn put8(row: u32, col: u32, r: Row8) {
     put4(row, col + 4u, r.v1);
 }
 
-fn put8_bias_act(row: u32, col: u32, r: Row8) {
-    put4_bias_act(row, col, r.v0);
-    put4_bias_act(row, col + 4u, r.v1);
+// `b`: the bias of the eight columns (`bias4(col)`, `bias4(col + 4u)`).
+fn put8_bias_act(row: u32, col: u32, r: Row8, b: Row8) {
+    put4_bias_act(row, col, r.v0, b.v0);
+    put4_bias_act(row, col + 4u, r.v1, b.v1);
 }

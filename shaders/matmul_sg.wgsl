@@ -179,12 +179,13 @@ fn matmul_sg_bias_act(
     set_batch(wid.z);
     let t = sg_block(wid, sg, lane);
     let o = sg_origin(wid, sg, lane);
-    put8_bias_act(o.x + 0u, o.y, t[0]); put8_bias_act(o.x + 1u, o.y, t[1]); put8_bias_act(o.x + 2u, o.y, t[2]); put8_bias_act(o.x + 3u, o.y, t[3]);
-    put8_bias_act(o.x + 4u, o.y, t[4]); put8_bias_act(o.x + 5u, o.y, t[5]); put8_bias_act(o.x + 6u, o.y, t[6]); put8_bias_act(o.x + 7u, o.y, t[7]);
-    put8_bias_act(o.x + 8u, o.y, t[8]); put8_bias_act(o.x + 9u, o.y, t[9]); put8_bias_act(o.x + 10u, o.y, t[10]); put8_bias_act(o.x + 11u, o.y, t[11]);
-    put8_bias_act(o.x + 12u, o.y, t[12]); put8_bias_act(o.x + 13u, o.y, t[13]); put8_bias_act(o.x + 14u, o.y, t[14]); put8_bias_act(o.x + 15u, o.y, t[15]);
-    put8_bias_act(o.x + 16u, o.y, t[16]); put8_bias_act(o.x + 17u, o.y, t[17]); put8_bias_act(o.x + 18u, o.y, t[18]); put8_bias_act(o.x + 19u, o.y, t[19]);
-    put8_bias_act(o.x + 20u, o.y, t[20]); put8_bias_act(o.x + 21u, o.y, t[21]); put8_bias_act(o.x + 22u, o.y, t[22]); put8_bias_act(o.x + 23u, o.y, t[23]);
-    put8_bias_act(o.x + 24u, o.y, t[24]); put8_bias_act(o.x + 25u, o.y, t[25]); put8_bias_act(o.x + 26u, o.y, t[26]); put8_bias_act(o.x + 27u, o.y, t[27]);
-    put8_bias_act(o.x + 28u, o.y, t[28]); put8_bias_act(o.x + 29u, o.y, t[29]); put8_bias_act(o.x + 30u, o.y, t[30]); put8_bias_act(o.x + 31u, o.y, t[31]);
+    let b = Row8(bias4(o.y), bias4(o.y + 4u));
+    put8_bias_act(o.x + 0u, o.y, t[0], b); put8_bias_act(o.x + 1u, o.y, t[1], b); put8_bias_act(o.x + 2u, o.y, t[2], b); put8_bias_act(o.x + 3u, o.y, t[3], b);
+    put8_bias_act(o.x + 4u, o.y, t[4], b); put8_bias_act(o.x + 5u, o.y, t[5], b); put8_bias_act(o.x + 6u, o.y, t[6], b); put8_bias_act(o.x + 7u, o.y, t[7], b);
+    put8_bias_act(o.x + 8u, o.y, t[8], b); put8_bias_act(o.x + 9u, o.y, t[9], b); put8_bias_act(o.x + 10u, o.y, t[10], b); put8_bias_act(o.x + 11u, o.y, t[11], b);
+    put8_bias_act(o.x + 12u, o.y, t[12], b); put8_bias_act(o.x + 13u, o.y, t[13], b); put8_bias_act(o.x + 14u, o.y, t[14], b); put8_bias_act(o.x + 15u, o.y, t[15], b);
+    put8_bias_act(o.x + 16u, o.y, t[16], b); put8_bias_act(o.x + 17u, o.y, t[17], b); put8_bias_act(o.x + 18u, o.y, t[18], b); put8_bias_act(o.x + 19u, o.y, t[19], b);
+    put8_bias_act(o.x + 20u, o.y, t[20], b); put8_bias_act(o.x + 21u, o.y, t[21], b); put8_bias_act(o.x + 22u, o.y, t[22], b); put8_bias_act(o.x + 23u, o.y, t[23], b);
+    put8_bias_act(o.x + 24u, o.y, t[24], b); put8_bias_act(o.x + 25u, o.y, t[25], b); put8_bias_act(o.x + 26u, o.y, t[26], b); put8_bias_act(o.x + 27u, o.y, t[27], b);
+    put8_bias_act(o.x + 28u, o.y, t[28], b); put8_bias_act(o.x + 29u, o.y, t[29], b); put8_bias_act(o.x + 30u, o.y, t[30], b); put8_bias_act(o.x + 31u, o.y, t[31], b);
 }
