@@ -229,6 +229,7 @@ fn run(a: &Args) -> wgrad::Result<bool> {
     if let Some(path) = &a.graph {
         common::save_graph(&g, path, loss)?;
     }
+    common::compiling(&dev, || g.prepare_train_step(loss))?;
 
     let evaluate = |g: &mut Graph| -> wgrad::Result<f64> {
         let mut correct = 0;

@@ -257,6 +257,7 @@ fn run(a: &Args) -> wgrad::Result<bool> {
     };
 
     let mut rng = Rng::new(a.seed ^ 0x5eed);
+    common::compiling(&dev, || net.g.prepare_train_step(net.loss))?;
     let first_val = evaluate(&mut net)?;
     println!("step     0  validation {first_val:.3} nats/char");
     let (mut curve_train, mut curve_val) = (Vec::new(), vec![(0.0, first_val)]);

@@ -165,6 +165,27 @@ pub fn check_distinct(outputs: &[(&str, &Path)]) -> Result<(), String> {
     Ok(())
 }
 
+/// On a GPU, runs `prepare` (which compiles the kernels a graph will use) between "compiling
+/// kernels for …" and how many were compiled, how long it took and what the pipeline cache held,
+/// so a first run's pause is said, not silent. On the CPU backend it just runs it.
+pub fn compiling(device: &Device, prepare: impl FnOnce() -> wgrad::Result<()>) -> wgrad::Result<()> {
+    let Device::Gpu(g) = device else {
+        return prepare();
+    };
+    use std::io::Write;
+    print!("compiling kernels for {}… ", g.info().name);
+    std::io::stdout().flush().ok();
+    let (before, t) = (g.pipelines_compiled(), std::time::Instant::now());
+    prepare()?;
+    println!(
+        "{} compiled in {:.2} s; {}",
+        g.pipelines_compiled() - before,
+        t.elapsed().as_secs_f64(),
+        g.pipeline_cache()
+    );
+    Ok(())
+}
+
 /// Host memory that can be allocated now, in bytes: `MemAvailable` from /proc/meminfo on
 /// Linux; `None` where it cannot be read.
 pub fn host_available_bytes() -> Option<u64> {

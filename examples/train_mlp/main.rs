@@ -20,7 +20,7 @@ use args::{Args, Placement, USAGE};
 use indicatif::{ProgressBar, ProgressStyle};
 use wgrad::data::{self, Dataset};
 use wgrad::train::{Classifier, ClassifierConfig};
-use wgrad::{Adam, Device, Optimizer, Sgd};
+use wgrad::{Adam, Optimizer, Sgd};
 
 /// The usage line printed under a command-line error (`--help` prints [`USAGE`]).
 const SHORT_USAGE: &str = "\
@@ -180,19 +180,7 @@ fn run(args: &Args) -> Result<bool, Failure> {
     }
     // On a GPU the kernels are compiled on first use; do it now and say so, so the first
     // epoch's time is training, not compilation.
-    if let Device::Gpu(g) = &device {
-        use std::io::Write;
-        print!("compiling kernels for {}… ", info.name);
-        std::io::stdout().flush().ok();
-        let (before, t) = (g.pipelines_compiled(), Instant::now());
-        clf.prepare()?;
-        println!(
-            "{} compiled in {:.2} s; {}",
-            g.pipelines_compiled() - before,
-            t.elapsed().as_secs_f64(),
-            g.pipeline_cache()
-        );
-    }
+    common::compiling(&device, || clf.prepare())?;
     // The loss before training, the reference of the divergence rule: the mean cross-entropy
     // of the untrained (or loaded) model on up to 1,024 training rows.
     let start_loss = if args.epochs > 0 {
