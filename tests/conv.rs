@@ -171,6 +171,18 @@ fn conv2d_matches_its_definition() {
             w: [33, 2, 3, 3],
             o: Conv2dOptions::default(),
         },
+        // Window rows of 1 and of more than 8 pixels (the CPU copies up to 8 as fixed-size
+        // blocks), padded and not.
+        Problem {
+            x: [2, 2, 6, 14],
+            w: [3, 2, 2, 11],
+            o: opts([1, 1], [1, 2], [1, 1], 1),
+        },
+        Problem {
+            x: [1, 3, 5, 9],
+            w: [2, 3, 3, 1],
+            o: opts([2, 1], [0, 0], [1, 1], 1),
+        },
     ];
     for dev in devices() {
         for (i, p) in problems.iter().enumerate() {

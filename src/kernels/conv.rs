@@ -107,6 +107,77 @@ impl Window2d {
             .checked_sub(self.padding[d])
             .filter(|&s| s < self.image[2 + d])
     }
+
+    /// The image columns each output column's window reads, for the CPU loops.
+    fn columns(&self) -> Columns {
+        let ([_, kw], [_, ow], wd) = (self.kernel, self.out_hw(), self.image[3]);
+        let mut source = Vec::with_capacity(ow * kw);
+        let mut run = Vec::with_capacity(ow);
+        for xo in 0..ow {
+            let first = source.len();
+            source.extend((0..kw).map(|kx| self.source(1, xo, kx).unwrap_or(wd)));
+            let s0 = source[first];
+            let consecutive = source[first..]
+                .iter()
+                .enumerate()
+                .all(|(kx, &sx)| sx == s0 + kx && sx < wd);
+            run.push(consecutive.then_some(s0));
+        }
+        Columns { source, run }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the few elements of one window row: a fixed-size copy for up
+/// to 8 (a call to `memcpy` per window row was most of the CPU im2col's time).
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    fn fixed<const K: usize, T: Copy>(dst: &mut [T], src: &[T]) {
+        let d: &mut [T; K] = dst.try_into().expect("K elements");
+        *d = *<&[T; K]>::try_from(src).expect("K elements");
+    }
+    match dst.len() {
+        1 => dst[0] = src[0],
+        2 => fixed::<2, T>(dst, src),
+        3 => fixed::<3, T>(dst, src),
+        4 => fixed::<4, T>(dst, src),
+        5 => fixed::<5, T>(dst, src),
+        6 => fixed::<6, T>(dst, src),
+        7 => fixed::<7, T>(dst, src),
+        8 => fixed::<8, T>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// `dst[i] += src[i]` for the few elements of one window row (fixed-size for up to 8, as
+/// [`copy_short`]).
+#[inline(always)]
+fn add_short<T: Real>(dst: &mut [T], src: &[T]) {
+    fn fixed<const K: usize, T: Real>(dst: &mut [T], src: &[T]) {
+        let d: &mut [T; K] = dst.try_into().expect("K elements");
+        let s: &[T; K] = src.try_into().expect("K elements");
+        for (d, &s) in d.iter_mut().zip(s) {
+            put(d, s, true);
+        }
+    }
+    match dst.len() {
+        1 => put(&mut dst[0], src[0], true),
+        2 => fixed::<2, T>(dst, src),
+        3 => fixed::<3, T>(dst, src),
+        4 => fixed::<4, T>(dst, src),
+        5 => fixed::<5, T>(dst, src),
+        6 => fixed::<6, T>(dst, src),
+        7 => fixed::<7, T>(dst, src),
+        8 => fixed::<8, T>(dst, src),
+        _ => dst.iter_mut().zip(src).for_each(|(d, &s)| put(d, s, true)),
+    }
+}
+
+/// Per output column `xo`: `source[xo·kw + kx]`, the image column window element `kx` reads
+/// (the image width where it falls in the padding), and `run[xo]`, the first of them where all
+/// `kw` are consecutive pixels of the row (no padding, dilation 1).
+struct Columns {
+    source: Vec<usize>,
+    run: Vec<Option<usize>>,
 }
 
 /// cols\[g, (n·oh + y)·ow + x, (ci·kh + ky)·kw + kx\] = image\[n, g·cg + ci, y·sh + ky·dh − ph,
@@ -142,6 +213,7 @@ impl KernelDef for Im2col {
         let [n, c, h, wd] = w.image;
         let ([kh, kw], [oh, ow], cg) = (w.kernel, w.out_hw(), w.group_channels());
         let pad = T::from_f64(w.pad_value as f64);
+        let cols = w.columns();
         with_out!(b, self.out, |o, b| {
             let x = &b[self.x];
             let mut i = 0;
@@ -152,13 +224,21 @@ impl KernelDef for Im2col {
                             for ci in 0..cg {
                                 let plane = (ni * c + g * cg + ci) * h;
                                 for ky in 0..kh {
-                                    let sy = w.source(0, y, ky);
-                                    for kx in 0..kw {
-                                        o[i] = match (sy, w.source(1, xo, kx)) {
-                                            (Some(sy), Some(sx)) => x[(plane + sy) * wd + sx],
-                                            _ => pad,
-                                        };
-                                        i += 1;
+                                    let out = &mut o[i..i + kw];
+                                    i += kw;
+                                    let Some(sy) = w.source(0, y, ky) else {
+                                        out.fill(pad);
+                                        continue;
+                                    };
+                                    let row = &x[(plane + sy) * wd..(plane + sy + 1) * wd];
+                                    match cols.run[xo] {
+                                        // The window's columns are consecutive pixels of the row.
+                                        Some(s0) => copy_short(out, &row[s0..s0 + kw]),
+                                        None => {
+                                            for (v, &sx) in out.iter_mut().zip(&cols.source[xo * kw..]) {
+                                                *v = if sx < wd { row[sx] } else { pad };
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -191,6 +271,7 @@ impl KernelDef for Col2im {
             }
             // Scatter in the CPU reference (the GPU gathers per pixel; both add the same terms,
             // the CPU in f64 for the f64 checks).
+            let cols = w.columns();
             for g in 0..w.groups {
                 for ni in 0..n {
                     for y in 0..oh {
@@ -200,10 +281,18 @@ impl KernelDef for Col2im {
                                 let plane = (ni * c + g * cg + ci) * h;
                                 for ky in 0..kh {
                                     let Some(sy) = w.source(0, y, ky) else { continue };
-                                    for kx in 0..kw {
-                                        let Some(sx) = w.source(1, xo, kx) else { continue };
-                                        let v = gr[row * k + (ci * kh + ky) * kw + kx];
-                                        put(&mut o[(plane + sy) * wd + sx], v, true);
+                                    let j = row * k + (ci * kh + ky) * kw;
+                                    let src = &gr[j..j + kw];
+                                    let dst = &mut o[(plane + sy) * wd..(plane + sy + 1) * wd];
+                                    match cols.run[xo] {
+                                        Some(s0) => add_short(&mut dst[s0..s0 + kw], src),
+                                        None => {
+                                            for (&v, &sx) in src.iter().zip(&cols.source[xo * kw..]) {
+                                                if sx < wd {
+                                                    put(&mut dst[sx], v, true);
+                                                }
+                                            }
+                                        }
                                     }
                                 }
                             }

@@ -221,6 +221,21 @@ pub(crate) fn reduce<T: Real>(
                 }
             }
         }
+        ReduceOp::Max if inner == 1 => {
+            // Contiguous rows (the windows of a max-pool): the same comparisons, without the
+            // strided index arithmetic.
+            for (o, row) in x.chunks_exact(axis).take(outer).enumerate() {
+                let (mut best, mut besti) = (row[0], 0);
+                for (a, &v) in row.iter().enumerate().skip(1) {
+                    if v > best || (v.is_nan() && !best.is_nan()) {
+                        best = v;
+                        besti = a;
+                    }
+                }
+                arg[o] = T::from_f64(besti as f64);
+                put(&mut out[o], best, acc);
+            }
+        }
         ReduceOp::Max => {
             for o in 0..outer {
                 for i in 0..inner {
@@ -266,6 +281,12 @@ pub(crate) fn reduce_backward<T: Real>(
                     for i in 0..inner {
                         put(&mut dst[a * inner + i], gs[i] * f, acc);
                     }
+                }
+            }
+            ReduceOp::Max if inner == 1 => {
+                let k = arg[o].to_f64() as usize;
+                for (a, d) in dst.iter_mut().enumerate() {
+                    put(d, if a == k { gs[0] } else { T::zero() }, acc);
                 }
             }
             ReduceOp::Max => {
