@@ -294,6 +294,7 @@ impl KernelDef for MatMul {
 
 /// out (+)= op(A)·op(B); A is m×k (stored k×m when `ta`), B is k×n (stored n×k when `tb`).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) fn matmul<T: Real>(
     a: &[T],
     b: &[T],
@@ -311,6 +312,13 @@ pub(crate) fn matmul<T: Real>(
     );
     if ta && !tb && m * n <= THIN_OUTPUT && k >= THIN_MIN_K {
         return thin_at_b(a, b, out, m, k, n, acc);
+    }
+    if !ta && (1..=16).contains(&n) && m >= SKINNY_MIN_M && (1..=SKINNY_MAX_K).contains(&k) {
+        return if n <= 8 {
+            skinny::<T, 8>(a, b, out, m, k, n, tb, acc)
+        } else {
+            skinny::<T, 16>(a, b, out, m, k, n, tb, acc)
+        };
     }
     let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
@@ -342,6 +350,62 @@ pub(crate) fn matmul<T: Real>(
 /// for a handful of outputs.
 const THIN_OUTPUT: usize = 512;
 const THIN_MIN_K: usize = 2048;
+
+/// Products of at least this many rows and at most 16 columns take [`skinny`] (a convolution's
+/// forward: 36,864 window rows × 6 channels; a classifier's output layer), where a GEMM spends
+/// most of its time packing A for a few columns of output.
+const SKINNY_MIN_M: usize = 1024;
+/// ... with an inner dimension of at most this many: each output is one running sum over k.
+const SKINNY_MAX_K: usize = 4096;
+
+/// out (+)= A·op(B) for A stored m×k and n ≤ W columns: op(B) copied once into k rows of W
+/// (zero-padded; k·W values stay in cache), then each row of C is W running sums over its row of
+/// A, a W-wide vector multiply-add per k.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn skinny<T: Real, const W: usize>(a: &[T], b: &[T], out: &mut [T], m: usize, k: usize, n: usize, tb: bool, acc: bool) {
+    let mut bp = vec![T::zero(); k * W];
+    for (kk, row) in bp.chunks_exact_mut(W).enumerate() {
+        for (j, v) in row.iter_mut().take(n).enumerate() {
+            *v = if tb { b[j * k + kk] } else { b[kk * n + j] };
+        }
+    }
+    // Four rows at a time: four independent sums per column (an add waits only for the one
+    // before it in its own sum) sharing each row of op(B).
+    let (a, out) = (&a[..m * k], &mut out[..m * n]);
+    for (ar, orow) in a.chunks_exact(4 * k).zip(out.chunks_exact_mut(4 * n)) {
+        let (a0, a1, a2, a3) = (&ar[..k], &ar[k..2 * k], &ar[2 * k..3 * k], &ar[3 * k..]);
+        let (mut s0, mut s1, mut s2, mut s3) = ([T::zero(); W], [T::zero(); W], [T::zero(); W], [T::zero(); W]);
+        for (kk, br) in bp.chunks_exact(W).enumerate() {
+            let br: &[T; W] = br.try_into().expect("W values");
+            let (v0, v1, v2, v3) = (a0[kk], a1[kk], a2[kk], a3[kk]);
+            for j in 0..W {
+                s0[j] += v0 * br[j];
+                s1[j] += v1 * br[j];
+                s2[j] += v2 * br[j];
+                s3[j] += v3 * br[j];
+            }
+        }
+        for (orow, sr) in orow.chunks_exact_mut(n).zip([&s0, &s1, &s2, &s3]) {
+            for (o, &v) in orow.iter_mut().zip(sr) {
+                super::put(o, v, acc);
+            }
+        }
+    }
+    // The last rows (m mod 4), one at a time.
+    let done = m / 4 * 4;
+    for (ar, orow) in a[done * k..].chunks_exact(k).zip(out[done * n..].chunks_exact_mut(n)) {
+        let mut s = [T::zero(); W];
+        for (&v, br) in ar.iter().zip(bp.chunks_exact(W)) {
+            for j in 0..W {
+                s[j] += v * br[j];
+            }
+        }
+        for (o, &v) in orow.iter_mut().zip(&s) {
+            super::put(o, v, acc);
+        }
+    }
+}
 
 /// out (+)= Aᵀ·B for A stored k×m and B stored k×n with a small m×n: one pass over the rows of
 /// both, each row's outer product added into n accumulator rows of m (contiguous in A's row, so
@@ -446,7 +510,7 @@ pub(crate) fn examples() -> Vec<Kernel> {
 }
 
 #[cfg(test)]
-mod thin_tests {
+mod cpu_paths {
     use super::matmul;
 
     #[test]
@@ -466,6 +530,44 @@ mod thin_tests {
                             (got - want).abs() < 1e-5 * (k as f64).sqrt() + 1e-5 * want.abs(),
                             "{m}×{k}×{n} [{i},{j}]: {got} vs {want}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_skinny_path_matches_the_definition() {
+        // Rows a multiple of 4 and not, 1..16 columns (8 and 16 wide), B read plain and
+        // transposed, stored and added; and shapes either side of the path's bounds.
+        let shapes = [
+            (1024, 25, 6),
+            (1027, 3, 16),
+            (2049, 150, 9),
+            (1025, 1, 1),
+            (1024, 4096, 8),
+            (1023, 5, 3),
+            (1024, 4097, 2),
+            (1024, 5, 17),
+        ];
+        for (m, k, n) in shapes {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729 % 997) as f32 / 498.5) - 1.0).collect();
+            for tb in [false, true] {
+                for acc in [false, true] {
+                    let mut out = vec![0.5f32; m * n];
+                    matmul(&a, &b, &mut out, m, k, n, false, tb, acc);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let bv = |p: usize| if tb { b[j * k + p] } else { b[p * n + j] } as f64;
+                            let want: f64 =
+                                (0..k).map(|p| a[i * k + p] as f64 * bv(p)).sum::<f64>() + if acc { 0.5 } else { 0.0 };
+                            let got = out[i * n + j] as f64;
+                            assert!(
+                                (got - want).abs() < 1e-5 * (k as f64).sqrt() + 1e-5 * want.abs(),
+                                "{m}×{k}×{n} tb={tb} acc={acc} [{i},{j}]: {got} vs {want}"
+                            );
+                        }
                     }
                 }
             }
