@@ -127,29 +127,36 @@ impl Window2d {
     }
 }
 
-/// `dst.copy_from_slice(src)` for the few elements of one window row: a fixed-size copy for up
-/// to 8 (a call to `memcpy` per window row was most of the CPU im2col's time).
+/// `$fixed::<K, T>(args)` for a length `K` of 1 to 8, else `$other`: the few elements of one
+/// window row as fixed-size arrays, which compile to a handful of moves (a `memcpy` call per
+/// window row was most of the CPU im2col's time).
+macro_rules! by_short_len {
+    ($len:expr, $fixed:ident::<$t:ty>($($arg:expr),*), $other:expr) => {
+        match $len {
+            1 => $fixed::<1, $t>($($arg),*),
+            2 => $fixed::<2, $t>($($arg),*),
+            3 => $fixed::<3, $t>($($arg),*),
+            4 => $fixed::<4, $t>($($arg),*),
+            5 => $fixed::<5, $t>($($arg),*),
+            6 => $fixed::<6, $t>($($arg),*),
+            7 => $fixed::<7, $t>($($arg),*),
+            8 => $fixed::<8, $t>($($arg),*),
+            _ => $other,
+        }
+    };
+}
+
+/// `dst.copy_from_slice(src)` for one window row.
 #[inline(always)]
 fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     fn fixed<const K: usize, T: Copy>(dst: &mut [T], src: &[T]) {
         let d: &mut [T; K] = dst.try_into().expect("K elements");
         *d = *<&[T; K]>::try_from(src).expect("K elements");
     }
-    match dst.len() {
-        1 => dst[0] = src[0],
-        2 => fixed::<2, T>(dst, src),
-        3 => fixed::<3, T>(dst, src),
-        4 => fixed::<4, T>(dst, src),
-        5 => fixed::<5, T>(dst, src),
-        6 => fixed::<6, T>(dst, src),
-        7 => fixed::<7, T>(dst, src),
-        8 => fixed::<8, T>(dst, src),
-        _ => dst.copy_from_slice(src),
-    }
+    by_short_len!(dst.len(), fixed::<T>(dst, src), dst.copy_from_slice(src))
 }
 
-/// `dst[i] += src[i]` for the few elements of one window row (fixed-size for up to 8, as
-/// [`copy_short`]).
+/// `dst[i] += src[i]` for one window row.
 #[inline(always)]
 fn add_short<T: Real>(dst: &mut [T], src: &[T]) {
     fn fixed<const K: usize, T: Real>(dst: &mut [T], src: &[T]) {
@@ -159,17 +166,11 @@ fn add_short<T: Real>(dst: &mut [T], src: &[T]) {
             put(d, s, true);
         }
     }
-    match dst.len() {
-        1 => put(&mut dst[0], src[0], true),
-        2 => fixed::<2, T>(dst, src),
-        3 => fixed::<3, T>(dst, src),
-        4 => fixed::<4, T>(dst, src),
-        5 => fixed::<5, T>(dst, src),
-        6 => fixed::<6, T>(dst, src),
-        7 => fixed::<7, T>(dst, src),
-        8 => fixed::<8, T>(dst, src),
-        _ => dst.iter_mut().zip(src).for_each(|(d, &s)| put(d, s, true)),
-    }
+    by_short_len!(
+        dst.len(),
+        fixed::<T>(dst, src),
+        dst.iter_mut().zip(src).for_each(|(d, &s)| put(d, s, true))
+    )
 }
 
 /// Per output column `xo`: `source[xo·kw + kx]`, the image column window element `kx` reads

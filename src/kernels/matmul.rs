@@ -464,46 +464,34 @@ pub(crate) fn examples() -> Vec<Kernel> {
         sb: 0,
         sc: 1 << 20,
     };
-    for ((m, k, n), batch) in example_shapes()
+    let product = |(m, k, n), (ta, tb), acc, batch| -> Kernel {
+        MatMul {
+            a: 0,
+            b: 1,
+            out: 2,
+            m,
+            k,
+            n,
+            ta,
+            tb,
+            acc,
+            batch,
+        }
+        .into()
+    };
+    let orientations = [(false, false), (false, true), (true, false), (true, true)];
+    for (shape, batch) in example_shapes()
         .into_iter()
         .flat_map(|s| [(s, Batch::ONE), (s, batched)])
     {
-        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            ks.push(
-                MatMul {
-                    a: 0,
-                    b: 1,
-                    out: 2,
-                    m,
-                    k,
-                    n,
-                    ta,
-                    tb,
-                    acc: false,
-                    batch,
-                }
-                .into(),
-            );
+        for t in orientations {
+            ks.push(product(shape, t, false, batch));
         }
     }
-    // The adding pipelines (`ACC = 1`), for every orientation of one shape.
-    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-        for (m, k, n) in [(33, 17, 9), (64, 64, 64)] {
-            ks.push(
-                MatMul {
-                    a: 0,
-                    b: 1,
-                    out: 2,
-                    m,
-                    k,
-                    n,
-                    ta,
-                    tb,
-                    acc: true,
-                    batch: Batch::ONE,
-                }
-                .into(),
-            );
+    // The adding pipelines (`ACC = 1`), for every orientation of two shapes.
+    for t in orientations {
+        for shape in [(33, 17, 9), (64, 64, 64)] {
+            ks.push(product(shape, t, true, Batch::ONE));
         }
     }
     ks
