@@ -1,4 +1,5 @@
-// Row-wise softmax and the fused softmax cross-entropy loss, with their VJPs.
+// Row-wise softmax, the fused softmax cross-entropy loss, and the normalisation of layer norm,
+// with their VJPs.
 //
 // Bindings (group 0):
 //   0  p       uniform Params
@@ -6,7 +7,8 @@
 //   2  labels  storage, read        class index per row, stored as f32 (cross-entropy)
 //   3  g       storage, read        upstream gradient (softmax_backward: rows×cols; xent: 1 scalar)
 //   4  out     storage, read_write  softmax / probabilities / d_x
-//   5  loss    storage, read_write  per-row loss (softmax_xent_forward)
+//   5  loss    storage, read_write  per-row loss (softmax_xent_forward); per-row 1/√(var + ε)
+//                                   (normalize: written forward, read backward)
 // Row kernels use one workgroup of 256 threads per row with fixed-order tree reductions in
 // workgroup memory (deterministic). Rows of at most 64 columns use the `*_rows` variants
 // instead: one thread per row, a serial loop, no workgroup memory and no barriers (a workgroup
@@ -189,4 +191,104 @@ fn softmax_xent_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num
     }
     let label = min(u32(labels[r]), p.cols - 1u);
     loss[r] = st.x + log(st.y) - x[r * p.cols + label];
+}
+
+// ---- Normalisation (layer norm without its affine part): x̂ = (x − mean)·rstd per row,
+// rstd = 1/√(var + ε) with the biased variance, computed from the centred values (two passes).
+// Backward: d_x = rstd ⊙ (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)), x holding x̂. ----
+
+fn norm_stats(r: u32, lid: u32, valid: bool) -> vec2<f32> {
+    var s = 0.0;
+    if (valid) {
+        for (var c = lid; c < p.cols; c += 256u) {
+            s += x[r * p.cols + c];
+        }
+    }
+    let mean = wg_sum(lid, s) / f32(p.cols);
+    var q = 0.0;
+    if (valid) {
+        for (var c = lid; c < p.cols; c += 256u) {
+            let d = x[r * p.cols + c] - mean;
+            q += d * d;
+        }
+    }
+    return vec2<f32>(mean, inverseSqrt(wg_sum(lid, q) / f32(p.cols) + p.eps));
+}
+
+@compute @workgroup_size(256)
+fn normalize_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = row_id(wid, nwg);
+    let valid = r < p.rows;
+    let st = norm_stats(r, lid, valid);
+    if (!valid) { return; }
+    for (var c = lid; c < p.cols; c += 256u) {
+        out[r * p.cols + c] = (x[r * p.cols + c] - st.x) * st.y;
+    }
+    if (lid == 0u) {
+        loss[r] = st.y;
+    }
+}
+
+@compute @workgroup_size(256)
+fn normalize_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = row_id(wid, nwg);
+    let valid = r < p.rows;
+    var sg = 0.0;
+    var sgx = 0.0;
+    if (valid) {
+        for (var c = lid; c < p.cols; c += 256u) {
+            let i = r * p.cols + c;
+            sg += g[i];
+            sgx += g[i] * x[i];
+        }
+    }
+    let mg = wg_sum(lid, sg) / f32(p.cols);
+    let mgx = wg_sum(lid, sgx) / f32(p.cols);
+    if (!valid) { return; }
+    let rs = loss[r];
+    for (var c = lid; c < p.cols; c += 256u) {
+        let i = r * p.cols + c;
+        store(i, rs * (g[i] - mg - x[i] * mgx));
+    }
+}
+
+@compute @workgroup_size(256)
+fn normalize_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = flat(wid, nwg, lid);
+    if (r >= p.rows) { return; }
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        s += x[r * p.cols + c];
+    }
+    let mean = s / f32(p.cols);
+    var q = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        let d = x[r * p.cols + c] - mean;
+        q += d * d;
+    }
+    let rs = inverseSqrt(q / f32(p.cols) + p.eps);
+    for (var c = 0u; c < p.cols; c++) {
+        out[r * p.cols + c] = (x[r * p.cols + c] - mean) * rs;
+    }
+    loss[r] = rs;
+}
+
+@compute @workgroup_size(256)
+fn normalize_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = flat(wid, nwg, lid);
+    if (r >= p.rows) { return; }
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        let i = r * p.cols + c;
+        sg += g[i];
+        sgx += g[i] * x[i];
+    }
+    let mg = sg / f32(p.cols);
+    let mgx = sgx / f32(p.cols);
+    let rs = loss[r];
+    for (var c = 0u; c < p.cols; c++) {
+        let i = r * p.cols + c;
+        store(i, rs * (g[i] - mg - x[i] * mgx));
+    }
 }

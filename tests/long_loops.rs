@@ -306,3 +306,35 @@ fn overlong_softmax_rows_are_refused_on_the_gpu() {
     assert!((v[0] - 1.0 / cols as f32).abs() < 1e-12);
     let _ = y;
 }
+
+/// Layer norm over rows as long as the row-wise kernel takes (256·LOOP_BUDGET/3 columns: three
+/// passes of cols/256 iterations per invocation) runs that kernel; one column more is composed
+/// from reductions, whose kernels split long axes. Both agree with the CPU backend, value and
+/// gradient.
+#[test]
+fn layer_norm_rows_at_the_row_kernel_limit_and_past_it() {
+    let Some(dev) = gpu() else { return };
+    let limit = 256 * 16384 / 3;
+    for cols in [limit, limit + 1] {
+        let x: Vec<f32> = (0..2 * cols).map(|i| (i as f32 * 0.001).sin() * 2.0 + 0.5).collect();
+        let r: Vec<f32> = (0..2 * cols).map(|i| ((i * 7919) % 101) as f32 / 101.0 - 0.5).collect();
+        let run = |d: &Device| {
+            let mut g = Graph::new(d);
+            let xn = g.parameter("x", &[2, cols], &x).unwrap();
+            let y = g.layer_norm(xn, None, None, 1e-5).unwrap();
+            let l = common::weighted_sum(&mut g, y, &r).unwrap();
+            g.backward(l).unwrap();
+            (g.value(y).unwrap(), g.grad(xn).unwrap())
+        };
+        let (yg, dg) = run(&dev);
+        let (yc, dc) = run(&Device::cpu());
+        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        let (ey, ed) = (worst(&yg, &yc), worst(&dg, &dc));
+        assert!(ey < 1e-3, "{cols} columns: value differs by {ey}");
+        let scale = dc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(
+            ed < 1e-3 * scale.max(1e-3),
+            "{cols} columns: gradient differs by {ed} (largest {scale})"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 use super::{Graph, NodeId};
 use crate::error::{Error, Result};
+use crate::ops::Op;
 
 impl Graph {
     fn last_axis(&self, op: &'static str, x: NodeId) -> Result<usize> {
@@ -49,13 +50,20 @@ impl Graph {
                 format!("eps {eps} must be finite and non-negative"),
             ));
         }
-        let mean = self.mean_axis(x, axis, true)?;
-        let centred = self.sub(x, mean)?;
-        let sq = self.square(centred)?;
-        let var = self.mean_axis(sq, axis, true)?;
-        let var_eps = self.add_scalar(var, eps)?;
-        let inv_std = self.rsqrt(var_eps)?;
-        let mut y = self.mul(centred, inv_std)?;
+        // One row-wise kernel and its VJP (x̂ and 1/σ saved); rows too long for one
+        // invocation's loops are composed from reductions instead, whose kernels split them.
+        let mut y = if d <= crate::kernels::softmax::SOFTMAX_MAX_COLS {
+            let xi = self.check(x)?;
+            self.add_op(Op::Normalize { x: xi, eps }, None)?
+        } else {
+            let mean = self.mean_axis(x, axis, true)?;
+            let centred = self.sub(x, mean)?;
+            let sq = self.square(centred)?;
+            let var = self.mean_axis(sq, axis, true)?;
+            let var_eps = self.add_scalar(var, eps)?;
+            let inv_std = self.rsqrt(var_eps)?;
+            self.mul(centred, inv_std)?
+        };
         if let Some(w) = weight {
             y = self.mul(y, w)?;
         }

@@ -51,7 +51,7 @@ pub(crate) use matmul::MatMul;
 pub(crate) use misc::{BiasAdd, Copy, Fill, Transpose};
 pub(crate) use optim::Optim;
 pub(crate) use reduce::{Reduce, ReduceBackward};
-pub(crate) use softmax::{Softmax, SoftmaxBackward, SoftmaxXent, SoftmaxXentBackward};
+pub(crate) use softmax::{Normalize, NormalizeBackward, Softmax, SoftmaxBackward, SoftmaxXent, SoftmaxXentBackward};
 pub(crate) use unary::{Unary, UnaryBackward};
 
 use crate::error::{Error, Result};
@@ -133,6 +133,10 @@ kernels! {
     SoftmaxXent(softmax::SoftmaxXent),
     /// VJP of softmax cross-entropy
     SoftmaxXentBackward(softmax::SoftmaxXentBackward),
+    /// row-wise normalisation (layer norm without its affine part)
+    Normalize(softmax::Normalize),
+    /// VJP of the normalisation
+    NormalizeBackward(softmax::NormalizeBackward),
     /// mean squared error
     Mse(loss::Mse),
     /// VJP of the mean squared error

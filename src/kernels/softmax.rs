@@ -1,4 +1,5 @@
-//! Row-wise softmax, softmax cross-entropy, and their VJPs (`shaders/softmax.wgsl`).
+//! Row-wise kernels and their VJPs (`shaders/softmax.wgsl`): softmax, softmax cross-entropy, and
+//! the normalisation of layer norm.
 
 use super::{put, u, wgsl_params, with_out, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
 use crate::error::{Error, Result};
@@ -9,7 +10,8 @@ wgsl_params! {
         rows: u32,
         cols: u32,
         acc: u32,
-        _pad: u32,
+        /// the ε of `normalize` (added to the variance)
+        eps: f32,
     }
 }
 
@@ -18,7 +20,7 @@ const SERIAL_ROW: usize = 64;
 
 /// Softmax rows longer than this are refused: the workgroup-per-row kernels make three passes
 /// over a row with 256 threads, `3·cols/256` loop iterations per invocation.
-const SOFTMAX_MAX_COLS: usize = 256 * LOOP_BUDGET / 3;
+pub(crate) const SOFTMAX_MAX_COLS: usize = 256 * LOOP_BUDGET / 3;
 
 /// Row-wise softmax of a rows×cols matrix.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +65,30 @@ pub(crate) struct SoftmaxXentBackward {
     pub acc: bool,
 }
 
+/// Per row of a rows×cols matrix: out = (x − mean)·rstd with rstd = 1/√(variance + ε) (the
+/// biased variance, as layer norm takes it); `rstd` (rows) is saved for the VJP.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Normalize {
+    pub x: BufId,
+    pub out: BufId,
+    pub rstd: BufId,
+    pub rows: usize,
+    pub cols: usize,
+    pub eps: f32,
+}
+
+/// d_x (+)= rstd ⊙ (g − mean_row g − x̂ ⊙ mean_row(g ⊙ x̂)), x̂ the normalised values.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct NormalizeBackward {
+    pub xhat: BufId,
+    pub rstd: BufId,
+    pub g: BufId,
+    pub out: BufId,
+    pub rows: usize,
+    pub cols: usize,
+    pub acc: bool,
+}
+
 /// A row-wise launch: `short` (a thread per row) for short rows, else `long` (a workgroup per
 /// row); rows past [`SOFTMAX_MAX_COLS`] are refused.
 fn rows_launch(
@@ -71,11 +97,23 @@ fn rows_launch(
     (rows, cols, acc): (usize, usize, bool),
     binds: Vec<(u32, BufId, bool)>,
 ) -> Result<Vec<Launch>> {
+    rows_launch_eps(cx, (short, long), (rows, cols, acc), 0.0, binds)
+}
+
+/// [`rows_launch`] with the ε of `normalize`.
+fn rows_launch_eps(
+    cx: &Cx,
+    (short, long): (&'static str, &'static str),
+    (rows, cols, acc): (usize, usize, bool),
+    eps: f32,
+    binds: Vec<(u32, BufId, bool)>,
+) -> Result<Vec<Launch>> {
     if cols > SOFTMAX_MAX_COLS {
+        let op = long.split('_').next().unwrap_or(long);
         return Err(Error::LimitExceeded {
-            what: format!("softmax over rows of {cols} columns"),
+            what: format!("{op} over rows of {cols} columns"),
             size: cols as u64,
-            limit_name: "columns per softmax row (loop iterations per invocation)",
+            limit_name: "columns per row of a row-wise kernel (loop iterations per invocation)",
             limit: SOFTMAX_MAX_COLS as u64,
         });
     }
@@ -83,7 +121,7 @@ fn rows_launch(
         rows: u(rows),
         cols: u(cols),
         acc: acc as u32,
-        ..Default::default()
+        eps,
     };
     Ok(vec![if cols <= SERIAL_ROW {
         Launch::new(short, &p, binds, cx.elems(rows)?)
@@ -106,6 +144,73 @@ impl KernelDef for Softmax {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         with_out!(b, self.out, |o, b| softmax(&b[self.x], o, self.rows, self.cols))
+    }
+}
+
+impl KernelDef for Normalize {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let entries = ("normalize_forward_rows", "normalize_forward");
+        let binds = vec![(1, self.x, true), (4, self.out, false), (5, self.rstd, false)];
+        rows_launch_eps(cx, entries, (self.rows, self.cols, false), self.eps, binds)
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let Normalize { x, rows, cols, eps, .. } = *self;
+        with_outs!(b, [self.out, self.rstd], |[o, rs], b| {
+            let inv = 1.0 / cols as f64;
+            for r in 0..rows {
+                let (xr, or) = (&b[x][r * cols..(r + 1) * cols], &mut o[r * cols..(r + 1) * cols]);
+                // Mean and variance in f64, in two passes (the variance of the centred values).
+                let mean = xr.iter().map(|v| v.to_f64()).sum::<f64>() * inv;
+                let var = xr.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() * inv;
+                let rstd = 1.0 / (var + eps as f64).sqrt();
+                let (m, s) = (T::from_f64(mean), T::from_f64(rstd));
+                for (o, &v) in or.iter_mut().zip(xr) {
+                    *o = (v - m) * s;
+                }
+                rs[r] = s;
+            }
+        })
+    }
+}
+
+impl KernelDef for NormalizeBackward {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let entries = ("normalize_backward_rows", "normalize_backward");
+        let binds = vec![
+            (1, self.xhat, true),
+            (3, self.g, true),
+            (4, self.out, false),
+            (5, self.rstd, false),
+        ];
+        rows_launch(cx, entries, (self.rows, self.cols, self.acc), binds)
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let NormalizeBackward {
+            xhat,
+            rstd,
+            g,
+            rows,
+            cols,
+            acc,
+            ..
+        } = *self;
+        with_out!(b, self.out, |o, b| {
+            let inv = 1.0 / cols as f64;
+            for r in 0..rows {
+                let span = r * cols..(r + 1) * cols;
+                let (xr, gr, or) = (&b[xhat][span.clone()], &b[g][span.clone()], &mut o[span]);
+                let mg = gr.iter().map(|v| v.to_f64()).sum::<f64>() * inv;
+                let mgx = gr.iter().zip(xr).map(|(g, x)| g.to_f64() * x.to_f64()).sum::<f64>() * inv;
+                let (mg, mgx, s) = (T::from_f64(mg), T::from_f64(mgx), b[rstd][r]);
+                for c in 0..cols {
+                    put(&mut or[c], s * (gr[c] - mg - xr[c] * mgx), acc);
+                }
+            }
+        })
     }
 }
 
@@ -277,6 +382,29 @@ pub(crate) fn examples() -> Vec<Kernel> {
                 out: 1,
                 rows: 2,
                 cols,
+            }
+            .into(),
+        );
+        ks.push(
+            Normalize {
+                x: 0,
+                out: 1,
+                rstd: 2,
+                rows: 2,
+                cols,
+                eps: 1e-5,
+            }
+            .into(),
+        );
+        ks.push(
+            NormalizeBackward {
+                xhat: 0,
+                rstd: 1,
+                g: 2,
+                out: 3,
+                rows: 2,
+                cols,
+                acc: true,
             }
             .into(),
         );

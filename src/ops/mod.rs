@@ -44,6 +44,8 @@ pub enum Op {
     },
     /// Softmax along the last axis.
     Softmax { x: usize },
+    /// (x − mean)/√(variance + eps) along the last axis: layer norm without its affine part.
+    Normalize { x: usize, eps: f32 },
     /// Mean over rows of −log softmax(logits)[label]; labels hold class indices.
     SoftmaxCrossEntropy { logits: usize, labels: usize },
     /// Mean squared error between two tensors of one shape.
@@ -130,6 +132,7 @@ impl Op {
             Op::Binary { op, .. } => op.name(),
             Op::Reduce { op, .. } => op.name(),
             Op::Softmax { .. } => "softmax",
+            Op::Normalize { .. } => "layer_norm",
             Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
             Op::Mse { .. } => "mse",
             Op::Transpose { .. } => "transpose",
@@ -160,6 +163,7 @@ impl Op {
             Op::Unary { x, .. }
             | Op::Reduce { x, .. }
             | Op::Softmax { x }
+            | Op::Normalize { x, .. }
             | Op::Transpose { x }
             | Op::Reshape { x }
             | Op::Detach { x }
@@ -195,6 +199,7 @@ impl Op {
             Op::Binary { op, .. } => binary::shape(op, shapes[0], shapes[1]),
             Op::Reduce { op, axis, keepdim, .. } => reduce::shape(op, shapes[0], axis, keepdim),
             Op::Softmax { .. } => softmax::shape(shapes[0]),
+            Op::Normalize { .. } => softmax::normalize_shape(shapes[0]),
             Op::SoftmaxCrossEntropy { .. } => softmax::xent_shape(shapes[0], shapes[1]),
             Op::Mse { .. } => loss::mse_shape(shapes[0], shapes[1]),
             Op::Transpose { .. } => layout::transpose_shape(shapes[0]),
@@ -216,6 +221,7 @@ impl Op {
             Op::Reduce { op: ReduceOp::Max, .. } => vec![numel(out)],
             Op::SoftmaxCrossEntropy { .. } => vec![numel(shapes[0]), shapes[0][0]],
             Op::Dropout { .. } => vec![numel(out)],
+            Op::Normalize { .. } => vec![numel(out) / out.last().copied().unwrap_or(1).max(1)],
             _ => vec![],
         }
     }
@@ -230,6 +236,7 @@ impl Op {
             Op::Binary { op, .. } => binary::forward(op, args[0], args[1], out),
             Op::Reduce { op, axis, .. } => reduce::forward(op, args[0], axis, out, aux),
             Op::Softmax { .. } => softmax::forward(args[0], out),
+            Op::Normalize { eps, .. } => softmax::normalize_forward(args[0], eps, out, aux),
             Op::SoftmaxCrossEntropy { .. } => softmax::xent_forward(args[0], args[1], out, aux),
             Op::Mse { .. } => loss::mse_forward(args[0], args[1], out),
             Op::Transpose { .. } => layout::transpose_forward(args[0], out),
@@ -262,6 +269,7 @@ impl Op {
             Op::Binary { op, .. } => binary::vjp(op, args[0], args[1], out, g, targets),
             Op::Reduce { op, axis, .. } => reduce::vjp(op, args[0], axis, g, aux, targets),
             Op::Softmax { .. } => softmax::vjp(out, g, targets),
+            Op::Normalize { .. } => softmax::normalize_vjp(out, g, aux, targets),
             Op::SoftmaxCrossEntropy { .. } => softmax::xent_vjp(args[0], args[1], g, aux, targets),
             Op::Mse { .. } => loss::mse_vjp(args[0], args[1], g, targets),
             Op::Transpose { .. } => layout::transpose_vjp(args[0], g, targets),

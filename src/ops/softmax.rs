@@ -1,4 +1,5 @@
-//! Softmax and the fused softmax cross-entropy loss. Kernel: `shaders/softmax.wgsl`.
+//! Softmax, the fused softmax cross-entropy loss, and layer norm's normalisation. Kernel:
+//! `shaders/softmax.wgsl`.
 
 use super::{numel, Arg, GradTarget};
 use crate::error::{Error, Result};
@@ -32,6 +33,48 @@ pub(super) fn vjp(out: Arg, g: usize, t: &[Option<GradTarget>]) -> Vec<Kernel> {
     t[0].map(|dx| {
         Kernel::SoftmaxBackward(kn::SoftmaxBackward {
             y: out.buf,
+            g,
+            out: dx.buf,
+            rows,
+            cols,
+            acc: dx.acc,
+        })
+    })
+    .into_iter()
+    .collect()
+}
+
+pub(super) fn normalize_shape(x: &[usize]) -> Result<Vec<usize>> {
+    if x.is_empty() || x.contains(&0) {
+        return Err(Error::invalid_shape(
+            "layer_norm",
+            x,
+            "needs at least one axis and no empty one",
+        ));
+    }
+    Ok(x.to_vec())
+}
+
+/// aux[0]: 1/√(variance + ε) per row, for the VJP.
+pub(super) fn normalize_forward(x: Arg, eps: f32, out: Arg, aux: &[BufId]) -> Vec<Kernel> {
+    let (rows, cols) = rows_cols(x.shape);
+    vec![Kernel::Normalize(kn::Normalize {
+        x: x.buf,
+        out: out.buf,
+        rstd: aux[0],
+        rows,
+        cols,
+        eps,
+    })]
+}
+
+/// d_x = rstd ⊙ (g − mean g − x̂ ⊙ mean(g ⊙ x̂)) per row, from the saved x̂ (the value) and rstd.
+pub(super) fn normalize_vjp(out: Arg, g: usize, aux: &[BufId], t: &[Option<GradTarget>]) -> Vec<Kernel> {
+    let (rows, cols) = rows_cols(out.shape);
+    t[0].map(|dx| {
+        Kernel::NormalizeBackward(kn::NormalizeBackward {
+            xhat: out.buf,
+            rstd: aux[0],
             g,
             out: dx.buf,
             rows,
