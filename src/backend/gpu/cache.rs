@@ -131,6 +131,20 @@ pub(super) fn decode(file: &[u8]) -> Result<&[u8], String> {
     Ok(data)
 }
 
+/// Files larger than this are not read (no driver's cache of a library's pipelines comes near).
+const MAX_FILE: u64 = 256 << 20;
+
+/// The cache file's bytes; an error for a file past [`MAX_FILE`] as for one that cannot be read.
+pub(super) fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)?.len();
+    if len > MAX_FILE {
+        return Err(std::io::Error::other(format!(
+            "{len} bytes, more than a pipeline cache holds"
+        )));
+    }
+    std::fs::read(path)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {

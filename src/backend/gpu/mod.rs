@@ -299,7 +299,7 @@ impl GpuDevice {
         let (cache, cache_state) = match cache_file {
             Err(why) => (None, PipelineCacheState::Unavailable(why)),
             Ok(path) => {
-                let (data, ignored) = match std::fs::read(&path) {
+                let (data, ignored) = match cache::read(&path) {
                     Ok(file) => match cache::decode(&file) {
                         Ok(d) => (Some(d.to_vec()), None),
                         Err(why) => (None, Some(why)),
