@@ -152,27 +152,7 @@ impl MatMul {
         let auto = mm.kernel == MatmulKernel::Auto;
         let naive = mm.kernel == MatmulKernel::Naive || (auto && macs < NAIVE_BELOW_MACS);
         let ops = vec![(4, a, true), (5, bb, true), (3, out, false)];
-        if mm.sg_max > 0 && vec4_ok && !naive && (!auto || macs >= SUBGROUP_FROM_MACS) {
-            let g = mm.sg_shape(m, n);
-            let mut l = Launch::new(
-                "matmul_sg",
-                &p,
-                ops,
-                matmul_grid(m, k, n, 64, 32 * g as usize, max_dim)?,
-            )
-            .with("TA", ta as u32)
-            .with("TB", tb as u32)
-            .with("SGN", g);
-            l.shader = "matmul_sg";
-            l.groups[2] = u(bt.count);
-            if bt != Batch::ONE {
-                l.consts.push(("BATCHED", 1.0));
-            }
-            if acc {
-                l.consts.push(("ACC", 1.0));
-            }
-            return Ok(l);
-        }
+        let sg = mm.sg_max > 0 && vec4_ok && !naive && (!auto || macs >= SUBGROUP_FROM_MACS);
         let reg = match (naive, mm.reg) {
             (true, _) => None,
             (false, wg) => wg.map(|wg| mm.reg_shape(wg, m, n)),
@@ -183,14 +163,21 @@ impl MatMul {
         } else {
             mm.tiles.1
         };
-        let l = match (naive, reg) {
-            (true, _) => Launch::new(
+        let mut l = match (sg, naive, reg) {
+            (true, _, _) => {
+                let g = mm.sg_shape(m, n);
+                let groups = matmul_grid(m, k, n, 64, 32 * g as usize, max_dim)?;
+                let mut l = Launch::new("matmul_sg", &p, ops, groups).with("SGN", g);
+                l.shader = "matmul_sg";
+                l
+            }
+            (_, true, _) => Launch::new(
                 "matmul_naive",
                 &p,
                 vec![(1, a, true), (2, bb, true), (3, out, false)],
                 matmul_grid(m, k, n, 16, 16, max_dim)?,
             ),
-            (_, Some((x, y))) => {
+            (_, _, Some((x, y))) => {
                 let entry = if vec4_ok && (!ta || m >= 512) {
                     "matmul_reg"
                 } else {
@@ -199,7 +186,7 @@ impl MatMul {
                 let groups = matmul_grid(m, k, n, 8 * x as usize, 8 * y as usize, max_dim)?;
                 Launch::new(entry, &p, ops, groups).with("RWX", x).with("RWY", y)
             }
-            (_, None) => {
+            (_, _, None) => {
                 // vec4 loads along each operand's contiguous dimension where it is aligned.
                 let av = a4 && if ta { m % 4 == 0 } else { k % 4 == 0 };
                 let bv = b4 && if tb { k % 4 == 0 } else { n % 4 == 0 };
@@ -215,7 +202,6 @@ impl MatMul {
             }
         };
         // TA and TB come first among the constants (as in the other entry points).
-        let mut l = l;
         l.groups[2] = u(bt.count);
         if bt != Batch::ONE {
             l.consts.push(("BATCHED", 1.0));

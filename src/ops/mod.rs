@@ -221,7 +221,7 @@ impl Op {
             Op::Reduce { op: ReduceOp::Max, .. } => vec![numel(out)],
             Op::SoftmaxCrossEntropy { .. } => vec![numel(shapes[0]), shapes[0][0]],
             Op::Dropout { .. } => vec![numel(out)],
-            Op::Normalize { .. } => vec![numel(out) / out.last().copied().unwrap_or(1).max(1)],
+            Op::Normalize { .. } => vec![softmax::rows_cols(out).0],
             _ => vec![],
         }
     }

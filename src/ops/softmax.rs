@@ -13,7 +13,8 @@ pub(super) fn shape(x: &[usize]) -> Result<Vec<usize>> {
     Ok(x.to_vec())
 }
 
-fn rows_cols(x: &[usize]) -> (usize, usize) {
+/// Rows and columns of a row-wise op over the last axis.
+pub(super) fn rows_cols(x: &[usize]) -> (usize, usize) {
     let cols = *x.last().expect("softmax shapes have rank ≥ 1");
     (numel(x) / cols, cols)
 }
