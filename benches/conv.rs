@@ -1,7 +1,8 @@
 //! criterion bench: a LeNet-sized convolution stack, forward and backward — batch 64 of
 //! 1×28×28 → conv 6@5×5 → ReLU → max-pool 2 → conv 16@5×5 → ReLU → max-pool 2 — on the GPU
-//! (when an adapter exists) and on the CPU backend. `benches/torch_ref.py conv` times the same
-//! stack in PyTorch.
+//! (when an adapter exists) and on the CPU backend, each with the convolutions as implicit GEMMs
+//! (`/implicit`) and through an explicit im2col (`/im2col`). `benches/torch_ref.py conv` times
+//! the same stack in PyTorch.
 //!
 //! `cargo bench --bench conv`; figures and adapters are recorded in benches/NOTES.md.
 
@@ -18,10 +19,12 @@ fn lenet(c: &mut Criterion) {
     let batch = 64;
     // Multiply-adds of the two convolutions, forward; backward is twice that.
     let macs = batch * (6 * 24 * 24 * 25 + 16 * 8 * 8 * 6 * 25);
-    for (name, dev) in devices() {
+    for ((name, dev), implicit) in devices().into_iter().flat_map(|d| [(d.clone(), false), (d, true)]) {
+        let name = format!("{name}/{}", if implicit { "implicit" } else { "im2col" });
         let mut rng = Rng::new(0);
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f32() - 0.5).collect() };
         let mut g = Graph::new(&dev);
+        g.set_implicit_conv(Some(implicit));
         let x = g.input("x", &[batch, 1, 28, 28]).unwrap();
         let w1 = g.parameter("w1", &[6, 1, 5, 5], &draw(150)).unwrap();
         let b1 = g.parameter("b1", &[6], &draw(6)).unwrap();

@@ -57,17 +57,82 @@ override AV: u32 = 0u;
 override BV: u32 = 0u;
 override RWX: u32 = 16u;  // `matmul_reg` workgroup shape (invocations along n, along m)
 override RWY: u32 = 4u;
+// IM2COL = 1 (`matmul_naive` and `matmul` with AV = 0): A is the window matrix of an image, an
+// implicit GEMM. A's binding holds the NCHW image, and each element of the window matrix
+// [groups, n·oh·ow, cg·kh·kw] (stored row r, column c, from a_base on, as an im2col would have
+// written it) is read from the image pixel it stands for, or is the padding value: the window
+// matrix is never materialised. The geometry is in Params (the `w_` fields).
+override IM2COL: u32 = 0u;
 // (Every override is declared before the override-sized workgroup arrays below, ACT in
 // matmul_common.wgsl included: naga 30 fails to process overrides declared after them.)
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
+
+// The implicit window matrix (IM2COL) is read through two halves of each element's address: a
+// row entry (x: the image index of the window's top-left corner, which may lie in the padding;
+// y, z: that corner's row and column in the image) and a column entry (x: the offset of the
+// window element from the corner; y, z: its row and column offsets). Element (r, c) reads pixel
+// (y_r + y_c, x_r + x_c) at index x_r + x_c, or the padding value outside the image.
+
+// The row entry of row `r` of A's stored window matrix (from a_base on).
+fn win_row(r: u32) -> vec4<i32> {
+    // The row of the whole [groups·n·oh·ow, K] matrix (a_base is a multiple of K), its group,
+    // image and output position.
+    let rw = a_base / p.w_k + r;
+    let g = rw / p.w_rows;
+    let rg = rw - g * p.w_rows;
+    let ohw = p.w_oh * p.w_ow;
+    let ni = rg / ohw;
+    let pos = rg - ni * ohw;
+    let y = pos / p.w_ow;
+    let xo = pos - y * p.w_ow;
+    // Coordinates in the padded image; the graph keeps them below 2^31.
+    let y0 = i32(y * p.w_sh) - i32(p.w_ph);
+    let x0 = i32(xo * p.w_sw) - i32(p.w_pw);
+    let plane = i32((ni * p.w_c + g * p.w_cg) * p.w_h * p.w_w);
+    return vec4<i32>(plane + y0 * i32(p.w_w) + x0, y0, x0, 0);
+}
+
+// The column entry of column `c` of the window matrix: channel ci, window element (ky, kx).
+fn win_col(c: u32) -> vec4<i32> {
+    let ci = c / p.w_kk;
+    let kr = c - ci * p.w_kk;
+    let ky = kr / p.w_kw;
+    let kx = kr - ky * p.w_kw;
+    let dy = i32(ky * p.w_dh);
+    let dx = i32(kx * p.w_dw);
+    return vec4<i32>(i32(ci * p.w_h * p.w_w) + dy * i32(p.w_w) + dx, dy, dx, 0);
+}
+
+// The image index of the element with row entry `re` and column entry `ce`, or -1 in the padding.
+fn win_offset(re: vec4<i32>, ce: vec4<i32>) -> i32 {
+    let y = re.y + ce.y;
+    let x = re.z + ce.z;
+    if (y < 0 || y >= i32(p.w_h) || x < 0 || x >= i32(p.w_w)) { return -1; }
+    return re.x + ce.x;
+}
+
+// Where element (r, c) of A's stored window matrix reads the image (the naive kernel's path).
+fn win_index(r: u32, c: u32) -> i32 {
+    return win_offset(win_row(r), win_col(c));
+}
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 
 var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;  // [BK][BM / 4]: four rows of op(A) at one k
 var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // [BK][BN / 4]: four columns of op(B) at one k
+// IM2COL: the window entries (see `win_row`) of op(A)'s BM rows in this workgroup's tile (TA =
+// 0: row entries; TA = 1: column entries) and of the BK values of k in the current stage (the
+// other kind), computed once each instead of once per element. One element otherwise.
+var<workgroup> Wm: array<vec4<i32>, IM2COL * BM + 1u>;
+var<workgroup> Wk: array<vec4<i32>, IM2COL * BK + 1u>;
 
 fn a_at(row: u32, col: u32) -> f32 {
     if (row >= p.m || col >= p.k) { return 0.0; }
+    if (IM2COL != 0u) {
+        let i = win_index(select(row, col, TA != 0u), select(col, row, TA != 0u));
+        if (i < 0) { return p.w_pad; }
+        return a[u32(i)];
+    }
     if (TA != 0u) { return a[a_base + col * p.m + row]; }
     return a[a_base + row * p.k + col];
 }
@@ -82,6 +147,14 @@ fn b_at(row: u32, col: u32) -> f32 {
 fn a_el(e: u32) -> f32 {
     let f = a_base + e;
     return av4[f / 4u][f % 4u];
+}
+
+// The window matrix's element with row entry `re` and column entry `ce`, read from the image
+// through the vec4 view (IM2COL, tile kernel).
+fn win_el(re: vec4<i32>, ce: vec4<i32>) -> f32 {
+    let i = win_offset(re, ce);
+    if (i < 0) { return p.w_pad; }
+    return av4[u32(i) / 4u][u32(i) % 4u];
 }
 
 fn b_el(e: u32) -> f32 {
@@ -123,7 +196,19 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> Tile8 {
     let tc = lid3.x;
     var acc = Tile8();
 
+    if (IM2COL != 0u) {
+        // Entries past m are never read; computing them is harmless.
+        for (var i = lid; i < BM; i += nt) {
+            if (TA != 0u) { Wm[i] = win_col(row0 + i); } else { Wm[i] = win_row(row0 + i); }
+        }
+    }
     for (var t = p.k0; t < p.k1; t += BK) {
+        if (IM2COL != 0u) {
+            for (var i = lid; i < BK; i += nt) {
+                if (TA != 0u) { Wk[i] = win_row(t + i); } else { Wk[i] = win_col(t + i); }
+            }
+            workgroupBarrier();
+        }
         // Stage op(A)[row0 .. row0+BM, t .. t+BK] into As[kk][r / 4][r % 4], zero past the edges.
         if (AV != 0u && TA == 0u) {
             // A stored m×k, k % 4 == 0: vec4 loads along k, consecutive threads along k.
@@ -159,7 +244,13 @@ fn tile_block(wid: vec3<u32>, lid3: vec3<u32>, lid: u32) -> Tile8 {
                 let row = row0 + r;
                 let kr = t + kk;
                 var x = 0.0;
-                if (row < m && kr < k) { x = a_el(select(row * k + kr, kr * m + row, TA != 0u)); }
+                if (row < m && kr < k) {
+                    if (IM2COL != 0u) {
+                        if (TA != 0u) { x = win_el(Wk[kk], Wm[r]); } else { x = win_el(Wm[r], Wk[kk]); }
+                    } else {
+                        x = a_el(select(row * k + kr, kr * m + row, TA != 0u));
+                    }
+                }
                 As[kk * bm4 + r / 4u][r % 4u] = x;
             }
         }

@@ -1,7 +1,8 @@
 //! Convolution and pooling against their definitions (direct loops over output pixels and
-//! window elements, in f64) on every device: values and the gradients of input, weight and bias,
-//! at odd sizes with stride, padding, dilation and groups; a grid past 65,535 workgroups; bad
-//! shapes and options refused with errors naming the op.
+//! window elements, in f64) on every device, convolutions both as implicit GEMMs and through an
+//! explicit im2col: values and the gradients of input, weight and bias, at odd sizes with
+//! stride, padding, dilation and groups; a grid past 65,535 workgroups; bad shapes and options
+//! refused with errors naming the op.
 
 mod common;
 
@@ -82,7 +83,7 @@ fn close(got: &[f32], want: &[f64], scale: f64, what: &str) {
     }
 }
 
-fn check_conv(dev: &Device, p: Problem, seed: u64) {
+fn check_conv(dev: &Device, p: Problem, implicit: bool, seed: u64) {
     let mut rng = Rng::new(seed);
     let nx: usize = p.x.iter().product();
     let nw: usize = p.w.iter().product();
@@ -92,11 +93,19 @@ fn check_conv(dev: &Device, p: Problem, seed: u64) {
     let b = random(&mut rng, p.w[0], -1.0, 1.0);
     let r = random(&mut rng, out.iter().product(), -1.0, 1.0);
     let mut g = Graph::new(dev);
+    g.set_implicit_conv(Some(implicit));
     let xn = g.input_with_grad("x", &p.x).unwrap();
     let wn = g.parameter("w", &p.w, &w).unwrap();
     let bn = g.parameter("b", &[p.w[0]], &b).unwrap();
+    let nodes = g.len();
     let y = g.conv2d(xn, wn, Some(bn), p.o).unwrap();
     assert_eq!(g.shape(y).unwrap(), out, "{p:?}");
+    // The implicit GEMM writes no window matrix: no im2col node (and no buffer for one).
+    let ops: Vec<&str> = (nodes..g.len())
+        .map(|i| g.op_name(g.ids().nth(i).unwrap()).unwrap())
+        .collect();
+    assert_eq!(ops.contains(&"im2col"), !implicit, "{ops:?}");
+    assert_eq!(ops.contains(&"window_matmul"), implicit, "{ops:?}");
     let rn = g.input("r", &out).unwrap();
     let prod = g.mul(y, rn).unwrap();
     let loss = g.sum(prod).unwrap();
@@ -106,7 +115,7 @@ fn check_conv(dev: &Device, p: Problem, seed: u64) {
     let (wy, wdx, wdw, wdb) = p.reference(&x, &w, &b, &r);
     // Terms per sum: a window (values, d_w) or the windows reading a pixel (d_x).
     let terms = ((p.w[1] * p.w[2] * p.w[3]) as f64).sqrt();
-    let what = format!("{} {p:?}", dev.info());
+    let what = format!("{} implicit={implicit} {p:?}", dev.info());
     close(&g.value(y).unwrap(), &wy, terms, &format!("{what} y"));
     close(&g.grad(xn).unwrap(), &wdx, terms, &format!("{what} d_x"));
     let rows = ((out[0] * out[2] * out[3]) as f64).sqrt();
@@ -186,7 +195,9 @@ fn conv2d_matches_its_definition() {
     ];
     for dev in devices() {
         for (i, p) in problems.iter().enumerate() {
-            check_conv(&dev, *p, 10 + i as u64);
+            for implicit in [false, true] {
+                check_conv(&dev, *p, implicit, 10 + i as u64);
+            }
         }
     }
 }
@@ -295,8 +306,9 @@ fn a_window_matrix_past_the_workgroup_limit_matches_the_cpu() {
     let mut rng = Rng::new(5);
     let x = random(&mut rng, 1450 * 1450, -1.0, 1.0);
     let w = random(&mut rng, 9, -1.0, 1.0);
-    let run = |dev: &Device| {
+    let run = |dev: &Device, implicit: bool| {
         let mut g = Graph::new(dev);
+        g.set_implicit_conv(Some(implicit));
         let xn = g.input_with_grad("x", &p.x).unwrap();
         let wn = g.parameter("w", &p.w, &w).unwrap();
         let y = g.conv2d(xn, wn, None, p.o).unwrap();
@@ -305,20 +317,24 @@ fn a_window_matrix_past_the_workgroup_limit_matches_the_cpu() {
         g.backward(loss).unwrap();
         (g.value(y).unwrap(), g.grad(xn).unwrap(), g.grad(wn).unwrap())
     };
-    let (cy, cdx, cdw) = run(&Device::cpu());
-    let (gy, gdx, gdw) = run(&gpu);
+    let (cy, cdx, cdw) = run(&Device::cpu(), false);
     let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
-    close(&gy, &to64(&cy), 3.0, "y");
-    close(&gdx, &to64(&cdx), 3.0, "d_x");
-    close(&gdw, &to64(&cdw), 1450.0, "d_w");
-    // The last pixel is read by the windows of the last two output rows and columns, with
-    // kernel rows and columns 1 and 2: its gradient is the sum of those four weights.
-    let want: f32 = [4, 5, 7, 8].iter().map(|&i| w[i]).sum();
-    assert!(
-        (gdx[1450 * 1450 - 1] - want).abs() < 1e-5,
-        "{} vs {want}",
-        gdx[1450 * 1450 - 1]
-    );
+    // Through an explicit window matrix, and as an implicit GEMM (its window indices reach
+    // 18.9 M, and its row count 2.1 M).
+    for implicit in [false, true] {
+        let (gy, gdx, gdw) = run(&gpu, implicit);
+        close(&gy, &to64(&cy), 3.0, &format!("implicit={implicit} y"));
+        close(&gdx, &to64(&cdx), 3.0, &format!("implicit={implicit} d_x"));
+        close(&gdw, &to64(&cdw), 1450.0, &format!("implicit={implicit} d_w"));
+        // The last pixel is read by the windows of the last two output rows and columns, with
+        // kernel rows and columns 1 and 2: its gradient is the sum of those four weights.
+        let want: f32 = [4, 5, 7, 8].iter().map(|&i| w[i]).sum();
+        assert!(
+            (gdx[1450 * 1450 - 1] - want).abs() < 1e-5,
+            "implicit={implicit}: {} vs {want}",
+            gdx[1450 * 1450 - 1]
+        );
+    }
 }
 
 #[test]
@@ -346,7 +362,14 @@ fn col2im_gives_the_same_bits_every_run() {
 
 #[test]
 fn bad_shapes_and_options_are_errors_naming_the_op() {
+    for implicit in [false, true] {
+        bad_shapes_are_errors(implicit);
+    }
+}
+
+fn bad_shapes_are_errors(implicit: bool) {
     let mut g = Graph::new(&Device::cpu());
+    g.set_implicit_conv(Some(implicit));
     let x = g.input("x", &[2, 4, 8, 8]).unwrap();
     let flat = g.input("flat", &[4, 8, 8]).unwrap();
     let w = g.parameter("w", &[6, 4, 3, 3], &[0.1; 216]).unwrap();
@@ -476,11 +499,15 @@ fn window_matrices_past_a_limit_are_refused_and_leave_the_graph_as_it_was() {
     let x = g.input("x", &[1, 1, 512, 512]).unwrap();
     let w = g.parameter("w", &[1, 1, 9, 9], &[0.01; 81]).unwrap();
     let (len, before) = (g.len(), g.counters());
-    let e = g.conv2d(x, w, None, Conv2dOptions::default().padding(4)).unwrap_err();
-    assert!(
-        matches!(e, wgrad::Error::LimitExceeded { .. }) && e.to_string().contains("im2col"),
-        "{e}"
-    );
+    for implicit in [false, true] {
+        g.set_implicit_conv(Some(implicit));
+        let e = g.conv2d(x, w, None, Conv2dOptions::default().padding(4)).unwrap_err();
+        assert!(
+            matches!(e, wgrad::Error::LimitExceeded { .. }) && e.to_string().contains("im2col"),
+            "implicit={implicit}: {e}"
+        );
+    }
+    g.set_implicit_conv(None);
     let e = g.max_pool2d(x, Pool2dOptions::new(9).stride(1).padding(4)).unwrap_err();
     assert!(matches!(e, wgrad::Error::LimitExceeded { .. }), "{e}");
     assert_eq!(g.len(), len, "a refused convolution adds no node");
@@ -502,12 +529,15 @@ fn window_matrices_past_a_limit_are_refused_and_leave_the_graph_as_it_was() {
     let x = g.input("x", &[1, 1, 2048, 2048]).unwrap();
     let w = g.parameter("w", &[1, 1, 3, 3], &[0.1; 9]).unwrap();
     let len = g.len();
-    let e = g.conv2d(x, w, None, Conv2dOptions::default().padding(1)).unwrap_err();
-    assert!(
-        matches!(e, wgrad::Error::LimitExceeded { .. }) && e.to_string().contains("im2col"),
-        "{e}"
-    );
-    assert_eq!(g.len(), len);
+    for implicit in [false, true] {
+        g.set_implicit_conv(Some(implicit));
+        let e = g.conv2d(x, w, None, Conv2dOptions::default().padding(1)).unwrap_err();
+        assert!(
+            matches!(e, wgrad::Error::LimitExceeded { .. }) && e.to_string().contains("im2col"),
+            "implicit={implicit}: {e}"
+        );
+        assert_eq!(g.len(), len);
+    }
     let y = g.conv2d(x, w, None, Conv2dOptions::default().stride(2)).unwrap();
     g.write(x, &vec![1.0; 2048 * 2048]).unwrap();
     assert!((g.value(y).unwrap()[0] - 0.9).abs() < 1e-5);
@@ -573,12 +603,83 @@ fn images_whose_window_matrix_does_not_fit_run_in_chunks() {
     let w = random(&mut rng, 18, -1.0, 1.0);
     let b = random(&mut rng, 2, -1.0, 1.0);
     let r = random(&mut rng, p.out().iter().product(), -1.0, 1.0);
-    let mut g = Graph::new(&dev);
-    let got = conv_run(&mut g, p, &x, &w, &b, &r);
-    assert_eq!(g.ids().filter(|&id| g.op_name(id).unwrap() == "im2col").count(), 2);
     let want = conv_run(&mut Graph::new(&Device::cpu()), p, &x, &w, &b, &r);
-    for (i, (c, u)) in got.iter().zip(&want).enumerate() {
-        let u: Vec<f64> = u.iter().map(|&v| v as f64).collect();
-        close(c, &u, 2048.0, &format!("chunked GPU, output {i}"));
+    // The same chunks for an implicit GEMM: its window matrix's gradient takes a buffer.
+    for (implicit, op) in [(false, "im2col"), (true, "window_matmul")] {
+        let mut g = Graph::new(&dev);
+        g.set_implicit_conv(Some(implicit));
+        let got = conv_run(&mut g, p, &x, &w, &b, &r);
+        assert_eq!(g.ids().filter(|&id| g.op_name(id).unwrap() == op).count(), 2);
+        for (i, (c, u)) in got.iter().zip(&want).enumerate() {
+            let u: Vec<f64> = u.iter().map(|&v| v as f64).collect();
+            close(c, &u, 2048.0, &format!("chunked GPU implicit={implicit}, output {i}"));
+        }
+    }
+}
+
+#[test]
+fn an_implicit_convolution_holds_no_window_matrix() {
+    // x [4, 8, 20, 20] with a 3×3 window, padding 1: a window matrix of 4·400 × 72 values.
+    let cols_bytes = (4 * 400 * 72 * 4) as u64;
+    for dev in devices() {
+        for x_grad in [false, true] {
+            let live = |implicit: bool| {
+                let mut g = Graph::new(&dev);
+                g.set_implicit_conv(Some(implicit));
+                let x = if x_grad {
+                    g.input_with_grad("x", &[4, 8, 20, 20])
+                } else {
+                    g.input("x", &[4, 8, 20, 20])
+                }
+                .unwrap();
+                let w = g.parameter("w", &[16, 8, 3, 3], &[0.1; 16 * 72]).unwrap();
+                let y = g.conv2d(x, w, None, Conv2dOptions::default().padding(1)).unwrap();
+                let loss = g.sum(y).unwrap();
+                g.write(x, &[0.5; 4 * 8 * 400]).unwrap();
+                g.backward(loss).unwrap();
+                (g.counters().live_bytes, g.grad(w).unwrap())
+            };
+            let (explicit, dw_e) = live(false);
+            let (implicit, dw_i) = live(true);
+            // Without x's gradient the implicit graph has no window matrix at all; with it, only
+            // the window matrix's gradient (the explicit graph holds the matrix and its gradient).
+            assert!(
+                implicit + cols_bytes <= explicit,
+                "{} x_grad={x_grad}: {implicit} B implicit vs {explicit} B explicit",
+                dev.info()
+            );
+            let to64: Vec<f64> = dw_e.iter().map(|&v| v as f64).collect();
+            close(&dw_i, &to64, 40.0, "d_w");
+        }
+    }
+}
+
+#[test]
+fn convolutions_are_implicit_where_the_matmul_runs_on_the_tile_kernel() {
+    let ops = |dev: &Device, set: Option<bool>| {
+        let mut g = Graph::new(dev);
+        g.set_implicit_conv(set);
+        let x = g.input("x", &[1, 2, 6, 6]).unwrap();
+        let w = g.parameter("w", &[3, 2, 3, 3], &[0.1; 54]).unwrap();
+        let implicit = g.implicit_conv();
+        g.conv2d(x, w, None, Conv2dOptions::default()).unwrap();
+        let has = |op: &str| g.ids().any(|id| g.op_name(id).unwrap() == op);
+        assert_eq!((has("window_matmul"), has("im2col")), (implicit, !implicit));
+        implicit
+    };
+    // The CPU backend reuses its written window matrix; the choice can be forced either way.
+    assert!(!ops(&Device::cpu(), None));
+    assert!(ops(&Device::cpu(), Some(true)));
+    let Some(gpu) = gpu() else { return };
+    let tiled = Device::gpu_with(&wgrad::GpuOptions {
+        matmul: wgrad::MatmulKernel::Tiled,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(ops(&tiled, None), "the tile kernel reads windows in place");
+    assert!(!ops(&tiled, Some(false)));
+    // A CPU-like adapter runs its register kernels on an explicit window matrix.
+    if gpu.info().device_type == "Cpu" {
+        assert!(!ops(&gpu, None));
     }
 }

@@ -119,6 +119,11 @@ impl<T: Real> Executor for CpuExecutor<T> {
     fn fuses_matmul_bias_act(&self, _m: usize, _k: usize, _n: usize) -> bool {
         true
     }
+    /// The CPU computes the window matrix once for the forward and the weight gradient; an
+    /// implicit GEMM here would materialise it for each product.
+    fn prefers_implicit_conv(&self) -> bool {
+        false
+    }
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture> {
         let v = self.read_f32(buf);
         Ok(ReadFuture {

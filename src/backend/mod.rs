@@ -63,6 +63,9 @@ pub(crate) trait Executor {
     /// [`Kernel::MatMulBiasAct`] (GPU: where the matmul kernel chosen for the shape has the
     /// epilogue and six storage buffers may be bound).
     fn fuses_matmul_bias_act(&self, m: usize, k: usize, n: usize) -> bool;
+    /// Whether a convolution runs as an implicit GEMM unless the graph says otherwise
+    /// (`Graph::set_implicit_conv`).
+    fn prefers_implicit_conv(&self) -> bool;
     /// Submit a copy and return a future that resolves with the data (GPU) or at once (CPU).
     fn read_async(&mut self, buf: BufId) -> Result<ReadFuture>;
 }

@@ -92,6 +92,7 @@ impl Graph {
                     })
                 })
                 .collect();
+            let aux: Vec<_> = node.aux.iter().chain(&node.scratch).copied().collect();
             ks.extend(node.op.vjp(
                 &args,
                 Arg {
@@ -99,7 +100,7 @@ impl Graph {
                     shape: &node.shape,
                 },
                 grad(i),
-                &node.aux,
+                &aux,
                 &targets,
             ));
         }

@@ -1,7 +1,9 @@
-//! Convolution and pooling over NCHW images, built on one op, [`Graph::im2col`]: a convolution is
-//! a matrix product of the window matrix with the weights, a pooling a max or mean along its
-//! rows. Their gradients are the chain rule through those parts; the only new VJP is im2col's
-//! (col2im, a deterministic gather).
+//! Convolution and pooling over NCHW images, built on the window matrix of [`Graph::im2col`]: a
+//! convolution is a matrix product of the window matrix with the weights, a pooling a max or mean
+//! along its rows. A convolution's product is an implicit GEMM where the backend prefers it (or
+//! [`Graph::set_implicit_conv`] says so): one op, `WindowMatMul`, whose matmul kernels read the
+//! window matrix from the image instead of a buffer. Gradients are the chain rule through those
+//! parts; the only new VJP is im2col's (col2im, a deterministic gather).
 
 use super::{Graph, NodeId};
 use crate::error::{Error, Result};
@@ -123,10 +125,14 @@ impl Graph {
 
     /// 2-D convolution (PyTorch's `conv2d`, a cross-correlation): `x` is `[n, c, h, w]`,
     /// `weight` `[oc, c / groups, kh, kw]`, `bias` (optional) `[oc]`; the result is
-    /// `[n, oc, oh, ow]`. It runs as im2col, one matrix product per group on the matmul kernels,
-    /// and a permute to NCHW. When the window matrix of the whole batch would exceed what the
-    /// device holds in one buffer (its binding-size limit, or the host bound on the CPU backend),
-    /// the batch is split into as many images per matrix as fit. A refused convolution (a bad
+    /// `[n, oc, oh, ow]`. It runs as one matrix product of the window matrix and the weights per
+    /// group on the matmul kernels, then a permute to NCHW. The window matrix is implicit on GPUs
+    /// (the tile kernel reads each window element from the image; the backward writes only the
+    /// matrix's gradient, when the image needs one) and written by an im2col on CPU-like adapters
+    /// and the CPU backend ([`Graph::set_implicit_conv`]). When the window matrix (or its
+    /// gradient) of the whole batch would exceed what the device holds in one buffer (its
+    /// binding-size limit, or the host bound on the CPU backend), the batch is split into as many
+    /// images per matrix as fit. A refused convolution (a bad
     /// shape, a single image's window matrix past the limit, a result too large) leaves the
     /// graph as it was.
     pub fn conv2d(&mut self, x: NodeId, weight: NodeId, bias: Option<NodeId>, opts: Conv2dOptions) -> Result<NodeId> {
@@ -245,12 +251,24 @@ impl Graph {
         win: Window2d,
         oc: usize,
     ) -> Result<NodeId> {
-        let cols = self.im2col(x, win)?;
+        // [groups, n·l, ocg]: the window matrix times the weights, implicit or not.
+        let y = if self.implicit_conv() {
+            let (x, wt) = (self.check(x)?, self.check(wt)?);
+            let y = self.add_op(Op::WindowMatMul { x, b: wt, win }, None)?;
+            // The window matrix is not written, but its gradient is (when the image needs one)
+            // and the kernels index it in 32 bits: it must fit a buffer as an explicit one would
+            // (conv2d removes the node when it does not).
+            let bytes = win.cols_shape().iter().map(|&d| d as u64).product::<u64>() * self.elem_bytes();
+            self.check_buffer("window matrix of an implicit im2col", bytes)?;
+            y
+        } else {
+            let cols = self.im2col(x, win)?;
+            self.matmul(cols, wt)?
+        };
         let [n, _, _, _] = win.image;
         let [oh, ow] = win.out_hw();
         let groups = win.groups;
         let (ocg, l) = (oc / groups, oh * ow);
-        let y = self.matmul(cols, wt)?; // [groups, n·l, ocg]
         let y = self.reshape(y, &[groups, n, l, ocg])?;
         let y = self.permute(y, &[1, 0, 3, 2])?; // [n, groups, ocg, l]
         let y = self.reshape(y, &[n, oc, oh, ow])?;

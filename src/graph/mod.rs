@@ -71,6 +71,9 @@ pub(crate) struct Node {
     pub value: BufId,
     pub grad: Option<BufId>,
     pub aux: Vec<BufId>,
+    /// Buffers the VJP uses within one backward pass ([`Op::vjp_scratch_sizes`]), allocated
+    /// with the first backward program that runs it.
+    pub scratch: Vec<BufId>,
     pub requires_grad: bool,
     /// The last backward pass wrote this node's gradient (leaves: any backward since creation).
     pub grad_ready: bool,
@@ -124,6 +127,8 @@ pub struct Graph {
     optim: Option<OptimState>,
     /// Use fused kernels where the graph has their pattern.
     fusion: bool,
+    /// Convolutions as implicit GEMMs (`None`: where the backend prefers them).
+    implicit_conv: Option<bool>,
     /// The most host memory one request may take, set by the caller (see
     /// [`Graph::set_host_memory_limit`]).
     host_limit: Option<u64>,
@@ -160,6 +165,7 @@ impl Graph {
             zero_prog: None,
             optim: None,
             fusion: true,
+            implicit_conv: None,
             host_limit: None,
         }
     }
@@ -175,6 +181,22 @@ impl Graph {
             self.fusion = on;
             self.invalidate();
         }
+    }
+
+    /// Whether [`Graph::conv2d`] builds convolutions as implicit GEMMs, the matmul kernel reading
+    /// each window from the image, or as an explicit im2col (the window matrix written to a
+    /// buffer) and a matmul. `None` (the default) leaves it to the backend: implicit on GPUs whose
+    /// matmul runs on the tile kernel, explicit on CPU-like adapters (their register kernels read
+    /// vec4s) and on the CPU backend (which reuses the written matrix for the weight gradient).
+    /// Results agree to rounding either way. Applies to convolutions added after the call.
+    pub fn set_implicit_conv(&mut self, on: Option<bool>) {
+        self.implicit_conv = on;
+    }
+
+    /// Whether a convolution added now runs as an implicit GEMM (see
+    /// [`Graph::set_implicit_conv`]).
+    pub fn implicit_conv(&self) -> bool {
+        self.implicit_conv.unwrap_or_else(|| self.exec.prefers_implicit_conv())
     }
 
     /// The device this graph runs on.
@@ -264,7 +286,7 @@ impl Graph {
         }
         for n in self.nodes.drain(len..) {
             let value = (!n.aliased).then_some(n.value);
-            for b in value.into_iter().chain(n.grad).chain(n.aux) {
+            for b in value.into_iter().chain(n.grad).chain(n.aux).chain(n.scratch) {
                 self.exec.free(b);
             }
         }
@@ -370,6 +392,7 @@ impl Graph {
             value,
             grad,
             aux,
+            scratch: Vec::new(),
             requires_grad,
             grad_ready: false,
             label_classes: None,

@@ -176,6 +176,29 @@ impl Graph {
                 self.nodes[i].grad = Some(g);
             }
         }
+        // So are the scratch buffers of the VJPs it runs.
+        for i in 0..=loss {
+            let n = &self.nodes[i];
+            if !needs[i] || n.is_leaf() || !n.scratch.is_empty() {
+                continue;
+            }
+            let inputs = n.op.inputs();
+            let shapes: Vec<&[usize]> = inputs.iter().map(|&j| self.nodes[j].shape.as_slice()).collect();
+            let input_needs: Vec<bool> = inputs.iter().map(|&j| needs[j]).collect();
+            let sizes = n.op.vjp_scratch_sizes(&shapes, &input_needs);
+            let name = format!("scratch of the gradient of {}", n.name);
+            let mut bufs = Vec::with_capacity(sizes.len());
+            for len in sizes {
+                match self.exec.alloc(len, &name) {
+                    Ok(b) => bufs.push(b),
+                    Err(e) => {
+                        bufs.into_iter().for_each(|b| self.exec.free(b));
+                        return Err(e);
+                    }
+                }
+            }
+            self.nodes[i].scratch = bufs;
+        }
         let mut ks = Vec::new();
         // A fresh program zeroes the gradients of the leaves it does not reach.
         if fresh {

@@ -210,36 +210,39 @@ impl KernelDef for Im2col {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let w = &self.win;
-        let [n, c, h, wd] = w.image;
-        let ([kh, kw], [oh, ow], cg) = (w.kernel, w.out_hw(), w.group_channels());
-        let pad = T::from_f64(w.pad_value as f64);
-        let cols = w.columns();
-        with_out!(b, self.out, |o, b| {
-            let x = &b[self.x];
-            let mut i = 0;
-            for g in 0..w.groups {
-                for ni in 0..n {
-                    for y in 0..oh {
-                        for xo in 0..ow {
-                            for ci in 0..cg {
-                                let plane = (ni * c + g * cg + ci) * h;
-                                for ky in 0..kh {
-                                    let out = &mut o[i..i + kw];
-                                    i += kw;
-                                    let Some(sy) = w.source(0, y, ky) else {
-                                        out.fill(pad);
-                                        continue;
-                                    };
-                                    let row = &x[(plane + sy) * wd..(plane + sy + 1) * wd];
-                                    match cols.run[xo] {
-                                        // The window's columns are consecutive pixels of the row.
-                                        Some(s0) => copy_short(out, &row[s0..s0 + kw]),
-                                        None => {
-                                            for (v, &sx) in out.iter_mut().zip(&cols.source[xo * kw..]) {
-                                                *v = if sx < wd { row[sx] } else { pad };
-                                            }
-                                        }
+        with_out!(b, self.out, |o, b| im2col_into(&self.win, &b[self.x], o))
+    }
+}
+
+/// The window matrix of the image `x` into `o` (the CPU im2col; also what an implicit GEMM's A
+/// stands for).
+#[inline(always)]
+pub(crate) fn im2col_into<T: Real>(w: &Window2d, x: &[T], o: &mut [T]) {
+    let [n, c, h, wd] = w.image;
+    let ([kh, kw], [oh, ow], cg) = (w.kernel, w.out_hw(), w.group_channels());
+    let pad = T::from_f64(w.pad_value as f64);
+    let cols = w.columns();
+    let mut i = 0;
+    for g in 0..w.groups {
+        for ni in 0..n {
+            for y in 0..oh {
+                for xo in 0..ow {
+                    for ci in 0..cg {
+                        let plane = (ni * c + g * cg + ci) * h;
+                        for ky in 0..kh {
+                            let out = &mut o[i..i + kw];
+                            i += kw;
+                            let Some(sy) = w.source(0, y, ky) else {
+                                out.fill(pad);
+                                continue;
+                            };
+                            let row = &x[(plane + sy) * wd..(plane + sy + 1) * wd];
+                            match cols.run[xo] {
+                                // The window's columns are consecutive pixels of the row.
+                                Some(s0) => copy_short(out, &row[s0..s0 + kw]),
+                                None => {
+                                    for (v, &sx) in out.iter_mut().zip(&cols.source[xo * kw..]) {
+                                        *v = if sx < wd { row[sx] } else { pad };
                                     }
                                 }
                             }
@@ -247,7 +250,7 @@ impl KernelDef for Im2col {
                     }
                 }
             }
-        })
+        }
     }
 }
 

@@ -118,6 +118,7 @@ impl KernelDef for MatMulBiasAct {
             tb: false,
             acc: false,
             batch: super::matmul::Batch::ONE,
+            a_win: None,
         };
         let mut l = mm.launch(cx)?;
         if k > k_slice(l.entry) {

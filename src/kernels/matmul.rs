@@ -5,7 +5,7 @@
 pub(crate) use super::matmul_config::MatmulConfig;
 pub use super::matmul_config::{MatmulKernel, MatmulTiles};
 use super::matmul_config::{BIG_GROUPS, NAIVE_BELOW_MACS, SUBGROUP_FROM_MACS};
-use super::{slices, u, wgsl_params, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
+use super::{slices, u, wgsl_params, BufId, Cx, Kernel, KernelDef, Launch, Real, Window2d, LOOP_BUDGET};
 use crate::error::{Error, Result};
 
 wgsl_params! {
@@ -25,6 +25,28 @@ wgsl_params! {
         sa: u32,
         sb: u32,
         sc: u32,
+        /// `IM2COL`: A is the window matrix of an NCHW image (channels, height, width), its
+        /// columns K = cg·kh·kw and rows per group n·oh·ow
+        w_c: u32,
+        w_h: u32,
+        w_w: u32,
+        w_k: u32,
+        w_rows: u32,
+        /// output height and width, window height·width and width, channels per group
+        w_oh: u32,
+        w_ow: u32,
+        w_kk: u32,
+        w_kw: u32,
+        w_cg: u32,
+        /// stride, dilation and padding (height, width)
+        w_sh: u32,
+        w_sw: u32,
+        w_dh: u32,
+        w_dw: u32,
+        w_ph: u32,
+        w_pw: u32,
+        /// the value read in the padding
+        w_pad: f32,
     }
 }
 
@@ -91,7 +113,8 @@ impl Batch {
 }
 
 /// out (+)= op(A)·op(B), A is m×k after the optional transpose, B is k×n; for each product of
-/// `batch`.
+/// `batch`. With `a_win`, `a` is an image and A its window matrix (an implicit GEMM: see
+/// [`MatMul::a_win`]).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MatMul {
     pub a: BufId,
@@ -104,6 +127,39 @@ pub(crate) struct MatMul {
     pub tb: bool,
     pub acc: bool,
     pub batch: Batch,
+    /// A is the window matrix `[groups, n·oh·ow, cg·kh·kw]` of the image in `a` (what
+    /// [`Im2col`](super::Im2col) would write), read from the image where the kernel loads it:
+    /// offsets and strides of `batch` are in that matrix. The GPU runs it on the naive kernel or
+    /// the tile kernel's scalar loads; the CPU materialises the matrix.
+    pub a_win: Option<Window2d>,
+}
+
+/// The window fields of [`MatmulParams`] (zero without a window).
+fn window_params(p: MatmulParams, win: Option<&Window2d>) -> MatmulParams {
+    let Some(w) = win else { return p };
+    let [_, c, h, wd] = w.image;
+    let [_, rows, k] = w.cols_shape();
+    let [oh, ow] = w.out_hw();
+    MatmulParams {
+        w_c: u(c),
+        w_h: u(h),
+        w_w: u(wd),
+        w_k: u(k),
+        w_rows: u(rows),
+        w_oh: u(oh),
+        w_ow: u(ow),
+        w_kk: u(w.kernel[0] * w.kernel[1]),
+        w_kw: u(w.kernel[1]),
+        w_cg: u(w.group_channels()),
+        w_sh: u(w.stride[0]),
+        w_sw: u(w.stride[1]),
+        w_dh: u(w.dilation[0]),
+        w_dw: u(w.dilation[1]),
+        w_ph: u(w.padding[0]),
+        w_pw: u(w.padding[1]),
+        w_pad: w.pad_value,
+        ..p
+    }
 }
 
 impl MatMul {
@@ -120,8 +176,10 @@ impl MatMul {
             tb,
             acc,
             batch: bt,
+            a_win,
         } = *self;
         let (mm, max_dim) = (cx.mm, cx.max_dim);
+        let implicit = a_win.is_some();
         let p = MatmulParams {
             m: u(m),
             k: u(k),
@@ -134,9 +192,12 @@ impl MatMul {
             sa: u(bt.sa),
             sb: u(bt.sb),
             sc: u(bt.sc),
+            ..Default::default()
         };
-        // The vec4 paths read each product's A and B from a multiple of 4 floats.
-        let a4 = bt.a_off % 4 == 0 && bt.sa % 4 == 0;
+        let p = window_params(p, a_win.as_ref());
+        // The vec4 paths read each product's A and B from a multiple of 4 floats; a window
+        // matrix is read element by element (the naive kernel, or the tile kernel with AV = 0).
+        let a4 = bt.a_off % 4 == 0 && bt.sa % 4 == 0 && !implicit;
         let b4 = bt.b_off % 4 == 0 && bt.sb % 4 == 0;
         // `matmul_reg` reads each operand as vec4s along its contiguous dimension;
         // `matmul_reg_any` cuts unaligned vec4s out of aligned pairs and runs every shape.
@@ -153,7 +214,7 @@ impl MatMul {
         let naive = mm.kernel == MatmulKernel::Naive || (auto && macs < NAIVE_BELOW_MACS);
         let ops = vec![(4, a, true), (5, bb, true), (3, out, false)];
         let sg = mm.sg_max > 0 && vec4_ok && !naive && (!auto || macs >= SUBGROUP_FROM_MACS);
-        let reg = match (naive, mm.reg) {
+        let reg = match (naive || implicit, mm.reg) {
             (true, _) => None,
             (false, wg) => wg.map(|wg| mm.reg_shape(wg, m, n)),
         };
@@ -208,6 +269,9 @@ impl MatMul {
         }
         if acc {
             l.consts.push(("ACC", 1.0));
+        }
+        if implicit {
+            l.consts.push(("IM2COL", 1.0));
         }
         l.consts
             .splice(0..0, [("TA", ta as u32 as f64), ("TB", tb as u32 as f64)]);
@@ -267,12 +331,21 @@ impl KernelDef for MatMul {
             tb,
             acc,
             batch: bt,
+            ref a_win,
             ..
         } = *self;
+        // A window matrix is materialised here (the reference the GPU's implicit reads are
+        // tested against).
+        let cols = a_win.as_ref().map(|w| {
+            let mut cols = vec![T::zero(); w.cols_shape().iter().product()];
+            super::conv::im2col_into(w, &b[a], &mut cols);
+            cols
+        });
         super::with_out!(b, self.out, |o, b| {
+            let av: &[T] = cols.as_deref().unwrap_or(&b[a]);
             for z in 0..bt.count {
                 let (ao, bo, co) = (bt.a_off + z * bt.sa, bt.b_off + z * bt.sb, bt.c_off + z * bt.sc);
-                matmul(&b[a][ao..], &b[bb][bo..], &mut o[co..], m, k, n, ta, tb, acc);
+                matmul(&av[ao..], &b[bb][bo..], &mut o[co..], m, k, n, ta, tb, acc);
             }
         })
     }
@@ -462,6 +535,7 @@ pub(crate) fn examples() -> Vec<Kernel> {
             tb,
             acc,
             batch,
+            a_win: None,
         }
         .into()
     };
@@ -472,6 +546,50 @@ pub(crate) fn examples() -> Vec<Kernel> {
     {
         for t in orientations {
             ks.push(product(shape, t, false, batch));
+        }
+    }
+    // Implicit GEMMs (`IM2COL = 1`): a convolution's forward (naive and tile kernels) and
+    // weight gradient (A read transposed), one product and a batch of groups.
+    let win = Window2d {
+        image: [2, 4, 9, 7],
+        kernel: [3, 2],
+        stride: [2, 1],
+        padding: [1, 1],
+        dilation: [1, 2],
+        groups: 2,
+        pad_value: 0.0,
+    };
+    let [groups, rows, kw] = win.cols_shape();
+    for (m, k, n, ta) in [
+        (rows, kw, 3, false),
+        (kw, rows, 3, true),
+        (4096, kw, 64, false),
+        (kw, 4096, 64, true),
+    ] {
+        for batch in [
+            Batch::ONE,
+            Batch {
+                count: groups,
+                sa: rows * kw,
+                ..Batch::ONE
+            },
+        ] {
+            ks.push(
+                MatMul {
+                    a: 0,
+                    b: 1,
+                    out: 2,
+                    m,
+                    k,
+                    n,
+                    ta,
+                    tb: false,
+                    acc: false,
+                    batch,
+                    a_win: Some(win),
+                }
+                .into(),
+            );
         }
     }
     // The adding pipelines (`ACC = 1`), for every orientation of two shapes.

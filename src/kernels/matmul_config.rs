@@ -25,8 +25,9 @@ pub struct MatmulTiles {
 }
 
 impl MatmulTiles {
-    /// 128×128 tiles, 8×8 per thread, 8-deep slices: 256 threads, 8 KiB of workgroup memory,
-    /// 64 multiply-adds per 4 workgroup-memory loads. For large outputs on discrete GPUs.
+    /// 128×128 tiles, 8×8 per thread, 8-deep slices: 256 threads, 8 KiB of workgroup memory
+    /// (and 2.2 KiB of window tables in an implicit GEMM), 64 multiply-adds per 4
+    /// workgroup-memory loads. For large outputs on discrete GPUs.
     pub const LARGE: MatmulTiles = MatmulTiles {
         bm: 128,
         bn: 128,
@@ -34,7 +35,7 @@ impl MatmulTiles {
         tm: 8,
         tn: 8,
     };
-    /// 64×64 tiles, 4×4 per thread, 16-deep slices: 256 threads, 8 KiB. More workgroups for
+    /// 64×64 tiles, 4×4 per thread, 16-deep slices: 256 threads, 8 KiB (and 1.3 KiB). More workgroups for
     /// the same output, for smaller GPUs and smaller outputs.
     pub const SMALL: MatmulTiles = MatmulTiles {
         bm: 64,
@@ -49,9 +50,11 @@ impl MatmulTiles {
         (self.bn / self.tn, self.bm / self.tm)
     }
 
-    /// Workgroup memory used, in bytes (u64: any u32 fields give an exact answer).
+    /// Workgroup memory used, in bytes (u64: any u32 fields give an exact answer): the staged
+    /// slices of both operands, and the window tables of an implicit GEMM (`IM2COL`, 16 bytes
+    /// per row of the tile and per k of a slice).
     pub fn shared_bytes(&self) -> u64 {
-        4 * self.bk as u64 * (self.bm as u64 + self.bn as u64)
+        4 * self.bk as u64 * (self.bm as u64 + self.bn as u64) + 16 * (self.bm as u64 + self.bk as u64 + 2)
     }
 
     /// Checks the shape rules and the device limits; the error names the rule broken.
@@ -197,6 +200,14 @@ impl MatmulConfig {
 
     /// Whether the kernel a forward m×k·k×n lowers to has the layer epilogue
     /// ([`epilogue_entry`]); the register kernels and the naive one do not.
+    /// Whether convolutions run as implicit GEMMs here by default (see
+    /// `Graph::set_implicit_conv`): where the matmul kernels are the tile and naive ones.
+    pub(crate) fn implicit_conv_default(&self) -> bool {
+        // The register kernels (CPU-like adapters) read A as vec4s, which a window matrix read
+        // from the image cannot give; there an explicit im2col feeding them measured faster.
+        self.reg.is_none()
+    }
+
     pub(crate) fn has_epilogue(&self, m: usize, k: usize, n: usize) -> bool {
         let probe = MatMul {
             a: 0,
@@ -209,6 +220,7 @@ impl MatmulConfig {
             tb: false,
             acc: false,
             batch: Batch::ONE,
+            a_win: None,
         };
         let cx = Cx {
             max_dim: u32::MAX,

@@ -1,7 +1,7 @@
 //! im2col: an image's sliding windows as the rows of a matrix (`shaders/conv.wgsl`), what
 //! convolution (a matrix product on it) and pooling (a reduction along its rows) are built on.
 
-use super::{numel, Arg, GradTarget};
+use super::{matmul, numel, Arg, GradTarget};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
 use crate::kernels::{BufId, Kernel, Window2d};
@@ -74,4 +74,50 @@ pub(super) fn im2col_vjp(win: &Window2d, g: BufId, t: &[Option<GradTarget>]) -> 
     })
     .into_iter()
     .collect()
+}
+
+/// The shape of im2col(x)·b: the window matrix's (checked as im2col's) times b by `matmul`'s rules.
+pub(super) fn window_matmul_shape(x: &[usize], b: &[usize], win: &Window2d) -> Result<Vec<usize>> {
+    let cols = im2col_shape("im2col", x, win)?;
+    matmul::shape(&cols, b)
+}
+
+/// im2col(x)·b with the window matrix read from the image by the matmul kernel.
+pub(super) fn window_matmul_forward(x: Arg, b: Arg, win: &Window2d, out: Arg) -> Vec<Kernel> {
+    let cols = win.cols_shape();
+    let a = Arg {
+        buf: x.buf,
+        shape: &cols,
+    };
+    matmul::forward(a, Some(*win), b, out)
+}
+
+/// d_b (+)= colsᵀ·g with the window matrix read from the image again (no saved copy); d_x (+)=
+/// col2im(g·bᵀ), the window matrix's gradient written to the scratch buffer `scratch[0]` first.
+pub(super) fn window_matmul_vjp(
+    x: Arg,
+    b: Arg,
+    win: &Window2d,
+    g: BufId,
+    scratch: &[BufId],
+    t: &[Option<GradTarget>],
+) -> Vec<Kernel> {
+    let cols = win.cols_shape();
+    let a = Arg {
+        buf: x.buf,
+        shape: &cols,
+    };
+    let mut ks = Vec::new();
+    if let Some(dx) = t[0] {
+        let dcols = GradTarget {
+            buf: scratch[0],
+            acc: false,
+        };
+        ks.extend(matmul::vjp(a, Some(*win), b, g, &[Some(dcols), None]));
+        ks.extend(im2col_vjp(win, dcols.buf, &[Some(dx)]));
+    }
+    if t[1].is_some() {
+        ks.extend(matmul::vjp(a, Some(*win), b, g, &[None, t[1]]));
+    }
+    ks
 }

@@ -5,7 +5,7 @@ use super::{Arg, GradTarget};
 use crate::error::{Error, Result};
 use crate::kernels as kn;
 use crate::kernels::matmul::Batch;
-use crate::kernels::{BufId, Kernel};
+use crate::kernels::{BufId, Kernel, Window2d};
 
 /// A product as matrices: the batch dimensions of A, B and the result (each padded to 2 with
 /// leading 1s), their number in the result, and m, k, n. A 1-D A is a 1×k row and a 1-D B a
@@ -107,7 +107,8 @@ impl Operand {
 /// Kernels computing t (+)= op(x)·op(y) for every index of the output batch `ob`. Batch
 /// dimension 1 runs as workgroup z unless the target is broadcast along it; everything else
 /// runs as dispatches one after another, those writing a target block again adding into it,
-/// so a broadcast target receives the sum.
+/// so a broadcast target receives the sum. `x_win`: x is the window matrix of the image in
+/// `x.buf` (an implicit GEMM).
 #[allow(clippy::too_many_arguments)]
 fn batched(
     x: Operand,
@@ -118,6 +119,7 @@ fn batched(
     ta: bool,
     tb: bool,
     acc: bool,
+    x_win: Option<Window2d>,
 ) -> Vec<Kernel> {
     let (sx, sy, st) = (x.strides(), y.strides(), t.strides());
     let z_batch = t.batch[1] == ob[1];
@@ -149,6 +151,7 @@ fn batched(
                     sb: sy[1],
                     sc: st[1],
                 },
+                a_win: x_win,
             }));
         }
     }
@@ -178,19 +181,21 @@ fn operands(a: Arg, b: Arg) -> (Plan, Operand, Operand) {
     (p, oa, ob)
 }
 
-pub(super) fn forward(a: Arg, b: Arg, out: Arg) -> Vec<Kernel> {
+/// C = A·B; with `a_win`, A is the window matrix (of shape `a.shape`) of the image in `a.buf`.
+pub(super) fn forward(a: Arg, a_win: Option<Window2d>, b: Arg, out: Arg) -> Vec<Kernel> {
     let (p, oa, ob) = operands(a, b);
     let c = Operand {
         buf: out.buf,
         batch: p.ob,
         size: p.m * p.n,
     };
-    batched(oa, ob, c, p.ob, (p.m, p.k, p.n), false, false, false)
+    batched(oa, ob, c, p.ob, (p.m, p.k, p.n), false, false, false, a_win)
 }
 
 /// dA = G·Bᵀ and dB = Aᵀ·G per product, the transposed operand read in place by the kernel,
-/// summed over the batch dimensions an operand was broadcast along.
-pub(super) fn vjp(a: Arg, b: Arg, g: BufId, t: &[Option<GradTarget>]) -> Vec<Kernel> {
+/// summed over the batch dimensions an operand was broadcast along. `a_win` as in [`forward`]
+/// (dA is then the window matrix's gradient, in `t[0]`'s buffer).
+pub(super) fn vjp(a: Arg, a_win: Option<Window2d>, b: Arg, g: BufId, t: &[Option<GradTarget>]) -> Vec<Kernel> {
     let (p, oa, ob) = operands(a, b);
     let og = Operand {
         buf: g,
@@ -200,11 +205,31 @@ pub(super) fn vjp(a: Arg, b: Arg, g: BufId, t: &[Option<GradTarget>]) -> Vec<Ker
     let mut ks = vec![];
     if let Some(da) = t[0] {
         let target = Operand { buf: da.buf, ..oa };
-        ks.extend(batched(og, ob, target, p.ob, (p.m, p.n, p.k), false, true, da.acc));
+        ks.extend(batched(
+            og,
+            ob,
+            target,
+            p.ob,
+            (p.m, p.n, p.k),
+            false,
+            true,
+            da.acc,
+            None,
+        ));
     }
     if let Some(db) = t[1] {
         let target = Operand { buf: db.buf, ..ob };
-        ks.extend(batched(oa, og, target, p.ob, (p.k, p.m, p.n), true, false, db.acc));
+        ks.extend(batched(
+            oa,
+            og,
+            target,
+            p.ob,
+            (p.k, p.m, p.n),
+            true,
+            false,
+            db.acc,
+            a_win,
+        ));
     }
     ks
 }

@@ -80,6 +80,9 @@ pub enum Op {
     },
     /// The sliding windows of an image as the rows of a matrix `[groups, n·oh·ow, cg·kh·kw]`.
     Im2col { x: usize, win: Window2d },
+    /// im2col(x)·b (batched as `MatMul`) as an implicit GEMM: the window matrix is read from the
+    /// image by the matmul kernel, never written (a convolution's product).
+    WindowMatMul { x: usize, b: usize, win: Window2d },
     /// x times a random mask: each element zeroed with probability `p`, the rest scaled by
     /// 1 / (1 − p). `state` is the graph's dropout state input (draw counter and seed);
     /// `stream` tells this node's draws from other dropout nodes'.
@@ -145,6 +148,7 @@ impl Op {
             Op::Embedding { .. } => "embedding",
             Op::MaskedFill { .. } => "masked_fill",
             Op::Im2col { .. } => "im2col",
+            Op::WindowMatMul { .. } => "window_matmul",
             Op::Dropout { .. } => "dropout",
         }
     }
@@ -160,6 +164,7 @@ impl Op {
             Op::Embedding { table, ids } => vec![table, ids],
             Op::MaskedFill { x, mask, .. } => vec![x, mask],
             Op::Dropout { x, state, .. } => vec![x, state],
+            Op::WindowMatMul { x, b, .. } => vec![x, b],
             Op::Unary { x, .. }
             | Op::Reduce { x, .. }
             | Op::Softmax { x }
@@ -182,7 +187,9 @@ impl Op {
             Op::SoftmaxCrossEntropy { .. } | Op::Embedding { .. } | Op::MaskedFill { .. } | Op::Dropout { .. } => {
                 vec![0]
             }
-            Op::MatMul { .. } | Op::Binary { .. } | Op::BiasAdd { .. } | Op::Mse { .. } => vec![0, 1],
+            Op::MatMul { .. } | Op::WindowMatMul { .. } | Op::Binary { .. } | Op::BiasAdd { .. } | Op::Mse { .. } => {
+                vec![0, 1]
+            }
             Op::Concat { xs, .. } => (0..xs.len()).collect(),
             _ => vec![0],
         }
@@ -211,6 +218,7 @@ impl Op {
             Op::Embedding { .. } => index::embedding_shape(shapes[0], shapes[1]),
             Op::MaskedFill { .. } => index::masked_fill_shape(shapes[0], shapes[1]),
             Op::Im2col { ref win, .. } => conv::im2col_shape("im2col", shapes[0], win),
+            Op::WindowMatMul { ref win, .. } => conv::window_matmul_shape(shapes[0], shapes[1], win),
             Op::Dropout { .. } => dropout::shape(shapes[0], shapes[1]),
         }
     }
@@ -226,11 +234,24 @@ impl Op {
         }
     }
 
+    /// Buffers (element counts) the op's VJP writes and reads within one backward pass, allocated
+    /// with the first backward program that runs it: the window matrix's gradient of a
+    /// `WindowMatMul` whose image needs one (`input_needs`: which inputs get a gradient).
+    pub(crate) fn vjp_scratch_sizes(&self, shapes: &[&[usize]], input_needs: &[bool]) -> Vec<usize> {
+        match self {
+            Op::WindowMatMul { win, .. } if input_needs[0] => {
+                debug_assert_eq!(numel(shapes[0]), numel(&win.image));
+                vec![numel(&win.cols_shape())]
+            }
+            _ => vec![],
+        }
+    }
+
     /// Kernels computing the node's value into `out`.
     pub(crate) fn forward(&self, args: &[Arg], out: Arg, aux: &[BufId]) -> Vec<Kernel> {
         match *self {
             Op::Input | Op::Parameter => vec![],
-            Op::MatMul { .. } => matmul::forward(args[0], args[1], out),
+            Op::MatMul { .. } => matmul::forward(args[0], None, args[1], out),
             Op::BiasAdd { .. } => binary::bias_add_forward(args[0], args[1], out),
             Op::Unary { op, .. } => unary::forward(op, args[0], out),
             Op::Binary { op, .. } => binary::forward(op, args[0], args[1], out),
@@ -248,11 +269,13 @@ impl Op {
             Op::Embedding { .. } => index::embedding_forward(args[0], args[1], out),
             Op::MaskedFill { value, invert, .. } => index::masked_fill_forward(args[0], args[1], value, invert, out),
             Op::Im2col { ref win, .. } => conv::im2col_forward(args[0], win, out),
+            Op::WindowMatMul { ref win, .. } => conv::window_matmul_forward(args[0], args[1], win, out),
             Op::Dropout { p, stream, .. } => dropout::forward(args[0], args[1], p, stream, out, aux),
         }
     }
 
     /// Kernels adding (∂out/∂input)ᵀ·g into each input's gradient target (None: not needed).
+    /// `aux`: the node's saved buffers, then its VJP scratch buffers ([`Op::vjp_scratch_sizes`]).
     pub(crate) fn vjp(
         &self,
         args: &[Arg],
@@ -263,7 +286,7 @@ impl Op {
     ) -> Vec<Kernel> {
         match *self {
             Op::Input | Op::Parameter | Op::Detach { .. } => vec![],
-            Op::MatMul { .. } => matmul::vjp(args[0], args[1], g, targets),
+            Op::MatMul { .. } => matmul::vjp(args[0], None, args[1], g, targets),
             Op::BiasAdd { .. } => binary::bias_add_vjp(args[0], g, targets),
             Op::Unary { op, .. } => unary::vjp(op, args[0], out, g, targets),
             Op::Binary { op, .. } => binary::vjp(op, args[0], args[1], out, g, targets),
@@ -281,6 +304,7 @@ impl Op {
             Op::Embedding { .. } => index::embedding_vjp(args[0], args[1], g, targets),
             Op::MaskedFill { invert, .. } => index::masked_fill_vjp(args[0], args[1], invert, g, targets),
             Op::Im2col { ref win, .. } => conv::im2col_vjp(win, g, targets),
+            Op::WindowMatMul { ref win, .. } => conv::window_matmul_vjp(args[0], args[1], win, g, aux, targets),
             Op::Dropout { .. } => dropout::vjp(args[0], out, g, aux, targets),
         }
     }

@@ -375,6 +375,33 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
             g.conv2d(i[0], i[1], None, o)
         },
     ));
+    // The same convolutions as implicit GEMMs (the window matrix read from the image by the
+    // matmul kernel; on the CPU, materialised inside the kernel).
+    v.push(case(
+        tag("conv2d implicit 3x3 pad 1 + bias"),
+        vec![vec![1, 2, m, n], vec![3, 2, 3, 3], vec![3]],
+        -1.0,
+        1.0,
+        |g, i| {
+            g.set_implicit_conv(Some(true));
+            g.conv2d(i[0], i[1], Some(i[2]), wgrad::Conv2dOptions::default().padding(1))
+        },
+    ));
+    v.push(case(
+        tag("conv2d implicit stride 2 dilation 2 groups 2"),
+        vec![vec![2, 4, m, n], vec![4, 2, 3, 2]],
+        -1.0,
+        1.0,
+        |g, i| {
+            g.set_implicit_conv(Some(true));
+            let o = wgrad::Conv2dOptions::default()
+                .stride(2)
+                .padding(2)
+                .dilation(2)
+                .groups(2);
+            g.conv2d(i[0], i[1], None, o)
+        },
+    ));
     v.push(case(
         tag("max_pool2d 3 stride 2 pad 1"),
         vec![vec![2, 3, m, n]],

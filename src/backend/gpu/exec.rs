@@ -522,6 +522,10 @@ impl Executor for GpuExecutor {
         self.dev.has_layer_epilogue(m, k, n)
     }
 
+    fn prefers_implicit_conv(&self) -> bool {
+        self.dev.prefers_implicit_conv()
+    }
+
     fn wait(&mut self) -> Result<()> {
         if cfg!(target_arch = "wasm32") {
             // A browser runs the queue on its own; awaiting a read is the way to wait there.

@@ -374,6 +374,12 @@ impl GpuDevice {
         self.limits().max_storage_buffers_per_shader_stage >= 6 && self.matmul.has_epilogue(m, k, n)
     }
 
+    /// Whether a convolution runs as an implicit GEMM by default here: where the matmul runs on
+    /// the tile kernel (GPUs), not on the register kernels of CPU-like adapters.
+    pub(crate) fn prefers_implicit_conv(&self) -> bool {
+        self.matmul.implicit_conv_default()
+    }
+
     /// Whether this device keeps compiled pipelines across runs, where, and what it found there
     /// when it was opened.
     pub fn pipeline_cache(&self) -> &PipelineCacheState {
