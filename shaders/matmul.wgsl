@@ -420,6 +420,16 @@ fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let q = array<u32, 8>(
         min(j0, n - 1u), min(j0 + 1u, n - 1u), min(j0 + 2u, n - 1u), min(j0 + 3u, n - 1u),
         min(j0 + 4u, n - 1u), min(j0 + 5u, n - 1u), min(j0 + 6u, n - 1u), min(j0 + 7u, n - 1u));
+    // A's vec4 indices (TA = 1: row groups rg0, rg1 at k = 0; TA = 0: rows r0..r7) and
+    // `load_b8`'s, with the product's offsets in them (see `load_b8`).
+    let ag0 = o + rg0;
+    let ag1 = o + rg1;
+    let ar = array<u32, 8>(o + r0 * k4, o + r1 * k4, o + r2 * k4, o + r3 * k4, o + r4 * k4, o + r5 * k4, o + r6 * k4, o + r7 * k4);
+    let bg0 = bo + g0;
+    let bg1 = bo + g1;
+    let qb = array<u32, 8>(
+        bo + q[0] * k4, bo + q[1] * k4, bo + q[2] * k4, bo + q[3] * k4,
+        bo + q[4] * k4, bo + q[5] * k4, bo + q[6] * k4, bo + q[7] * k4);
     // cI: row I's eight outputs.
     var c0 = Row8(); var c1 = Row8(); var c2 = Row8(); var c3 = Row8();
     var c4 = Row8(); var c5 = Row8(); var c6 = Row8(); var c7 = Row8();
@@ -429,20 +439,21 @@ fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         var a4: vec4<f32>; var a5: vec4<f32>; var a6: vec4<f32>; var a7: vec4<f32>;
         if (TA != 0u) {
             // A stored k×m: one vec4 holds four rows at one k.
-            let x00 = av4[o + (4u * t) * m4 + rg0];      let x01 = av4[o + (4u * t) * m4 + rg1];
-            let x10 = av4[o + (4u * t + 1u) * m4 + rg0]; let x11 = av4[o + (4u * t + 1u) * m4 + rg1];
-            let x20 = av4[o + (4u * t + 2u) * m4 + rg0]; let x21 = av4[o + (4u * t + 2u) * m4 + rg1];
-            let x30 = av4[o + (4u * t + 3u) * m4 + rg0]; let x31 = av4[o + (4u * t + 3u) * m4 + rg1];
+            let r = (4u * t) * m4;
+            let x00 = av4[ag0 + r];           let x01 = av4[ag1 + r];
+            let x10 = av4[ag0 + r + m4];      let x11 = av4[ag1 + r + m4];
+            let x20 = av4[ag0 + r + 2u * m4]; let x21 = av4[ag1 + r + 2u * m4];
+            let x30 = av4[ag0 + r + 3u * m4]; let x31 = av4[ag1 + r + 3u * m4];
             a0 = vec4<f32>(x00.x, x10.x, x20.x, x30.x); a1 = vec4<f32>(x00.y, x10.y, x20.y, x30.y);
             a2 = vec4<f32>(x00.z, x10.z, x20.z, x30.z); a3 = vec4<f32>(x00.w, x10.w, x20.w, x30.w);
             a4 = vec4<f32>(x01.x, x11.x, x21.x, x31.x); a5 = vec4<f32>(x01.y, x11.y, x21.y, x31.y);
             a6 = vec4<f32>(x01.z, x11.z, x21.z, x31.z); a7 = vec4<f32>(x01.w, x11.w, x21.w, x31.w);
         } else {
             // A stored m×k: one vec4 holds four k of one row.
-            a0 = av4[o + r0 * k4 + t]; a1 = av4[o + r1 * k4 + t]; a2 = av4[o + r2 * k4 + t]; a3 = av4[o + r3 * k4 + t];
-            a4 = av4[o + r4 * k4 + t]; a5 = av4[o + r5 * k4 + t]; a6 = av4[o + r6 * k4 + t]; a7 = av4[o + r7 * k4 + t];
+            a0 = av4[ar[0] + t]; a1 = av4[ar[1] + t]; a2 = av4[ar[2] + t]; a3 = av4[ar[3] + t];
+            a4 = av4[ar[4] + t]; a5 = av4[ar[5] + t]; a6 = av4[ar[6] + t]; a7 = av4[ar[7] + t];
         }
-        let b = load_b8(bo, t, k4, n4, g0, g1, q);
+        let b = load_b8(t, n4, bg0, bg1, qb);
         // Each row's four steps together (k = 4t .. 4t+4).
         c0 = fma_row(c0, a0, b); c1 = fma_row(c1, a1, b); c2 = fma_row(c2, a2, b); c3 = fma_row(c3, a3, b);
         c4 = fma_row(c4, a4, b); c5 = fma_row(c5, a5, b); c6 = fma_row(c6, a6, b); c7 = fma_row(c7, a7, b);

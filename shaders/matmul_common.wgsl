@@ -72,26 +72,30 @@ struct B8 {
     w0: vec4<f32>, w1: vec4<f32>,
 }
 
-// Loads op(B)[4t .. 4t+4, 8 columns] (B's product starting at vec4 `o`) with k % 4 == 0: when TB = 0 (n % 4 == 0) from the vec4
-// column groups g0, g1; when TB = 1 from the columns q[0..8] (clamped indices), one vec4 of
-// four k each, transposed in registers.
-fn load_b8(o: u32, t: u32, k4: u32, n4: u32, g0: u32, g1: u32, q: array<u32, 8>) -> B8 {
+// Loads op(B)[4t .. 4t+4, 8 columns] with k % 4 == 0: when TB = 0 (n % 4 == 0) from the vec4
+// column groups whose first rows are at vec4 indices g0, g1; when TB = 1 from the columns whose
+// first vec4s are at q[0..8] (clamped columns), one vec4 of four k each, transposed in
+// registers. The callers add the product's offset into g0, g1 and q once, before their k loop:
+// an offset added in every load's index (a batched product's) cost llvmpipe half the speed of
+// the transposed-A loads (benches/NOTES.md).
+fn load_b8(t: u32, n4: u32, g0: u32, g1: u32, q: array<u32, 8>) -> B8 {
     if (TB != 0u) {
-        let y0 = bv4[o + q[0] * k4 + t]; let y1 = bv4[o + q[1] * k4 + t];
-        let y2 = bv4[o + q[2] * k4 + t]; let y3 = bv4[o + q[3] * k4 + t];
-        let y4 = bv4[o + q[4] * k4 + t]; let y5 = bv4[o + q[5] * k4 + t];
-        let y6 = bv4[o + q[6] * k4 + t]; let y7 = bv4[o + q[7] * k4 + t];
+        let y0 = bv4[q[0] + t]; let y1 = bv4[q[1] + t];
+        let y2 = bv4[q[2] + t]; let y3 = bv4[q[3] + t];
+        let y4 = bv4[q[4] + t]; let y5 = bv4[q[5] + t];
+        let y6 = bv4[q[6] + t]; let y7 = bv4[q[7] + t];
         return B8(
             vec4<f32>(y0.x, y1.x, y2.x, y3.x), vec4<f32>(y4.x, y5.x, y6.x, y7.x),
             vec4<f32>(y0.y, y1.y, y2.y, y3.y), vec4<f32>(y4.y, y5.y, y6.y, y7.y),
             vec4<f32>(y0.z, y1.z, y2.z, y3.z), vec4<f32>(y4.z, y5.z, y6.z, y7.z),
             vec4<f32>(y0.w, y1.w, y2.w, y3.w), vec4<f32>(y4.w, y5.w, y6.w, y7.w));
     }
+    let r = (4u * t) * n4;
     return B8(
-        bv4[o + (4u * t) * n4 + g0], bv4[o + (4u * t) * n4 + g1],
-        bv4[o + (4u * t + 1u) * n4 + g0], bv4[o + (4u * t + 1u) * n4 + g1],
-        bv4[o + (4u * t + 2u) * n4 + g0], bv4[o + (4u * t + 2u) * n4 + g1],
-        bv4[o + (4u * t + 3u) * n4 + g0], bv4[o + (4u * t + 3u) * n4 + g1]);
+        bv4[g0 + r], bv4[g1 + r],
+        bv4[g0 + r + n4], bv4[g1 + r + n4],
+        bv4[g0 + r + 2u * n4], bv4[g1 + r + 2u * n4],
+        bv4[g0 + r + 3u * n4], bv4[g1 + r + 3u * n4]);
 }
 
 // c + Σ_K a[K] · b[K]: one row's four multiply-adds per column group, written together so that

@@ -54,12 +54,19 @@ fn sg_block(wid: vec3<u32>, sg: u32, lane: u32) -> array<Row8, 32> {
     let ar2 = o + min(row0 + lane + 16u, m - 1u) * k4;
     let ar3 = o + min(row0 + lane + 24u, m - 1u) * k4;
     let ag = min(row0 / 4u + lane, m4 - 1u);
+    let ag_o = o + ag;
     // B addresses (`load_b8`): TB = 0: column groups g0, g1 (vec4 along n); TB = 1: columns q.
     let g0 = min(cg0, n4 - 1u);
     let g1 = min(cg0 + 1u, n4 - 1u);
     let q = array<u32, 8>(
         min(j0, n - 1u), min(j0 + 1u, n - 1u), min(j0 + 2u, n - 1u), min(j0 + 3u, n - 1u),
         min(j0 + 4u, n - 1u), min(j0 + 5u, n - 1u), min(j0 + 6u, n - 1u), min(j0 + 7u, n - 1u));
+    // `load_b8`'s vec4 indices with the product's offset in them.
+    let bg0 = bo + g0;
+    let bg1 = bo + g1;
+    let qb = array<u32, 8>(
+        bo + q[0] * k4, bo + q[1] * k4, bo + q[2] * k4, bo + q[3] * k4,
+        bo + q[4] * k4, bo + q[5] * k4, bo + q[6] * k4, bo + q[7] * k4);
     var c0 = Row8(); var c1 = Row8(); var c2 = Row8(); var c3 = Row8(); var c4 = Row8(); var c5 = Row8(); var c6 = Row8(); var c7 = Row8();
     var c8 = Row8(); var c9 = Row8(); var c10 = Row8(); var c11 = Row8(); var c12 = Row8(); var c13 = Row8(); var c14 = Row8(); var c15 = Row8();
     var c16 = Row8(); var c17 = Row8(); var c18 = Row8(); var c19 = Row8(); var c20 = Row8(); var c21 = Row8(); var c22 = Row8(); var c23 = Row8();
@@ -67,8 +74,9 @@ fn sg_block(wid: vec3<u32>, sg: u32, lane: u32) -> array<Row8, 32> {
     for (var t = p.k0 / 4u; t < p.k1 / 4u; t++) {
         var x0: vec4<f32>; var x1: vec4<f32>; var x2: vec4<f32>; var x3: vec4<f32>;
         if (TA != 0u) {
-            x0 = av4[o + (4u * t) * m4 + ag]; x1 = av4[o + (4u * t + 1u) * m4 + ag];
-            x2 = av4[o + (4u * t + 2u) * m4 + ag]; x3 = av4[o + (4u * t + 3u) * m4 + ag];
+            let at = ag_o + (4u * t) * m4;
+            x0 = av4[at]; x1 = av4[at + m4];
+            x2 = av4[at + 2u * m4]; x3 = av4[at + 3u * m4];
         } else {
             x0 = av4[ar0 + t]; x1 = av4[ar1 + t]; x2 = av4[ar2 + t]; x3 = av4[ar3 + t];
         }
@@ -130,7 +138,7 @@ fn sg_block(wid: vec3<u32>, sg: u32, lane: u32) -> array<Row8, 32> {
             a24 = s3_0; a25 = s3_1; a26 = s3_2; a27 = s3_3;
             a28 = s3_4; a29 = s3_5; a30 = s3_6; a31 = s3_7;
         }
-        let b = load_b8(bo, t, k4, n4, g0, g1, q);
+        let b = load_b8(t, n4, bg0, bg1, qb);
         c0 = fma_row(c0, a0, b); c1 = fma_row(c1, a1, b); c2 = fma_row(c2, a2, b); c3 = fma_row(c3, a3, b);
         c4 = fma_row(c4, a4, b); c5 = fma_row(c5, a5, b); c6 = fma_row(c6, a6, b); c7 = fma_row(c7, a7, b);
         c8 = fma_row(c8, a8, b); c9 = fma_row(c9, a9, b); c10 = fma_row(c10, a10, b); c11 = fma_row(c11, a11, b);
