@@ -14,8 +14,13 @@ use wgrad::{BinaryOp, Device, Graph, NodeId, ReduceOp, UnaryOp};
 
 #[derive(Clone, Debug)]
 enum Action {
-    Input { shape: Vec<usize>, grad: bool },
-    Param { shape: Vec<usize> },
+    Input {
+        shape: Vec<usize>,
+        grad: bool,
+    },
+    Param {
+        shape: Vec<usize>,
+    },
     Unary(u8, usize),
     Binary(u8, usize, usize),
     MatMul(usize, usize),
@@ -29,7 +34,8 @@ enum Action {
     Permute(usize, Vec<usize>),
     Narrow(usize, usize, usize, usize),
     Concat(Vec<usize>, usize),
-    Conv(usize, usize, usize, usize),
+    /// x, w, stride, padding, and whether as an implicit GEMM.
+    Conv(usize, usize, usize, usize, bool),
     Pool(bool, usize, usize, usize),
     Dropout(usize, u8),
     Write(usize, usize, u64),
@@ -69,7 +75,8 @@ fn action() -> impl Strategy<Value = Action> {
         (n.clone(), prop::collection::vec(0usize..5, 0..5)).prop_map(|(a, p)| Action::Permute(a, p)),
         (n.clone(), 0usize..5, 0usize..4, 0usize..4).prop_map(|(a, ax, s, l)| Action::Narrow(a, ax, s, l)),
         (prop::collection::vec(n.clone(), 0..4), 0usize..5).prop_map(|(xs, ax)| Action::Concat(xs, ax)),
-        (n.clone(), n.clone(), 0usize..3, 0usize..3).prop_map(|(x, w, s, p)| Action::Conv(x, w, s, p)),
+        (n.clone(), n.clone(), 0usize..3, 0usize..3, any::<bool>())
+            .prop_map(|(x, w, s, p, i)| Action::Conv(x, w, s, p, i)),
         (any::<bool>(), n.clone(), 0usize..4, 0usize..3).prop_map(|(m, x, k, p)| Action::Pool(m, x, k, p)),
         (n.clone(), 0u8..3).prop_map(|(x, p)| Action::Dropout(x, p)),
         (n.clone(), 0usize..40, any::<u64>()).prop_map(|(a, l, s)| Action::Write(a, l, s)),
@@ -131,9 +138,10 @@ fn apply(g: &mut Graph, ids: &mut Vec<NodeId>, a: &Action) -> Outcome {
             let xs = xs.iter().map(|&x| need(x)).collect::<Result<Vec<_>, _>>()?;
             add(g.concat(&xs, *ax), ids)
         }
-        Action::Conv(x, w, stride, pad) => {
+        Action::Conv(x, w, stride, pad, implicit) => {
             // Rank ≤ 3 tensors are read as images and kernels [1, …] (the fuzzed ranks stop at 3).
             let (x, w) = (as_image(g, need(*x)?)?, as_image(g, need(*w)?)?);
+            g.set_implicit_conv(Some(*implicit));
             let o = wgrad::Conv2dOptions::default().stride(*stride).padding(*pad);
             add(g.conv2d(x, w, None, o), ids)
         }

@@ -315,10 +315,21 @@ impl KernelDef for SoftmaxXentBackward {
     }
 }
 
+/// The largest element of a row by `v > m` (a NaN never wins, except a NaN first element, which
+/// stays), in eight running maxima, then the tail: one running maximum is a chain of dependent
+/// compare-and-selects that does not vectorise (most of a 64-column softmax's time). Each lane
+/// starts from the first element, so the result is the one of a single running maximum.
 #[inline(always)]
 fn row_max<T: Real>(row: &[T]) -> T {
+    let mut lanes = [row[0]; 8];
+    let mut chunks = row.chunks_exact(8);
+    for ch in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(ch) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
     let mut m = row[0];
-    for &v in row {
+    for &v in lanes.iter().chain(chunks.remainder()) {
         m = if v > m { v } else { m };
     }
     m
@@ -353,8 +364,8 @@ fn softmax<T: Real>(x: &[T], out: &mut [T], rows: usize, cols: usize) {
         let row = &x[r * cols..(r + 1) * cols];
         let o = &mut out[r * cols..(r + 1) * cols];
         let m = row_max(row);
-        for i in 0..cols {
-            o[i] = (row[i] - m).exp();
+        for (o, &v) in o.iter_mut().zip(row) {
+            *o = (v - m).exp();
         }
         let s = sum8(cols, |i| o[i]);
         for v in o.iter_mut() {
