@@ -2,9 +2,9 @@
 # Runs every benchmark behind benches/NOTES.md on this machine's default adapter and writes the
 # results to OUTDIR (text logs and JSON rows). Usage:
 #   benches/run_all.sh OUTDIR [BINDIR]
-# BINDIR holds prebuilt `adapters`, `bench_matmul` and `bench_step` (default: builds them with
-# `cargo build --release --examples` and uses target/release/examples). Honours WGPU_BACKEND /
-# WGPU_ADAPTER_NAME. On a real GPU it also sweeps the tile kernel's shapes, so the table in
+# BINDIR holds prebuilt `adapters`, `bench_matmul`, `bench_step`, `bench_batched` and
+# `bench_conv` (default: builds them with `cargo build --release --examples` and uses
+# target/release/examples). Honours WGPU_BACKEND / WGPU_ADAPTER_NAME. On a real GPU it also sweeps the tile kernel's shapes, so the table in
 # `MatmulTiles` can be checked against the measurements.
 set -euo pipefail
 out=${1:?usage: benches/run_all.sh OUTDIR [BINDIR]}
@@ -25,6 +25,11 @@ fi
 # W2: one training step of the MLP 784-256-256-10, fused and unfused.
 "$bin/bench_step" --steps 500 > "$out/w2.txt" 2>&1
 "$bin/bench_step" --steps 500 --no-fusion > "$out/w2_unfused.txt" 2>&1
+# Batched matmul against one product of the same flops; convolutions as implicit GEMMs against
+# im2col + matmul (with the adapter's own kernel choice, then both on the tile kernel).
+"$bin/bench_batched" --device gpu --reps 40 > "$out/batched.txt" 2>&1
+"$bin/bench_conv" --device gpu --reps 20 > "$out/conv.txt" 2>&1
+"$bin/bench_conv" --device gpu --reps 20 --kernel tiled > "$out/conv_tiled.txt" 2>&1
 # The CPU reference: NumPy/OpenBLAS W1, where NumPy is installed.
 if python3 -c "import numpy" 2>/dev/null; then
     python3 "$(dirname "$0")/numpy_w1.py" 1024 2048 > "$out/numpy_w1.txt" 2>&1
