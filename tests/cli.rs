@@ -567,6 +567,37 @@ fn bench_matmul_refuses_bad_flags_and_huge_sizes() {
 }
 
 #[test]
+fn bench_conv_refuses_bad_flags_and_compares_its_two_paths() {
+    let Some(bin) = example("bench_conv") else { return };
+    let dir = scratch("bench_conv");
+    for (args, why) in [
+        (&["--reps", "0"][..], "--reps: must be at least 1"),
+        (&["--kernel", "fast"], "--kernel: 'fast' is not auto or tiled"),
+        (&["--device", "both"], "--device: 'both' is not auto, gpu or cpu"),
+        (&["--bogus"], "unknown flag '--bogus'"),
+    ] {
+        let (o, _) = run(&bin, args, &[], &dir);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(why) && e.contains("usage: bench_conv"), "{args:?}: {e}");
+    }
+    // One timed pass of each problem on the CPU backend: both paths, and they agree.
+    let (o, _) = run(&bin, &["--device", "cpu", "--reps", "1"], &[], &dir);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    for row in [
+        "lenet    im2col",
+        "lenet    implicit",
+        "conv64   im2col",
+        "conv64   implicit",
+        "bench_conv passed",
+    ] {
+        assert!(out.contains(row), "{row}: {out}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn the_self_checking_examples_refuse_unknown_flags() {
     let dir = scratch("small");
     for name in ["chain_rule", "vector_chain", "layer_graph", "mlp_graph", "adapters"] {
