@@ -93,16 +93,24 @@ fn batched_shapes_follow_pytorch_and_mismatches_are_errors() {
 
 #[test]
 fn batches_past_the_dispatch_limit_are_split_not_cut() {
-    // 70,000 products: more than the 65,535 workgroups one dispatch may have along z.
-    let (batch, m, k, n) = (70_000, 2, 3, 2);
+    // 70,000 products: more than the 65,535 workgroups one dispatch may have along z; as one
+    // batch dimension, and as two (280 × 250, flattened into one workgroup z).
+    for dims in [&[70_000][..], &[280, 250]] {
+        split_not_cut(dims);
+    }
+}
+
+fn split_not_cut(dims: &[usize]) {
+    let (batch, m, k, n) = (dims.iter().product::<usize>(), 2, 3, 2);
+    let shape = |r: usize, c: usize| [dims, &[r, c]].concat();
     let mut rng = Rng::new(9);
     let a = random(&mut rng, batch * m * k, -1.0, 1.0);
     let b = random(&mut rng, batch * k * n, -1.0, 1.0);
     let w = random(&mut rng, k * n, -1.0, 1.0);
     let run = |dev: &wgrad::Device| {
         let mut g = Graph::new(dev);
-        let an = g.input_with_grad("a", &[batch, m, k]).unwrap();
-        let bn = g.input_with_grad("b", &[batch, k, n]).unwrap();
+        let an = g.input_with_grad("a", &shape(m, k)).unwrap();
+        let bn = g.input_with_grad("b", &shape(k, n)).unwrap();
         let wn = g.input_with_grad("w", &[k, n]).unwrap();
         let c = g.matmul(an, bn).unwrap();
         // A shared weight: its gradient sums over all 70,000 products.
@@ -130,9 +138,15 @@ fn batches_past_the_dispatch_limit_are_split_not_cut() {
     assert!((want.0[last] - direct - shared).abs() < 1e-5);
     for dev in devices().into_iter().filter(|d| d.is_gpu()) {
         let got = run(&dev);
-        common::assert_close(&got.0, &want.0, 1e-5, 1e-5, "value");
-        common::assert_close(&got.1, &want.1, 1e-5, 1e-5, "d_a");
-        common::assert_close(&got.2, &want.2, 1e-5, 1e-5, "d_b");
-        common::assert_close(&got.3, &want.3, 1e-3, 1e-4, "d_w (a sum over 70,000 products)");
+        common::assert_close(&got.0, &want.0, 1e-5, 1e-5, &format!("{dims:?} value"));
+        common::assert_close(&got.1, &want.1, 1e-5, 1e-5, &format!("{dims:?} d_a"));
+        common::assert_close(&got.2, &want.2, 1e-5, 1e-5, &format!("{dims:?} d_b"));
+        common::assert_close(
+            &got.3,
+            &want.3,
+            1e-3,
+            1e-4,
+            &format!("{dims:?} d_w (a sum over 70,000 products)"),
+        );
     }
 }

@@ -122,6 +122,37 @@ fn batched(
     x_win: Option<Window2d>,
 ) -> Vec<Kernel> {
     let (sx, sy, st) = (x.strides(), y.strides(), t.strides());
+    // Both batch dimensions as one workgroup z where the target is not broadcast and each
+    // operand has the whole batch or none of it (its offset is then linear in the flattened
+    // index): [B, H, m, k] × [B, H, k, n] is one dispatch of B·H products, not B of H.
+    let per_product = |o: &Operand| match o.batch {
+        b if b == ob => Some(o.size),
+        [1, 1] => Some(0),
+        _ => None,
+    };
+    if let (true, Some(sa), Some(sb)) = (ob[0] > 1 && t.batch == ob, per_product(&x), per_product(&y)) {
+        return vec![Kernel::MatMul(kn::MatMul {
+            a: x.buf,
+            b: y.buf,
+            out: t.buf,
+            m: mkn.0,
+            k: mkn.1,
+            n: mkn.2,
+            ta,
+            tb,
+            acc,
+            batch: Batch {
+                count: ob[0] * ob[1],
+                a_off: 0,
+                b_off: 0,
+                c_off: 0,
+                sa,
+                sb,
+                sc: t.size,
+            },
+            a_win: x_win,
+        })];
+    }
     let z_batch = t.batch[1] == ob[1];
     let mut ks = Vec::new();
     for i0 in 0..ob[0] {

@@ -312,8 +312,11 @@ pub fn op_cases(m: usize, k: usize, n: usize) -> Vec<Case> {
         move |g, i| g.expand(i[0], &[2, m, n]),
     ));
     // Batched matmul (PyTorch's rules): equal, broadcast and 4-D batches, vector operands.
-    let batched: [(&str, Vec<usize>, Vec<usize>); 7] = [
+    let batched: [(&str, Vec<usize>, Vec<usize>); 9] = [
         ("matmul batch 2", vec![2, m, k], vec![2, k, n]),
+        // Two batch dimensions in one dispatch (attention's [batch, heads, ...] products).
+        ("matmul batch 2x3", vec![2, 3, m, k], vec![2, 3, k, n]),
+        ("matmul batch A shared by 2x3", vec![m, k], vec![2, 3, k, n]),
         ("matmul batch B shared", vec![2, m, k], vec![k, n]),
         ("matmul batch A shared", vec![m, k], vec![3, k, n]),
         ("matmul batch 2x1 by 1x3", vec![2, 1, m, k], vec![1, 3, k, n]),
