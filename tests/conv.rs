@@ -396,7 +396,8 @@ fn bad_shapes_are_errors(implicit: bool) {
         "avg_pool2d",
         "dilation",
     );
-    expect(g.avg_pool2d(x, Pool2dOptions::new(9)), "im2col", "does not fit");
+    expect(g.avg_pool2d(x, Pool2dOptions::new(9)), "avg_pool2d", "does not fit");
+    expect(g.max_pool2d(x, Pool2dOptions::new(0)), "max_pool2d", "positive");
     // The graph is still usable after the refusals.
     let y = g.conv2d(x, w, None, d.padding(1)).unwrap();
     assert_eq!(g.shape(y).unwrap(), [2, 6, 8, 8]);
@@ -508,14 +509,16 @@ fn window_matrices_past_a_limit_are_refused_and_leave_the_graph_as_it_was() {
         );
     }
     g.set_implicit_conv(None);
-    let e = g.max_pool2d(x, Pool2dOptions::new(9).stride(1).padding(4)).unwrap_err();
-    assert!(matches!(e, wgrad::Error::LimitExceeded { .. }), "{e}");
     assert_eq!(g.len(), len, "a refused convolution adds no node");
     assert_eq!(g.counters().live_bytes, before.live_bytes, "nor keeps any buffer");
+    // Pooling reads its windows from the image: the same 9×9 windows need no window matrix.
+    let m = g.max_pool2d(x, Pool2dOptions::new(9).stride(1).padding(4)).unwrap();
+    assert_eq!(g.shape(m).unwrap(), [1, 1, 512, 512]);
     // A 3×3 window fits, and runs.
     let y = g.conv2d(x, w, None, Conv2dOptions::default().stride(3)).unwrap();
     g.write(x, &vec![1.0; 512 * 512]).unwrap();
     assert!((g.value(y).unwrap()[0] - 0.81).abs() < 1e-5);
+    assert!(g.value(m).unwrap().iter().all(|&v| v == 1.0));
 
     // GPU under WebGPU's downlevel limits (128 MiB per storage binding): 2048 × 2048 with a
     // 3×3 window is 151 MB of windows.
@@ -681,5 +684,47 @@ fn convolutions_are_implicit_where_the_matmul_runs_on_the_tile_kernel() {
     // A CPU-like adapter runs its register kernels on an explicit window matrix.
     if gpu.info().device_type == "Cpu" {
         assert!(!ops(&gpu, None));
+    }
+}
+
+#[test]
+fn pooling_past_the_workgroup_limit_matches_the_cpu() {
+    // 4099² = 16.8 M outputs: more than 65,535 workgroups of 256 (a two-dimensional grid), for
+    // the pooling and for its VJP over the 4100² pixels.
+    let Some(gpu) = gpu() else { return };
+    let s = [1, 1, 4100, 4100];
+    let mut rng = Rng::new(12);
+    let x = random(&mut rng, 4100 * 4100, -1.0, 1.0);
+    for max in [true, false] {
+        let run = |dev: &Device| {
+            let mut g = Graph::new(dev);
+            let xn = g.input_with_grad("x", &s).unwrap();
+            let o = Pool2dOptions::new(2).stride(1);
+            let y = if max { g.max_pool2d(xn, o) } else { g.avg_pool2d(xn, o) }.unwrap();
+            let loss = g.sum(y).unwrap();
+            g.write(xn, &x).unwrap();
+            g.backward(loss).unwrap();
+            (g.value(y).unwrap(), g.grad(xn).unwrap())
+        };
+        let (cy, cdx) = run(&Device::cpu());
+        let (gy, gdx) = run(&gpu);
+        assert_eq!(gy.len(), 4099 * 4099);
+        common::assert_close(&gy, &cy, 1e-6, 1e-6, &format!("max={max} y"));
+        common::assert_close(&gdx, &cdx, 1e-6, 1e-6, &format!("max={max} d_x"));
+        // The last output and the last pixel, which a cut grid would miss: the last window is
+        // the four pixels of the bottom-right corner, and only it reads the last pixel.
+        let corner = [4099 * 4100 - 2, 4099 * 4100 - 1, 4100 * 4100 - 2, 4100 * 4100 - 1].map(|i| x[i]);
+        let (want_y, want_dx) = if max {
+            let m = corner.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            (m, if corner[3] == m { 1.0 } else { 0.0 })
+        } else {
+            (corner.iter().sum::<f32>() / 4.0, 0.25)
+        };
+        assert!(
+            (gy[4099 * 4099 - 1] - want_y).abs() < 1e-6,
+            "max={max}: {} vs {want_y}",
+            gy[4099 * 4099 - 1]
+        );
+        assert_eq!(gdx[4100 * 4100 - 1], want_dx, "max={max}");
     }
 }

@@ -1,9 +1,10 @@
-//! Convolution and pooling over NCHW images, built on the window matrix of [`Graph::im2col`]: a
-//! convolution is a matrix product of the window matrix with the weights, a pooling a max or mean
-//! along its rows. A convolution's product is an implicit GEMM where the backend prefers it (or
-//! [`Graph::set_implicit_conv`] says so): one op, `WindowMatMul`, whose matmul kernels read the
-//! window matrix from the image instead of a buffer. Gradients are the chain rule through those
-//! parts; the only new VJP is im2col's (col2im, a deterministic gather).
+//! Convolution and pooling over NCHW images. A convolution is a matrix product of the window
+//! matrix of [`Graph::im2col`] with the weights: written by im2col, or, where the backend prefers
+//! it (or [`Graph::set_implicit_conv`] says so), an implicit GEMM — one op, `WindowMatMul`, whose
+//! matmul kernels read the window matrix from the image instead of a buffer. Its gradients are
+//! the chain rule through those parts (im2col's VJP is col2im, a deterministic gather). A pooling
+//! is one op, `Pool2d`, whose kernel takes the max or mean of each window straight from the image
+//! and whose VJP gathers per pixel, in a fixed order.
 
 use super::{Graph, NodeId};
 use crate::error::{Error, Result};
@@ -285,14 +286,10 @@ impl Graph {
         }
     }
 
-    fn pool_windows(
-        &mut self,
-        op: &'static str,
-        x: NodeId,
-        o: Pool2dOptions,
-        pad_value: f32,
-    ) -> Result<(NodeId, [usize; 4])> {
-        let [n, c, h, w] = self.image_shape(op, x)?;
+    /// The pooling window over the image `x` (`[n, c, h, w]`), one window per channel, after the
+    /// pooling's own checks (PyTorch's: padding at most half the window).
+    fn pool_window(&self, op: &'static str, x: NodeId, o: Pool2dOptions, pad_value: f32) -> Result<Window2d> {
+        let image = self.image_shape(op, x)?;
         for a in 0..2 {
             if 2 * o.padding[a] > o.kernel[a] {
                 return Err(Error::arg(
@@ -301,31 +298,25 @@ impl Graph {
                 ));
             }
         }
-        // Each channel of each image is a group of one channel: the rows come out in
-        // (image, channel, y, x) order, which is NCHW once reduced.
-        let win = Window2d {
-            image: [1, n * c, h, w],
+        Ok(Window2d {
+            image,
             kernel: o.kernel,
             stride: o.stride,
             padding: o.padding,
             dilation: o.dilation,
-            groups: n * c,
+            groups: 1,
             pad_value,
-        };
-        let cols = self.im2col(x, win)?;
-        let [oh, ow] = win.out_hw();
-        Ok((cols, [n, c, oh, ow]))
+        })
     }
 
     /// 2-D max pooling (PyTorch's `max_pool2d` without `ceil_mode`): the largest element of each
     /// window of `x` (`[n, c, h, w]`), the padding reading −∞. The gradient goes to the first
-    /// largest element of each window.
+    /// largest element of each window. One kernel reads the windows from the image (no window
+    /// matrix) and saves where each max was; its VJP gathers per pixel, in a fixed order.
     pub fn max_pool2d(&mut self, x: NodeId, opts: Pool2dOptions) -> Result<NodeId> {
-        self.all_or_nothing(|g| {
-            let (cols, out) = g.pool_windows("max_pool2d", x, opts, f32::NEG_INFINITY)?;
-            let m = g.max_axis(cols, 2, false)?;
-            g.reshape(m, &out)
-        })
+        let win = self.pool_window("max_pool2d", x, opts, f32::NEG_INFINITY)?;
+        let x = self.check(x)?;
+        self.add_op(Op::Pool2d { x, win, max: true }, None)
     }
 
     /// 2-D average pooling (PyTorch's `avg_pool2d` with `count_include_pad=True`, without
@@ -334,10 +325,8 @@ impl Graph {
         if opts.dilation != [1, 1] {
             return Err(Error::arg("avg_pool2d", "average pooling has no dilation"));
         }
-        self.all_or_nothing(|g| {
-            let (cols, out) = g.pool_windows("avg_pool2d", x, opts, 0.0)?;
-            let m = g.mean_axis(cols, 2, false)?;
-            g.reshape(m, &out)
-        })
+        let win = self.pool_window("avg_pool2d", x, opts, 0.0)?;
+        let x = self.check(x)?;
+        self.add_op(Op::Pool2d { x, win, max: false }, None)
     }
 }

@@ -308,6 +308,191 @@ impl KernelDef for Col2im {
     }
 }
 
+/// Pooling straight from the image (`[n, c, h, w]`, one window per channel: `win.groups` is 1):
+/// with `arg`, the largest element of each window (the padding reads `win.pad_value`, −∞; the
+/// first largest wins, a NaN over numbers) and its window index saved in `arg`; without, the
+/// mean of each window (the padding counted as zeros). out is `[n, c, oh, ow]`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Pool {
+    pub x: BufId,
+    pub out: BufId,
+    pub arg: Option<BufId>,
+    pub win: Window2d,
+}
+
+/// VJP of [`Pool`]: d_image (+)= each output's gradient at the pixel that was its window's max
+/// (`arg`), or spread evenly over its window (no `arg`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PoolBackward {
+    pub g: BufId,
+    pub arg: Option<BufId>,
+    pub out: BufId,
+    pub win: Window2d,
+    pub acc: bool,
+}
+
+impl Window2d {
+    /// Output positions (plane, y, x) with their flat index, in order, for the pooling loops.
+    fn each_output(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let [n, c, _, _] = self.image;
+        let [oh, ow] = self.out_hw();
+        let mut i = 0;
+        for plane in 0..n * c {
+            for y in 0..oh {
+                for xo in 0..ow {
+                    f(i, plane, y, xo);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// The image index window element (ky, kx) of output (plane, y, x) reads, or `None` in the
+    /// padding.
+    #[inline(always)]
+    fn pixel(&self, plane: usize, y: usize, xo: usize, ky: usize, kx: usize) -> Option<usize> {
+        let (sy, sx) = (self.source(0, y, ky)?, self.source(1, xo, kx)?);
+        Some((plane * self.image[2] + sy) * self.image[3] + sx)
+    }
+}
+
+impl KernelDef for Pool {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let [n, c, _, _] = self.win.image;
+        let [oh, ow] = self.win.out_hw();
+        let len = n * c * oh * ow;
+        let p = self.win.params(len, false);
+        let mut binds = vec![(1, self.x, true), (3, self.out, false)];
+        let entry = match self.arg {
+            Some(arg) => {
+                binds.push((2, arg, false));
+                "pool_max"
+            }
+            None => "pool_avg",
+        };
+        Ok(vec![Launch::new(entry, &p, binds, cx.elems(len)?)])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let w = &self.win;
+        let ([n, c, h, wd], [kh, kw], [oh, ow]) = (w.image, w.kernel, w.out_hw());
+        let pad = T::from_f64(w.pad_value as f64);
+        // Per output row: its windows' image rows (`None` in the padding), looked up once; per
+        // output: its columns' sources from a table (the image width in the padding). The inner
+        // loops only compare or add.
+        let cols = w.columns();
+        let mut rows: Vec<Option<usize>> = vec![None; kh];
+        match self.arg {
+            Some(arg) => super::with_outs!(b, [self.out, arg], |[o, a], b| {
+                let x = &b[self.x];
+                let mut i = 0;
+                for plane in 0..n * c {
+                    for y in 0..oh {
+                        for (ky, r) in rows.iter_mut().enumerate() {
+                            *r = w.source(0, y, ky).map(|sy| (plane * h + sy) * wd);
+                        }
+                        for xo in 0..ow {
+                            let src = &cols.source[xo * kw..(xo + 1) * kw];
+                            let (mut best, mut besti, mut e) = (pad, 0, 0);
+                            for r in &rows {
+                                for &sx in src {
+                                    let v = match *r {
+                                        Some(r) if sx < wd => x[r + sx],
+                                        _ => pad,
+                                    };
+                                    if e == 0 || v > best || (v.is_nan() && !best.is_nan()) {
+                                        best = v;
+                                        besti = e;
+                                    }
+                                    e += 1;
+                                }
+                            }
+                            o[i] = best;
+                            a[i] = T::from_f64(besti as f64);
+                            i += 1;
+                        }
+                    }
+                }
+            }),
+            None => with_out!(b, self.out, |o, b| {
+                let (x, kk) = (&b[self.x], (kh * kw) as f64);
+                let mut i = 0;
+                for plane in 0..n * c {
+                    for y in 0..oh {
+                        for (ky, r) in rows.iter_mut().enumerate() {
+                            *r = w.source(0, y, ky).map(|sy| (plane * h + sy) * wd);
+                        }
+                        for xo in 0..ow {
+                            let src = &cols.source[xo * kw..(xo + 1) * kw];
+                            let mut s = 0.0f64;
+                            for r in rows.iter().flatten() {
+                                for &sx in src.iter().filter(|&&sx| sx < wd) {
+                                    s += x[r + sx].to_f64();
+                                }
+                            }
+                            o[i] = T::from_f64(s / kk);
+                            i += 1;
+                        }
+                    }
+                }
+            }),
+        }
+    }
+}
+
+impl KernelDef for PoolBackward {
+    fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
+        let len: usize = self.win.image.iter().product();
+        let p = self.win.params(len, self.acc);
+        let mut binds = vec![(1, self.g, true), (3, self.out, false)];
+        let entry = match self.arg {
+            Some(arg) => {
+                binds.push((2, arg, false));
+                "pool_max_backward"
+            }
+            None => "pool_avg_backward",
+        };
+        Ok(vec![Launch::new(entry, &p, binds, cx.elems(len)?)])
+    }
+
+    #[inline(always)]
+    fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let w = &self.win;
+        let [kh, kw] = w.kernel;
+        with_out!(b, self.out, |o, b| {
+            if !self.acc {
+                o.iter_mut().for_each(|v| *v = T::zero());
+            }
+            // Scattered per output here (the GPU gathers per pixel; both add the same terms).
+            let g = &b[self.g];
+            match self.arg {
+                Some(arg) => {
+                    let a = &b[arg];
+                    w.each_output(|i, plane, y, xo| {
+                        let e = a[i].to_f64() as usize;
+                        if let Some(p) = w.pixel(plane, y, xo, e / kw, e % kw) {
+                            o[p] += g[i];
+                        }
+                    })
+                }
+                None => {
+                    let inv = T::one() / T::from_f64((kh * kw) as f64);
+                    w.each_output(|i, plane, y, xo| {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                if let Some(p) = w.pixel(plane, y, xo, ky, kx) {
+                                    o[p] += g[i] * inv;
+                                }
+                            }
+                        }
+                    })
+                }
+            }
+        })
+    }
+}
+
 /// Representative kernels of the family (one entry point each, no constants).
 pub(crate) fn examples() -> Vec<Kernel> {
     let win = Window2d {
@@ -319,7 +504,42 @@ pub(crate) fn examples() -> Vec<Kernel> {
         groups: 2,
         pad_value: 0.0,
     };
+    let pool = Window2d {
+        groups: 1,
+        pad_value: f32::NEG_INFINITY,
+        ..win
+    };
     vec![
+        Pool {
+            x: 0,
+            out: 1,
+            arg: Some(2),
+            win: pool,
+        }
+        .into(),
+        Pool {
+            x: 0,
+            out: 1,
+            arg: None,
+            win: Window2d { pad_value: 0.0, ..pool },
+        }
+        .into(),
+        PoolBackward {
+            g: 0,
+            arg: Some(2),
+            out: 1,
+            win: pool,
+            acc: true,
+        }
+        .into(),
+        PoolBackward {
+            g: 0,
+            arg: None,
+            out: 1,
+            win: pool,
+            acc: false,
+        }
+        .into(),
         Im2col { x: 0, out: 1, win }.into(),
         Col2im {
             g: 0,

@@ -40,7 +40,7 @@ pub use unary::UnaryOp;
 
 // The kernel structs, for building kernel lists: `Kernel::MatMul(kn::MatMul { .. })`.
 pub(crate) use binary::{Binary, BinaryBackward};
-pub(crate) use conv::{Col2im, Im2col};
+pub(crate) use conv::{Col2im, Im2col, Pool, PoolBackward};
 pub(crate) use dropout::Dropout;
 pub(crate) use fused::{BiasActBackward, BiasActForward, MatMulBiasAct};
 pub(crate) use gather::{Gather, GatherBackward};
@@ -165,6 +165,10 @@ kernels! {
     Im2col(conv::Im2col),
     /// VJP of im2col: window gradients added back at their pixels
     Col2im(conv::Col2im),
+    /// max or average pooling straight from the image
+    Pool(conv::Pool),
+    /// VJP of the pooling: gathered per pixel
+    PoolBackward(conv::PoolBackward),
     /// x times a random keep mask, the mask saved
     Dropout(dropout::Dropout),
 }

@@ -121,3 +121,36 @@ pub(super) fn window_matmul_vjp(
     }
     ks
 }
+
+/// The pooled image's shape `[n, c, oh, ow]`, the window checked as im2col's (one window per
+/// channel: `win.groups` is 1) under the pooling's name.
+pub(super) fn pool_shape(x: &[usize], win: &Window2d, max: bool) -> Result<Vec<usize>> {
+    let op = if max { "max_pool2d" } else { "avg_pool2d" };
+    im2col_shape(op, x, win)?;
+    let [oh, ow] = win.out_hw();
+    Ok(vec![x[0], x[1], oh, ow])
+}
+
+/// Max pooling saves each window index of the max in `aux[0]`.
+pub(super) fn pool_forward(x: Arg, win: &Window2d, max: bool, out: Arg, aux: &[BufId]) -> Vec<Kernel> {
+    vec![Kernel::Pool(kn::Pool {
+        x: x.buf,
+        out: out.buf,
+        arg: max.then(|| aux[0]),
+        win: *win,
+    })]
+}
+
+pub(super) fn pool_vjp(win: &Window2d, max: bool, g: BufId, aux: &[BufId], t: &[Option<GradTarget>]) -> Vec<Kernel> {
+    t[0].map(|dx| {
+        Kernel::PoolBackward(kn::PoolBackward {
+            g,
+            arg: max.then(|| aux[0]),
+            out: dx.buf,
+            win: *win,
+            acc: dx.acc,
+        })
+    })
+    .into_iter()
+    .collect()
+}

@@ -83,6 +83,8 @@ pub enum Op {
     /// im2col(x)·b (batched as `MatMul`) as an implicit GEMM: the window matrix is read from the
     /// image by the matmul kernel, never written (a convolution's product).
     WindowMatMul { x: usize, b: usize, win: Window2d },
+    /// Max (`max`) or mean of each window of an NCHW image, one window per channel: `[n, c, oh, ow]`.
+    Pool2d { x: usize, win: Window2d, max: bool },
     /// x times a random mask: each element zeroed with probability `p`, the rest scaled by
     /// 1 / (1 − p). `state` is the graph's dropout state input (draw counter and seed);
     /// `stream` tells this node's draws from other dropout nodes'.
@@ -149,6 +151,8 @@ impl Op {
             Op::MaskedFill { .. } => "masked_fill",
             Op::Im2col { .. } => "im2col",
             Op::WindowMatMul { .. } => "window_matmul",
+            Op::Pool2d { max: true, .. } => "max_pool2d",
+            Op::Pool2d { max: false, .. } => "avg_pool2d",
             Op::Dropout { .. } => "dropout",
         }
     }
@@ -175,7 +179,8 @@ impl Op {
             | Op::Permute { x, .. }
             | Op::Narrow { x, .. }
             | Op::Expand { x, .. }
-            | Op::Im2col { x, .. } => vec![x],
+            | Op::Im2col { x, .. }
+            | Op::Pool2d { x, .. } => vec![x],
             Op::Concat { ref xs, .. } => xs.clone(),
         }
     }
@@ -219,6 +224,7 @@ impl Op {
             Op::MaskedFill { .. } => index::masked_fill_shape(shapes[0], shapes[1]),
             Op::Im2col { ref win, .. } => conv::im2col_shape("im2col", shapes[0], win),
             Op::WindowMatMul { ref win, .. } => conv::window_matmul_shape(shapes[0], shapes[1], win),
+            Op::Pool2d { ref win, max, .. } => conv::pool_shape(shapes[0], win, max),
             Op::Dropout { .. } => dropout::shape(shapes[0], shapes[1]),
         }
     }
@@ -228,7 +234,7 @@ impl Op {
         match self {
             Op::Reduce { op: ReduceOp::Max, .. } => vec![numel(out)],
             Op::SoftmaxCrossEntropy { .. } => vec![numel(shapes[0]), shapes[0][0]],
-            Op::Dropout { .. } => vec![numel(out)],
+            Op::Dropout { .. } | Op::Pool2d { max: true, .. } => vec![numel(out)],
             Op::Normalize { .. } => vec![softmax::rows_cols(out).0],
             _ => vec![],
         }
@@ -270,6 +276,7 @@ impl Op {
             Op::MaskedFill { value, invert, .. } => index::masked_fill_forward(args[0], args[1], value, invert, out),
             Op::Im2col { ref win, .. } => conv::im2col_forward(args[0], win, out),
             Op::WindowMatMul { ref win, .. } => conv::window_matmul_forward(args[0], args[1], win, out),
+            Op::Pool2d { ref win, max, .. } => conv::pool_forward(args[0], win, max, out, aux),
             Op::Dropout { p, stream, .. } => dropout::forward(args[0], args[1], p, stream, out, aux),
         }
     }
@@ -305,6 +312,7 @@ impl Op {
             Op::MaskedFill { invert, .. } => index::masked_fill_vjp(args[0], args[1], invert, g, targets),
             Op::Im2col { ref win, .. } => conv::im2col_vjp(win, g, targets),
             Op::WindowMatMul { ref win, .. } => conv::window_matmul_vjp(args[0], args[1], win, g, aux, targets),
+            Op::Pool2d { ref win, max, .. } => conv::pool_vjp(win, max, g, aux, targets),
             Op::Dropout { .. } => dropout::vjp(args[0], out, g, aux, targets),
         }
     }
