@@ -356,21 +356,27 @@ impl Window2d {
     }
 }
 
+/// A pooling kernel over `p.len` elements: the max entry point, which also binds the window
+/// indices `arg`, or the mean one; `(x, out)` as bindings 1 and 3.
+fn pool_launch(
+    cx: &Cx,
+    (max, avg): (&'static str, &'static str),
+    p: ConvParams,
+    (x, out): (BufId, BufId),
+    arg: Option<BufId>,
+) -> Result<Vec<Launch>> {
+    let mut binds = vec![(1, x, true), (3, out, false)];
+    binds.extend(arg.map(|a| (2, a, false)));
+    let entry = if arg.is_some() { max } else { avg };
+    Ok(vec![Launch::new(entry, &p, binds, cx.elems(p.len as usize)?)])
+}
+
 impl KernelDef for Pool {
     fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
         let [n, c, _, _] = self.win.image;
         let [oh, ow] = self.win.out_hw();
-        let len = n * c * oh * ow;
-        let p = self.win.params(len, false);
-        let mut binds = vec![(1, self.x, true), (3, self.out, false)];
-        let entry = match self.arg {
-            Some(arg) => {
-                binds.push((2, arg, false));
-                "pool_max"
-            }
-            None => "pool_avg",
-        };
-        Ok(vec![Launch::new(entry, &p, binds, cx.elems(len)?)])
+        let p = self.win.params(n * c * oh * ow, false);
+        pool_launch(cx, ("pool_max", "pool_avg"), p, (self.x, self.out), self.arg)
     }
 
     #[inline(always)]
@@ -443,17 +449,9 @@ impl KernelDef for Pool {
 
 impl KernelDef for PoolBackward {
     fn lower(&self, cx: &Cx) -> Result<Vec<Launch>> {
-        let len: usize = self.win.image.iter().product();
-        let p = self.win.params(len, self.acc);
-        let mut binds = vec![(1, self.g, true), (3, self.out, false)];
-        let entry = match self.arg {
-            Some(arg) => {
-                binds.push((2, arg, false));
-                "pool_max_backward"
-            }
-            None => "pool_avg_backward",
-        };
-        Ok(vec![Launch::new(entry, &p, binds, cx.elems(len)?)])
+        let p = self.win.params(self.win.image.iter().product(), self.acc);
+        let entries = ("pool_max_backward", "pool_avg_backward");
+        pool_launch(cx, entries, p, (self.g, self.out), self.arg)
     }
 
     #[inline(always)]

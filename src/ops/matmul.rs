@@ -130,8 +130,8 @@ fn batched(
         [1, 1] => Some(0),
         _ => None,
     };
-    if let (true, Some(sa), Some(sb)) = (ob[0] > 1 && t.batch == ob, per_product(&x), per_product(&y)) {
-        return vec![Kernel::MatMul(kn::MatMul {
+    let product = |batch: Batch, acc: bool| {
+        Kernel::MatMul(kn::MatMul {
             a: x.buf,
             b: y.buf,
             out: t.buf,
@@ -141,17 +141,21 @@ fn batched(
             ta,
             tb,
             acc,
-            batch: Batch {
-                count: ob[0] * ob[1],
-                a_off: 0,
-                b_off: 0,
-                c_off: 0,
-                sa,
-                sb,
-                sc: t.size,
-            },
+            batch,
             a_win: x_win,
-        })];
+        })
+    };
+    if let (true, Some(sa), Some(sb)) = (ob[0] > 1 && t.batch == ob, per_product(&x), per_product(&y)) {
+        let batch = Batch {
+            count: ob[0] * ob[1],
+            a_off: 0,
+            b_off: 0,
+            c_off: 0,
+            sa,
+            sb,
+            sc: t.size,
+        };
+        return vec![product(batch, acc)];
     }
     let z_batch = t.batch[1] == ob[1];
     let mut ks = Vec::new();
@@ -163,27 +167,16 @@ fn batched(
         };
         for (i1, count) in inner {
             let first = (i0 == 0 || t.batch[0] == ob[0]) && (i1 == 0 || t.batch[1] == ob[1]);
-            ks.push(Kernel::MatMul(kn::MatMul {
-                a: x.buf,
-                b: y.buf,
-                out: t.buf,
-                m: mkn.0,
-                k: mkn.1,
-                n: mkn.2,
-                ta,
-                tb,
-                acc: acc || !first,
-                batch: Batch {
-                    count,
-                    a_off: i0 * sx[0] + i1 * sx[1],
-                    b_off: i0 * sy[0] + i1 * sy[1],
-                    c_off: i0 * st[0] + i1 * st[1],
-                    sa: sx[1],
-                    sb: sy[1],
-                    sc: st[1],
-                },
-                a_win: x_win,
-            }));
+            let batch = Batch {
+                count,
+                a_off: i0 * sx[0] + i1 * sx[1],
+                b_off: i0 * sy[0] + i1 * sy[1],
+                c_off: i0 * st[0] + i1 * st[1],
+                sa: sx[1],
+                sb: sy[1],
+                sc: st[1],
+            };
+            ks.push(product(batch, acc || !first));
         }
     }
     ks
