@@ -386,7 +386,8 @@ impl KernelDef for Pool {
         let pad = T::from_f64(w.pad_value as f64);
         // Per output row: its windows' image rows (`None` in the padding), looked up once; per
         // output: its columns' sources from a table (the image width in the padding). The inner
-        // loops only compare or add.
+        // loops only compare or add. (The loop nest is written out for each op: through a shared
+        // helper taking a closure the max pooling measured 40 % slower.)
         let cols = w.columns();
         let mut rows: Vec<Option<usize>> = vec![None; kh];
         match self.arg {
