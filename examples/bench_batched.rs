@@ -5,7 +5,6 @@
 //!
 //! Run: `cargo run --release --example bench_batched [-- --reps 20] [--device gpu|cpu|both]`
 
-use std::time::Instant;
 use wgrad::{Device, Graph};
 
 mod common;
@@ -95,28 +94,13 @@ fn time(dev: &Device, a: &[usize], b: &[usize], reps: usize, backward: bool) -> 
     let mut rng = wgrad::data::Rng::new(3);
     g.write(an, &common_random(&mut rng, a.iter().product()))?;
     g.write(bn, &common_random(&mut rng, b.iter().product()))?;
-    for _ in 0..2 {
+    common::median_block_ms(&mut g, reps, |g| {
         g.forward()?;
         if backward {
             g.backward(loss)?;
         }
-    }
-    g.synchronize()?;
-    let per = reps.div_ceil(10);
-    let mut ms = Vec::new();
-    for _ in 0..10 {
-        let t = Instant::now();
-        for _ in 0..per {
-            g.forward()?;
-            if backward {
-                g.backward(loss)?;
-            }
-        }
-        g.synchronize()?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3 / per as f64);
-    }
-    ms.sort_by(f64::total_cmp);
-    Ok(ms[ms.len() / 2])
+        Ok(())
+    })
 }
 
 fn common_random(rng: &mut wgrad::data::Rng, n: usize) -> Vec<f32> {

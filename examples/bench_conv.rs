@@ -8,7 +8,6 @@
 //!
 //! Run: `cargo run --release --example bench_conv [-- --device gpu] [--reps 20] [--kernel tiled]`
 
-use std::time::Instant;
 use wgrad::data::Rng;
 use wgrad::{Conv2dOptions, Device, GpuOptions, Graph, MatmulKernel, NodeId, Pool2dOptions};
 
@@ -149,31 +148,14 @@ impl Problem {
 }
 
 /// Median ms of one forward (+ backward, after zeroing the gradients; the forward runs either
-/// way) over 10 blocks of `reps / 10` passes, after two
-/// untimed passes (pipelines compiled, buffers made).
+/// way), see [`common::median_block_ms`].
 fn time(g: &mut Graph, loss: NodeId, reps: usize, backward: bool) -> wgrad::Result<f64> {
-    let pass = |g: &mut Graph| -> wgrad::Result<()> {
+    common::median_block_ms(g, reps, |g| {
         g.zero_grad()?;
         g.forward()?;
         if backward {
             g.backward(loss)?;
         }
         Ok(())
-    };
-    for _ in 0..2 {
-        pass(g)?;
-    }
-    g.synchronize()?;
-    let per = reps.div_ceil(10);
-    let mut ms = Vec::new();
-    for _ in 0..10 {
-        let t = Instant::now();
-        for _ in 0..per {
-            pass(g)?;
-        }
-        g.synchronize()?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3 / per as f64);
-    }
-    ms.sort_by(f64::total_cmp);
-    Ok(ms[ms.len() / 2])
+    })
 }

@@ -288,6 +288,32 @@ impl Cli {
     }
 }
 
+/// Median milliseconds of `pass` over 10 timed blocks of `reps / 10` passes (at least one)
+/// each, after two untimed passes (pipelines compiled, buffers made); the graph is synchronised
+/// after each block, so a GPU's work is counted, not only its submission.
+pub fn median_block_ms(
+    g: &mut Graph,
+    reps: usize,
+    mut pass: impl FnMut(&mut Graph) -> wgrad::Result<()>,
+) -> wgrad::Result<f64> {
+    for _ in 0..2 {
+        pass(g)?;
+    }
+    g.synchronize()?;
+    let per = reps.div_ceil(10);
+    let mut ms = Vec::new();
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        for _ in 0..per {
+            pass(g)?;
+        }
+        g.synchronize()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3 / per as f64);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms[ms.len() / 2])
+}
+
 /// Writes the graph as DOT (and SVG when Graphviz is installed) and says where.
 pub fn save_graph(g: &Graph, path: &Path, loss: NodeId) -> wgrad::Result<()> {
     let svg = g.save_dot(path, Some(loss))?;
