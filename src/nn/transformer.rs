@@ -63,12 +63,11 @@ impl Embedding {
     }
 }
 
-/// A linear layer applied to the last axis of `[batch, time, in]`.
-fn linear3(g: &mut Graph, l: &Linear, x: NodeId) -> Result<NodeId> {
+/// `[batch, time, dim]` as `[batch·time, dim]` (no copy), for the linear layers: each reshape
+/// costs a copy of its gradient, so the blocks stay in this form between linear layers.
+fn rows(g: &mut Graph, x: NodeId) -> Result<NodeId> {
     let s = g.shape(x)?;
-    let flat = g.reshape(x, &[s[0] * s[1], s[2]])?;
-    let y = l.forward(g, flat)?;
-    g.reshape(y, &[s[0], s[1], l.fan_out])
+    g.reshape(x, &[s[0] * s[1], s[2]])
 }
 
 /// Causal multi-head self-attention: each position attends to itself and the positions before.
@@ -116,10 +115,11 @@ impl MultiHeadAttention {
         }
         let (b, t, d) = (s[0], s[1], s[2]);
         let (h, hd) = (self.heads, d / self.heads);
-        let qkv = linear3(g, &self.in_proj, x)?;
-        // [b, t, d] → [b, h, t, hd] for each of Q, K, V.
+        let flat = rows(g, x)?;
+        let qkv = self.in_proj.forward(g, flat)?;
+        // [b·t, 3d] → [b, h, t, hd] for each of Q, K, V.
         let mut split = |i: usize| -> Result<NodeId> {
-            let part = g.narrow(qkv, 2, i * d, d)?;
+            let part = g.narrow(qkv, 1, i * d, d)?;
             let heads = g.reshape(part, &[b, t, h, hd])?;
             g.permute(heads, &[0, 2, 1, 3])
         };
@@ -131,8 +131,9 @@ impl MultiHeadAttention {
         let att = g.softmax(masked)?;
         let y = g.matmul(att, v)?;
         let y = g.permute(y, &[0, 2, 1, 3])?;
-        let y = g.reshape(y, &[b, t, d])?;
-        linear3(g, &self.out_proj, y)
+        let y = g.reshape(y, &[b * t, d])?;
+        let y = self.out_proj.forward(g, y)?;
+        g.reshape(y, &[b, t, d])
     }
 }
 
@@ -169,9 +170,13 @@ impl TransformerBlock {
         let a = self.self_attn.forward(g, n1, mask)?;
         let x = g.add(x, a)?;
         let n2 = self.norm2.forward(g, x)?;
-        let h = linear3(g, &self.linear1, n2)?;
+        // The MLP on [b·t, dim] rows, where linear1 and the GELU form the layer pattern the graph
+        // fuses.
+        let flat = rows(g, n2)?;
+        let h = self.linear1.forward(g, flat)?;
         let h = g.gelu(h)?;
-        let f = linear3(g, &self.linear2, h)?;
+        let f = self.linear2.forward(g, h)?;
+        let f = g.reshape(f, &g.shape(x)?)?;
         g.add(x, f)
     }
 }
