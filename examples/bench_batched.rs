@@ -61,8 +61,18 @@ fn main() {
     };
     for name in names {
         let result = common::open_device(name).and_then(|dev| {
-            let single = time(&dev, &[4096, 256], &[256, 256], reps, backward)?;
-            let batched = time(&dev, &[16, 256, 256], &[16, 256, 256], reps, backward)?;
+            // Both products timed in turn, a block of each per round (see `median_block_ms`).
+            let (g1, l1) = product(&dev, &[4096, 256], &[256, 256])?;
+            let (g2, l2) = product(&dev, &[16, 256, 256], &[16, 256, 256])?;
+            let losses = [l1, l2];
+            let ms = common::median_block_ms(&mut [g1, g2], reps, |i, g| {
+                g.forward()?;
+                if backward {
+                    g.backward(losses[i])?;
+                }
+                Ok(())
+            })?;
+            let (single, batched) = (ms[0], ms[1]);
             // fwd 2·m·k·n, backward twice that: 6 · 4096·256·256 flops either way.
             let gflop = if backward { 6.0 } else { 2.0 } * 4096.0 * 256.0 * 256.0 / 1e9;
             println!("{}", dev.info());
@@ -84,8 +94,8 @@ fn main() {
     }
 }
 
-/// Median ms of one forward (+ backward) of sum(A·B) over 10 blocks of `reps / 10` passes.
-fn time(dev: &Device, a: &[usize], b: &[usize], reps: usize, backward: bool) -> wgrad::Result<f64> {
+/// A graph computing sum(A·B) for A and B of these shapes (both with gradients), and the sum.
+fn product(dev: &Device, a: &[usize], b: &[usize]) -> wgrad::Result<(Graph, wgrad::NodeId)> {
     let mut g = Graph::new(dev);
     let an = g.input_with_grad("a", a)?;
     let bn = g.input_with_grad("b", b)?;
@@ -94,13 +104,7 @@ fn time(dev: &Device, a: &[usize], b: &[usize], reps: usize, backward: bool) -> 
     let mut rng = wgrad::data::Rng::new(3);
     g.write(an, &common_random(&mut rng, a.iter().product()))?;
     g.write(bn, &common_random(&mut rng, b.iter().product()))?;
-    common::median_block_ms(&mut g, reps, |g| {
-        g.forward()?;
-        if backward {
-            g.backward(loss)?;
-        }
-        Ok(())
-    })
+    Ok((g, loss))
 }
 
 fn common_random(rng: &mut wgrad::data::Rng, n: usize) -> Vec<f32> {

@@ -54,11 +54,16 @@ fn run(cli: &common::Cli, reps: usize, tiled: bool) -> wgrad::Result<bool> {
     for problem in [Problem::LeNet, Problem::Conv64] {
         let mut row = Vec::new();
         let mut results = Vec::new();
-        for implicit in [false, true] {
-            let (mut g, x, loss) = problem.build(&dev, implicit)?;
-            let fwd = time(&mut g, loss, reps, false)?;
-            let both = time(&mut g, loss, reps, true)?;
-            results.push((g.value(loss)?[0], g.grad(x)?));
+        // Both paths timed in turn, a block of each per round (see `median_block_ms`).
+        let (g0, x0, l0) = problem.build(&dev, false)?;
+        let (g1, x1, l1) = problem.build(&dev, true)?;
+        let (mut gs, xs, losses) = ([g0, g1], [x0, x1], [l0, l1]);
+        let fwd = time(&mut gs, losses, reps, false)?;
+        let both = time(&mut gs, losses, reps, true)?;
+        for (implicit, g) in [false, true].into_iter().zip(&mut gs) {
+            let i = implicit as usize;
+            let (fwd, both) = (fwd[i], both[i]);
+            results.push((g.value(losses[i])?[0], g.grad(xs[i])?));
             let gflop = 2.0 * problem.macs() / 1e9;
             println!(
                 "  {:<8} {:<8} fwd {fwd:8.3} ms {:7.2} GFLOP/s | fwd+bwd {both:8.3} ms {:7.2} GFLOP/s",
@@ -148,13 +153,13 @@ impl Problem {
 }
 
 /// Median ms of one forward (+ backward, after zeroing the gradients; the forward runs either
-/// way), see [`common::median_block_ms`].
-fn time(g: &mut Graph, loss: NodeId, reps: usize, backward: bool) -> wgrad::Result<f64> {
-    common::median_block_ms(g, reps, |g| {
+/// way) of each graph, see [`common::median_block_ms`].
+fn time(gs: &mut [Graph], losses: [NodeId; 2], reps: usize, backward: bool) -> wgrad::Result<Vec<f64>> {
+    common::median_block_ms(gs, reps, |i, g| {
         g.zero_grad()?;
         g.forward()?;
         if backward {
-            g.backward(loss)?;
+            g.backward(losses[i])?;
         }
         Ok(())
     })

@@ -288,30 +288,41 @@ impl Cli {
     }
 }
 
-/// Median milliseconds of `pass` over 10 timed blocks of `reps / 10` passes (at least one)
-/// each, after two untimed passes (pipelines compiled, buffers made); the graph is synchronised
-/// after each block, so a GPU's work is counted, not only its submission.
+/// Median milliseconds of one `pass` of each graph, over 10 rounds that time a block of
+/// `reps / 10` passes (at least one) of every graph in turn, so that the machine's drift during
+/// the run falls on all of them alike; after two untimed passes each (pipelines compiled,
+/// buffers made). `pass` gets the graph's index. Each graph is synchronised after its block, so
+/// a GPU's work is counted, not only its submission.
 pub fn median_block_ms(
-    g: &mut Graph,
+    gs: &mut [Graph],
     reps: usize,
-    mut pass: impl FnMut(&mut Graph) -> wgrad::Result<()>,
-) -> wgrad::Result<f64> {
-    for _ in 0..2 {
-        pass(g)?;
-    }
-    g.synchronize()?;
-    let per = reps.div_ceil(10);
-    let mut ms = Vec::new();
-    for _ in 0..10 {
-        let t = std::time::Instant::now();
-        for _ in 0..per {
-            pass(g)?;
+    mut pass: impl FnMut(usize, &mut Graph) -> wgrad::Result<()>,
+) -> wgrad::Result<Vec<f64>> {
+    for (i, g) in gs.iter_mut().enumerate() {
+        for _ in 0..2 {
+            pass(i, g)?;
         }
         g.synchronize()?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3 / per as f64);
     }
-    ms.sort_by(f64::total_cmp);
-    Ok(ms[ms.len() / 2])
+    let per = reps.div_ceil(10);
+    let mut ms = vec![Vec::new(); gs.len()];
+    for _ in 0..10 {
+        for (i, g) in gs.iter_mut().enumerate() {
+            let t = std::time::Instant::now();
+            for _ in 0..per {
+                pass(i, g)?;
+            }
+            g.synchronize()?;
+            ms[i].push(t.elapsed().as_secs_f64() * 1e3 / per as f64);
+        }
+    }
+    Ok(ms
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect())
 }
 
 /// Writes the graph as DOT (and SVG when Graphviz is installed) and says where.
