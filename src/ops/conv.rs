@@ -1,5 +1,6 @@
-//! im2col: an image's sliding windows as the rows of a matrix (`shaders/conv.wgsl`), what
-//! convolution (a matrix product on it) and pooling (a reduction along its rows) are built on.
+//! Sliding windows over NCHW images (`shaders/conv.wgsl`): im2col (the windows as the rows of a
+//! matrix, what an explicit convolution multiplies), the implicit-GEMM convolution's product
+//! (`WindowMatMul`, the matmul kernels reading the windows from the image) and pooling (`Pool2d`).
 
 use super::{matmul, numel, Arg, GradTarget};
 use crate::error::{Error, Result};
@@ -107,17 +108,12 @@ pub(super) fn window_matmul_vjp(
         buf: x.buf,
         shape: &cols,
     };
-    let mut ks = Vec::new();
-    if let Some(dx) = t[0] {
-        let dcols = GradTarget {
-            buf: scratch[0],
-            acc: false,
-        };
-        ks.extend(matmul::vjp(a, Some(*win), b, g, &[Some(dcols), None]));
-        ks.extend(im2col_vjp(win, dcols.buf, &[Some(dx)]));
-    }
-    if t[1].is_some() {
-        ks.extend(matmul::vjp(a, Some(*win), b, g, &[None, t[1]]));
+    // The scratch buffer exists only when the image needs a gradient.
+    let dcols = t[0].map(|_| scratch[0]);
+    let targets = [dcols.map(|buf| GradTarget { buf, acc: false }), t[1]];
+    let mut ks = matmul::vjp(a, Some(*win), b, g, &targets);
+    if let Some(buf) = dcols {
+        ks.extend(im2col_vjp(win, buf, &t[..1]));
     }
     ks
 }
