@@ -2,7 +2,8 @@
 //! that builds one op on several devices and compares values and gradients.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use wgrad::data::Rng;
 use wgrad::{Device, Graph, NodeId, Result};
 
@@ -32,6 +33,7 @@ pub fn gpu() -> Option<Device> {
                 _ => String::new(),
             };
             eprintln!("GPU adapter: {}{limits}", d.info());
+            one_test_at_a_time_on_gl(d);
             Some(d.clone())
         }
         Err(e) => {
@@ -42,6 +44,30 @@ pub fn gpu() -> Option<Device> {
             None
         }
     }
+}
+
+/// On GL, wgpu guards each device with one context lock, and a call that waits for it longer
+/// than 6 s panics inside wgpu ("Could not lock adapter context"). llvmpipe's GL runs a
+/// submission's kernels inside the submit call, so a test whose graph runs for 20 s there would
+/// fail whichever test touched the shared device next. So on GL, tests that use the shared device
+/// run one at a time: the first `gpu()` call of a test's thread takes a process-wide lock that
+/// the thread holds until it ends (libtest runs each test on its own thread). Threads a test
+/// spawns do not call `gpu()`; they use the device their test hands them.
+fn one_test_at_a_time_on_gl(dev: &Device) {
+    static GATE: Mutex<()> = Mutex::new(());
+    thread_local! {
+        static HELD: RefCell<Option<MutexGuard<'static, ()>>> = const { RefCell::new(None) };
+    }
+    if !dev.info().backend.eq_ignore_ascii_case("gl") {
+        return;
+    }
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.is_none() {
+            // A test that failed while holding the gate poisons it; the next one may still run.
+            *held = Some(GATE.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    });
 }
 
 pub fn random(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
