@@ -165,3 +165,32 @@ fn training_steps_on_the_gpu_match_the_cpu() {
         );
     }
 }
+
+#[test]
+fn cpu_training_gives_the_same_bits_for_any_thread_count() {
+    // Large enough that every row-parallel CPU kernel splits its rows (attention scores of
+    // 16·4·32 rows, layers of 512 rows, products of millions of multiply-adds): two AdamW steps
+    // with clipping in thread pools of 1, 2 and 3 threads must agree bit for bit.
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let (mut g, _, _, _, loss) = model(&Device::cpu(), 16, 32, 64, 4);
+            g.set_optimizer(wgrad::AdamW::new(3e-3)).unwrap();
+            g.set_grad_clip(Some(1.0)).unwrap();
+            for _ in 0..2 {
+                g.train_step(loss).unwrap();
+            }
+            let mut bits = vec![g.scalar(loss).unwrap().to_bits()];
+            for p in g.parameters() {
+                bits.extend(g.value(p).unwrap().iter().map(|v| v.to_bits()));
+            }
+            bits
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        let other = run(threads);
+        let first = one.iter().zip(&other).position(|(a, b)| a != b);
+        assert_eq!(first, None, "{threads} threads differ from one at value {first:?}");
+    }
+}

@@ -2,7 +2,8 @@
 //! (`KernelDef::run_cpu` in its family's module under `src/kernels/`), generic over f32 and f64.
 //!
 //! These references are the ground truth the GPU kernels are tested against (in f32), and the
-//! finite-difference gradient checks run them in f64.
+//! finite-difference gradient checks run them in f64. Large kernels split their rows over the
+//! CPU's threads (`kernels::par`), with the same bits for any thread count.
 
 use super::{BufId, Counters, Executor, Kernel, ProgramId, ReadFuture, ReadInner};
 use crate::error::Result;
@@ -44,6 +45,19 @@ impl<T: Real> CpuExecutor<T> {
             return unsafe { wide(self, k) };
         }
         self.exec_body(k)
+    }
+
+    fn run_programs(&mut self, programs: &[ProgramId]) {
+        for &p in programs {
+            let kernels = self.programs[p]
+                .take()
+                .expect("program ids handed out by compile stay valid until discard");
+            for k in &kernels {
+                self.exec(k);
+            }
+            self.programs[p] = Some(kernels);
+        }
+        self.counters.submissions += 1;
     }
 
     #[inline(always)]
@@ -92,16 +106,16 @@ impl<T: Real> Executor for CpuExecutor<T> {
         Ok(self.programs.len() - 1)
     }
     fn run(&mut self, programs: &[ProgramId]) -> Result<()> {
-        for &p in programs {
-            let kernels = self.programs[p]
-                .take()
-                .expect("program ids handed out by compile stay valid until discard");
-            for k in &kernels {
-                self.exec(k);
-            }
-            self.programs[p] = Some(kernels);
+        // With several threads the programs run on one of the pool's: a kernel's parallel loop
+        // then hands its other runs to threads of the same pool that are still awake from the
+        // kernel before, rather than waking them from a thread outside it every time.
+        #[cfg(not(target_arch = "wasm32"))]
+        if rayon::current_num_threads() > 1 {
+            let this = &mut *self;
+            rayon::scope(|_| this.run_programs(programs));
+            return Ok(());
         }
-        self.counters.submissions += 1;
+        self.run_programs(programs);
         Ok(())
     }
     fn discard(&mut self, program: ProgramId) {

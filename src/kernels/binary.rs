@@ -1,6 +1,6 @@
 //! Elementwise functions of two broadcast arguments and their VJPs (`shaders/binary.wgsl`).
 
-use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET, MAX_SPLIT};
+use super::{par, put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET, MAX_SPLIT};
 use crate::error::{Error, Result};
 
 /// Elementwise functions of two broadcast arguments.
@@ -183,12 +183,23 @@ impl KernelDef for Binary {
         with_out!(b, self.out, |o, b| {
             let (sa, sb) = (Bcast::strides(&bc.a_shape), Bcast::strides(&bc.b_shape));
             let (av, bv) = (&b[a][..], &b[bb][..]);
+            let (len, n3) = (bc.out.iter().product::<usize>(), bc.out[3]);
             // The op is chosen outside the loops, so each inner loop is straight-line code.
-            each_op!(op, OP => rows(&bc.out, &sa, &sb, |o0, a0, b0, n, a3, b3| {
-                let o = &mut o[o0..o0 + n];
-                for (j, o) in o.iter_mut().enumerate() {
-                    *o = OP.value(av[a0 + j * a3], bv[b0 + j * b3]);
-                }
+            each_op!(op, OP => par::rows(&mut o[..len], n3, n3, #[inline(always)] |rs, run| {
+                let base = rs.start * n3;
+                rows_in(&bc.out, &sa, &sb, rs, |o0, a0, b0, n, a3, b3| {
+                    let o = &mut run[o0 - base..o0 - base + n];
+                    if a3 == 1 && b3 == 1 {
+                        let (a, b) = (&av[a0..a0 + n], &bv[b0..b0 + n]);
+                        for j in 0..n {
+                            o[j] = OP.value(a[j], b[j]);
+                        }
+                    } else {
+                        for (j, o) in o.iter_mut().enumerate() {
+                            *o = OP.value(av[a0 + j * a3], bv[b0 + j * b3]);
+                        }
+                    }
+                })
             }))
         })
     }
@@ -247,11 +258,25 @@ impl KernelDef for BinaryBackward {
             let (av, bv, gv) = (&b[a][..], &b[bb][..], &b[g][..]);
             if st == Bcast::strides(&bc.out) {
                 // Nothing to sum: the target has the output's shape.
-                each_op!(op, OP => rows(&bc.out, &sa, &sb, |o0, a0, b0, m, a3, b3| {
-                    for j in 0..m {
-                        let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
-                        put(&mut o[o0 + j], d, acc);
-                    }
+                let (len, n3) = (bc.out.iter().product::<usize>(), bc.out[3]);
+                each_op!(op, OP => par::rows(&mut o[..len], n3, 2 * n3, #[inline(always)] |rs, run| {
+                    let base = rs.start * n3;
+                    rows_in(&bc.out, &sa, &sb, rs, |o0, a0, b0, m, a3, b3| {
+                        // Rows sliced up front (no bounds checks in the loop), and a loop of
+                        // its own for operands both contiguous along the row, so it vectorises.
+                        let (g, o) = (&gv[o0..o0 + m], &mut run[o0 - base..o0 - base + m]);
+                        if a3 == 1 && b3 == 1 {
+                            let (a, b) = (&av[a0..a0 + m], &bv[b0..b0 + m]);
+                            for j in 0..m {
+                                put(&mut o[j], g[j] * OP.partial(a[j], b[j], which), acc);
+                            }
+                        } else {
+                            for j in 0..m {
+                                let d = g[j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
+                                put(&mut o[j], d, acc);
+                            }
+                        }
+                    })
                 }));
             } else {
                 Self::sum_broadcast(op, which, acc, &bc, av, bv, gv, o);
@@ -281,10 +306,18 @@ impl BinaryBackward {
         let n: usize = target.iter().product();
         let mut sums = vec![0.0f64; n];
         let t3 = st[3];
-        each_op!(op, OP => rows(&bc.out, &sa, &sb, |o0, a0, b0, m, a3, b3| {
+        // (The row closure is inlined by force: compiled apart, it lost the executor's AVX2 build.)
+        each_op!(op, OP => rows(&bc.out, &sa, &sb, #[inline(always)] |o0, a0, b0, m, a3, b3| {
             // The target's offset of this row: the output row's index through its strides.
             let t0 = dot4(&unravel(o0, &bc.out), &st);
-            if t3 == 0 {
+            if t3 == 1 && a3 == 1 && b3 == 1 {
+                // A row onto a row of the target (a bias's or a scale's gradient), all three
+                // contiguous: sliced up front, so the loop has no bounds checks.
+                let (g, a, b, s) = (&gv[o0..o0 + m], &av[a0..a0 + m], &bv[b0..b0 + m], &mut sums[t0..t0 + m]);
+                for j in 0..m {
+                    s[j] += (g[j] * OP.partial(a[j], b[j], which)).to_f64();
+                }
+            } else if t3 == 0 {
                 // The whole row sums into one element: four partial sums, then one add.
                 let mut lanes = [0.0f64; 4];
                 for j in 0..m {
@@ -351,16 +384,40 @@ pub(crate) fn rows(
     out: &[usize; 4],
     sa: &[usize; 4],
     sb: &[usize; 4],
+    row: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
+    rows_in(out, sa, sb, 0..out[0] * out[1] * out[2], row)
+}
+
+/// [`rows`] for the rows `range` only (row r starts at output offset r·out[3]): what one thread
+/// of a parallel loop ([`par::rows`]) runs.
+#[inline(always)]
+pub(crate) fn rows_in(
+    out: &[usize; 4],
+    sa: &[usize; 4],
+    sb: &[usize; 4],
+    range: std::ops::Range<usize>,
     mut row: impl FnMut(usize, usize, usize, usize, usize, usize),
 ) {
-    let mut o0 = 0;
-    for i0 in 0..out[0] {
-        for i1 in 0..out[1] {
-            for i2 in 0..out[2] {
-                let a0 = i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
-                let b0 = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
-                row(o0, a0, b0, out[3], sa[3], sb[3]);
-                o0 += out[3];
+    if range.is_empty() {
+        return;
+    }
+    // The first row's index, then a carry from axis 2 outwards.
+    let (d1, d2) = (out[1], out[2]);
+    let [mut i0, mut i1, mut i2] = [range.start / (d1 * d2), range.start / d2 % d1, range.start % d2];
+    let mut o0 = range.start * out[3];
+    for _ in range {
+        let a0 = i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+        let b0 = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+        row(o0, a0, b0, out[3], sa[3], sb[3]);
+        o0 += out[3];
+        i2 += 1;
+        if i2 == d2 {
+            i2 = 0;
+            i1 += 1;
+            if i1 == d1 {
+                i1 = 0;
+                i0 += 1;
             }
         }
     }

@@ -2,7 +2,9 @@
 //! forward fused with the matmul before it (the matmul kernels' epilogue entry points).
 
 use super::matmul::{epilogue_entry, k_slice, matmul, MatMul};
-use super::{put, slices, u, wgsl_params, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real, UnaryOp, LOOP_BUDGET};
+use super::{
+    par, put, slices, u, wgsl_params, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real, UnaryOp, LOOP_BUDGET,
+};
 use crate::error::{Error, Result};
 
 wgsl_params! {
@@ -205,19 +207,33 @@ impl KernelDef for BiasActBackward {
 #[inline(always)]
 fn bias_act<T: Real>(op: UnaryOp, xw: &[T], bias: &[T], z: &mut [T], y: &mut [T], rows: usize, cols: usize) {
     let bias = &bias[..cols];
-    for r in 0..rows {
-        let s = r * cols..(r + 1) * cols;
-        let (xw, z, y) = (&xw[s.clone()], &mut z[s.clone()], &mut y[s]);
-        for c in 0..cols {
-            z[c] = xw[c] + bias[c];
-        }
-        op.map_values(z, y);
-    }
+    let (z, y) = (&mut z[..rows * cols], &mut y[..rows * cols]);
+    par::rows2(
+        z,
+        cols,
+        y,
+        cols,
+        4 * cols,
+        #[inline(always)]
+        |rs, z, y| {
+            for (i, r) in rs.enumerate() {
+                let xw = &xw[r * cols..(r + 1) * cols];
+                let s = i * cols..(i + 1) * cols;
+                let (z, y) = (&mut z[s.clone()], &mut y[s]);
+                for c in 0..cols {
+                    z[c] = xw[c] + bias[c];
+                }
+                op.map_values(z, y);
+            }
+        },
+    )
 }
 
 /// Fused layer VJP over `rows` rows: d = g · f'(z) (from z and the saved y) is written to `dz`,
-/// written or added to `dx`, and summed per column into `sums`. A row at a time: the op's own
-/// loop for d (`map_grads`, see [`bias_act`]), then d_x and the f64 column sums.
+/// written or added to `dx`, and summed per column into `sums`. Runs of rows in parallel: the
+/// op's own loop for d (`map_grads`, see [`bias_act`]), then d_x; then runs of columns in
+/// parallel, each column summed in f64 down its rows in order (the order of one serial pass, so
+/// the same bits whatever the split).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn bias_act_vjp<T: Real>(
@@ -230,18 +246,42 @@ fn bias_act_vjp<T: Real>(
     sums: &mut [f64],
     (rows, cols, acc_dx): (usize, usize, bool),
 ) {
-    let sums = &mut sums[..cols];
-    for r in 0..rows {
-        let s = r * cols..(r + 1) * cols;
-        let (z, y, g) = (&z[s.clone()], &y[s.clone()], &g[s.clone()]);
-        let (dz, dx) = (&mut dz[s.clone()], &mut dx[s]);
-        op.map_grads(z, y, g, dz, false);
-        for c in 0..cols {
-            let d = dz[c];
-            dx[c] = if acc_dx { dx[c] + d } else { d };
-            sums[c] += d.to_f64();
-        }
-    }
+    let (dz, dx) = (&mut dz[..rows * cols], &mut dx[..rows * cols]);
+    par::rows2(
+        dz,
+        cols,
+        dx,
+        cols,
+        4 * cols,
+        #[inline(always)]
+        |rs, dz, dx| {
+            for (i, r) in rs.enumerate() {
+                let s = r * cols..(r + 1) * cols;
+                let (z, y, g) = (&z[s.clone()], &y[s.clone()], &g[s]);
+                let s = i * cols..(i + 1) * cols;
+                let (dz, dx) = (&mut dz[s.clone()], &mut dx[s]);
+                op.map_grads(z, y, g, dz, false);
+                for c in 0..cols {
+                    dx[c] = if acc_dx { dx[c] + dz[c] } else { dz[c] };
+                }
+            }
+        },
+    );
+    let dz = &*dz;
+    par::rows(
+        &mut sums[..cols],
+        1,
+        rows,
+        #[inline(always)]
+        |cs, sums| {
+            for r in 0..rows {
+                let row = &dz[r * cols + cs.start..r * cols + cs.end];
+                for (s, d) in sums.iter_mut().zip(row) {
+                    *s += d.to_f64();
+                }
+            }
+        },
+    )
 }
 
 /// Representative kernels: every fusable activation; the layer epilogue at every example matmul

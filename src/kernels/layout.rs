@@ -1,7 +1,7 @@
 //! Strided copies between views of buffers (`shaders/layout.wgsl`): what permute, narrow and
 //! concatenation, and their VJPs, run on.
 
-use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
+use super::{par, put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
 use crate::error::Result;
 
 wgsl_params! {
@@ -80,17 +80,43 @@ impl KernelDef for StridedCopy {
         with_out!(b, self.out, |o, b| {
             let x = &b[self.x];
             let (xs3, os3) = (xv.strides[3], ov.strides[3]);
-            for i0 in 0..s[0] {
-                for i1 in 0..s[1] {
-                    for i2 in 0..s[2] {
-                        // One row of the innermost axis: its start through the views, then strides.
-                        let row = [i0, i1, i2, 0];
-                        let (x0, o0) = (xv.at(&row), ov.at(&row));
-                        if xs3 == 1 && os3 == 1 && !acc {
-                            o[o0..o0 + s[3]].copy_from_slice(&x[x0..x0 + s[3]]);
-                        } else {
-                            for i3 in 0..s[3] {
-                                put(&mut o[o0 + i3 * os3], x[x0 + i3 * xs3], acc);
+            if !acc && ov.strides == View::contiguous(&s).strides {
+                // A gather into a contiguous destination (a permutation's copy): runs of its
+                // rows, one per thread.
+                let (len, n3) = (s.iter().product::<usize>(), s[3]);
+                let o = &mut o[ov.offset..ov.offset + len];
+                par::rows(
+                    o,
+                    n3,
+                    n3,
+                    #[inline(always)]
+                    |rows, run| {
+                        let base = rows.start * n3;
+                        super::binary::rows_in(&s, &xv.strides, &[0; 4], rows, |o0, x0, _, n, _, _| {
+                            let (o, x0) = (&mut run[o0 - base..o0 - base + n], xv.offset + x0);
+                            if xs3 == 1 {
+                                o.copy_from_slice(&x[x0..x0 + n]);
+                            } else {
+                                for (i3, o) in o.iter_mut().enumerate() {
+                                    *o = x[x0 + i3 * xs3];
+                                }
+                            }
+                        })
+                    },
+                );
+            } else {
+                for i0 in 0..s[0] {
+                    for i1 in 0..s[1] {
+                        for i2 in 0..s[2] {
+                            // One row of the innermost axis: its start through the views, then strides.
+                            let row = [i0, i1, i2, 0];
+                            let (x0, o0) = (xv.at(&row), ov.at(&row));
+                            if xs3 == 1 && os3 == 1 && !acc {
+                                o[o0..o0 + s[3]].copy_from_slice(&x[x0..x0 + s[3]]);
+                            } else {
+                                for i3 in 0..s[3] {
+                                    put(&mut o[o0 + i3 * os3], x[x0 + i3 * xs3], acc);
+                                }
                             }
                         }
                     }

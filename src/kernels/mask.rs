@@ -1,6 +1,6 @@
 //! Masked fill and its VJP (`shaders/mask.wgsl`): what `masked_fill` and `where` run on.
 
-use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
+use super::{par, put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
 use crate::error::Result;
 
 wgsl_params! {
@@ -51,9 +51,10 @@ fn each_set<T: Real>(
     shape: &[usize; 4],
     strides: &[usize; 4],
     invert: bool,
+    rows: std::ops::Range<usize>,
     mut f: impl FnMut(usize, bool),
 ) {
-    super::binary::rows(shape, strides, &[0; 4], |o0, m0, _, n, m3, _| {
+    super::binary::rows_in(shape, strides, &[0; 4], rows, |o0, m0, _, n, m3, _| {
         for j in 0..n {
             f(o0 + j, (mask[m0 + j * m3] != T::zero()) != invert);
         }
@@ -81,11 +82,28 @@ impl KernelDef for MaskFill {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let value = T::from_f64(self.value as f64);
+        let (len, n3) = (self.shape.iter().product::<usize>(), self.shape[3]);
         with_out!(b, self.out, |o, b| {
             let x = &b[self.x];
-            each_set(&b[self.mask], &self.shape, &self.mask_strides, self.invert, |i, s| {
-                o[i] = if s { value } else { x[i] };
-            })
+            par::rows(
+                &mut o[..len],
+                n3,
+                n3,
+                #[inline(always)]
+                |rows, run| {
+                    let base = rows.start * n3;
+                    each_set(
+                        &b[self.mask],
+                        &self.shape,
+                        &self.mask_strides,
+                        self.invert,
+                        rows,
+                        |i, s| {
+                            run[i - base] = if s { value } else { x[i] };
+                        },
+                    )
+                },
+            )
         })
     }
 }
@@ -104,11 +122,28 @@ impl KernelDef for MaskFillBackward {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
+        let (len, n3) = (self.shape.iter().product::<usize>(), self.shape[3]);
         with_out!(b, self.out, |o, b| {
             let g = &b[self.g];
-            each_set(&b[self.mask], &self.shape, &self.mask_strides, self.invert, |i, s| {
-                put(&mut o[i], if s { T::zero() } else { g[i] }, self.acc);
-            })
+            par::rows(
+                &mut o[..len],
+                n3,
+                n3,
+                #[inline(always)]
+                |rows, run| {
+                    let base = rows.start * n3;
+                    each_set(
+                        &b[self.mask],
+                        &self.shape,
+                        &self.mask_strides,
+                        self.invert,
+                        rows,
+                        |i, s| {
+                            put(&mut run[i - base], if s { T::zero() } else { g[i] }, self.acc);
+                        },
+                    )
+                },
+            )
         })
     }
 }

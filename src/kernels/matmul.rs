@@ -5,7 +5,7 @@
 pub(crate) use super::matmul_config::MatmulConfig;
 pub use super::matmul_config::{MatmulKernel, MatmulTiles};
 use super::matmul_config::{BIG_GROUPS, NAIVE_BELOW_MACS, SUBGROUP_FROM_MACS};
-use super::{slices, u, wgsl_params, BufId, Cx, Kernel, KernelDef, Launch, Real, Window2d, LOOP_BUDGET};
+use super::{par, slices, u, wgsl_params, BufId, Cx, Kernel, KernelDef, Launch, Real, Window2d, LOOP_BUDGET};
 use crate::error::{Error, Result};
 
 wgsl_params! {
@@ -327,9 +327,6 @@ impl KernelDef for MatMul {
             m,
             k,
             n,
-            ta,
-            tb,
-            acc,
             batch: bt,
             ref a_win,
             ..
@@ -343,9 +340,33 @@ impl KernelDef for MatMul {
         });
         super::with_out!(b, self.out, |o, b| {
             let av: &[T] = cols.as_deref().unwrap_or(&b[a]);
-            for z in 0..bt.count {
-                let (ao, bo, co) = (bt.a_off + z * bt.sa, bt.b_off + z * bt.sb, bt.c_off + z * bt.sc);
-                matmul(&av[ao..], &b[bb][bo..], &mut o[co..], m, k, n, ta, tb, acc);
+            let bv: &[T] = &b[bb];
+            #[inline(always)]
+            fn product<T: Real>(mm: &MatMul, av: &[T], bv: &[T], z: usize, c: &mut [T]) {
+                let bt = &mm.batch;
+                let (ao, bo) = (bt.a_off + z * bt.sa, bt.b_off + z * bt.sb);
+                matmul(&av[ao..], &bv[bo..], c, mm.m, mm.k, mm.n, mm.ta, mm.tb, mm.acc);
+            }
+            let span = bt.c_off..bt.c_off + bt.count * bt.sc;
+            if bt.count > 1 && bt.sc >= m * n && span.end <= o.len() {
+                // Products with outputs of their own: runs of them, one per thread.
+                par::rows(
+                    &mut o[span],
+                    bt.sc,
+                    m * k * n / 32,
+                    #[inline(always)]
+                    |zs, run| {
+                        for (i, z) in zs.enumerate() {
+                            product(self, av, bv, z, &mut run[i * bt.sc..]);
+                        }
+                    },
+                )
+            } else {
+                // One product, or products adding into one output (a broadcast operand's
+                // gradient): in order.
+                for z in 0..bt.count {
+                    product(self, av, bv, z, &mut o[bt.c_off + z * bt.sc..]);
+                }
             }
         })
     }
@@ -382,25 +403,39 @@ pub(crate) fn matmul<T: Real>(
     let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
     let beta = if acc { T::one() } else { T::zero() };
-    // SAFETY: the assert above bounds every strided view inside its slice; `out` is a distinct &mut.
-    unsafe {
-        T::gemm(
-            m,
-            k,
-            n,
-            T::one(),
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            out.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+    // Runs of C's rows, one per thread where the product is worth it (a multiply-add costs about
+    // a thirtieth of an elementwise operation), each by the single-threaded GEMM: a row of C is
+    // the same sum over k whichever run computes it. Each run packs op(B) again, which is small
+    // against its share of the product.
+    par::rows(
+        &mut out[..m * n],
+        n,
+        k * n / 32,
+        #[inline(always)]
+        |rows, run| {
+            let a_first = if ta { rows.start } else { rows.start * k };
+            // SAFETY: the assert above bounds every strided view inside its slice (rows of A from
+            // `a_first` on are rows of the same view); `run` is the distinct &mut of these C rows.
+            unsafe {
+                T::gemm(
+                    rows.len(),
+                    k,
+                    n,
+                    T::one(),
+                    a.as_ptr().add(a_first),
+                    rsa,
+                    csa,
+                    b.as_ptr(),
+                    rsb,
+                    csb,
+                    beta,
+                    run.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+        },
+    )
 }
 
 /// Outputs up to this many elements with an inner dimension of at least [`THIN_MIN_K`] take

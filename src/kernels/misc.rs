@@ -1,6 +1,6 @@
 //! Fills, copies, bias-add and transpose (`shaders/misc.wgsl`).
 
-use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
+use super::{par, put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
 use crate::error::Result;
 
 wgsl_params! {
@@ -92,10 +92,14 @@ impl KernelDef for Copy {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         with_out!(b, self.out, |o, b| {
-            o[..self.len]
-                .iter_mut()
-                .zip(&b[self.x])
-                .for_each(|(v, &s)| put(v, s, self.acc))
+            let x = &b[self.x][..self.len];
+            par::rows(
+                &mut o[..self.len],
+                1,
+                1,
+                #[inline(always)]
+                |rows, run| run.iter_mut().zip(&x[rows]).for_each(|(v, &s)| put(v, s, self.acc)),
+            )
         })
     }
 }
@@ -121,12 +125,20 @@ impl KernelDef for BiasAdd {
         with_out!(b, self.out, |o, b| {
             // Rows sliced up front so the inner loop has no bounds checks and vectorises.
             let (xs, bs) = (&b[x][..rows * cols], &b[bias][..cols]);
-            for r in 0..rows {
-                let (orow, xrow) = (&mut o[r * cols..(r + 1) * cols], &xs[r * cols..(r + 1) * cols]);
-                for c in 0..cols {
-                    orow[c] = xrow[c] + bs[c];
-                }
-            }
+            par::rows(
+                &mut o[..rows * cols],
+                cols,
+                cols,
+                #[inline(always)]
+                |rs, run| {
+                    for (i, r) in rs.enumerate() {
+                        let (orow, xrow) = (&mut run[i * cols..(i + 1) * cols], &xs[r * cols..(r + 1) * cols]);
+                        for c in 0..cols {
+                            orow[c] = xrow[c] + bs[c];
+                        }
+                    }
+                },
+            )
         })
     }
 }

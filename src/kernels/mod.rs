@@ -26,6 +26,7 @@ pub(crate) mod matmul;
 mod matmul_config;
 pub(crate) mod misc;
 pub(crate) mod optim;
+pub(crate) mod par;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 pub(crate) mod unary;

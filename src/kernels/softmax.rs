@@ -1,7 +1,7 @@
 //! Row-wise kernels and their VJPs (`shaders/softmax.wgsl`): softmax, softmax cross-entropy, and
 //! the normalisation of layer norm.
 
-use super::{put, u, wgsl_params, with_out, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
+use super::{par, put, u, wgsl_params, with_out, with_outs, BufId, Cx, Kernel, KernelDef, Launch, Real, LOOP_BUDGET};
 use crate::error::{Error, Result};
 
 wgsl_params! {
@@ -159,18 +159,29 @@ impl KernelDef for Normalize {
         let Normalize { x, rows, cols, eps, .. } = *self;
         with_outs!(b, [self.out, self.rstd], |[o, rs], b| {
             let inv = 1.0 / cols as f64;
-            for r in 0..rows {
-                let (xr, or) = (&b[x][r * cols..(r + 1) * cols], &mut o[r * cols..(r + 1) * cols]);
-                // Mean and variance in f64, in two passes (the variance of the centred values).
-                let mean = xr.iter().map(|v| v.to_f64()).sum::<f64>() * inv;
-                let var = xr.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() * inv;
-                let rstd = 1.0 / (var + eps as f64).sqrt();
-                let (m, s) = (T::from_f64(mean), T::from_f64(rstd));
-                for (o, &v) in or.iter_mut().zip(xr) {
-                    *o = (v - m) * s;
-                }
-                rs[r] = s;
-            }
+            let (o, rs) = (&mut o[..rows * cols], &mut rs[..rows]);
+            par::rows2(
+                o,
+                cols,
+                rs,
+                1,
+                4 * cols,
+                #[inline(always)]
+                |rows, o, rs| {
+                    for (i, r) in rows.enumerate() {
+                        let (xr, or) = (&b[x][r * cols..(r + 1) * cols], &mut o[i * cols..(i + 1) * cols]);
+                        // Mean and variance in f64, in two passes (the variance of the centred values).
+                        let mean = xr.iter().map(|v| v.to_f64()).sum::<f64>() * inv;
+                        let var = xr.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() * inv;
+                        let rstd = 1.0 / (var + eps as f64).sqrt();
+                        let (m, s) = (T::from_f64(mean), T::from_f64(rstd));
+                        for (o, &v) in or.iter_mut().zip(xr) {
+                            *o = (v - m) * s;
+                        }
+                        rs[i] = s;
+                    }
+                },
+            )
         })
     }
 }
@@ -200,16 +211,25 @@ impl KernelDef for NormalizeBackward {
         } = *self;
         with_out!(b, self.out, |o, b| {
             let inv = 1.0 / cols as f64;
-            for r in 0..rows {
-                let span = r * cols..(r + 1) * cols;
-                let (xr, gr, or) = (&b[xhat][span.clone()], &b[g][span.clone()], &mut o[span]);
-                let mg = gr.iter().map(|v| v.to_f64()).sum::<f64>() * inv;
-                let mgx = gr.iter().zip(xr).map(|(g, x)| g.to_f64() * x.to_f64()).sum::<f64>() * inv;
-                let (mg, mgx, s) = (T::from_f64(mg), T::from_f64(mgx), b[rstd][r]);
-                for c in 0..cols {
-                    put(&mut or[c], s * (gr[c] - mg - xr[c] * mgx), acc);
-                }
-            }
+            par::rows(
+                &mut o[..rows * cols],
+                cols,
+                4 * cols,
+                #[inline(always)]
+                |rows, o| {
+                    for (i, r) in rows.enumerate() {
+                        let span = r * cols..(r + 1) * cols;
+                        let (xr, gr) = (&b[xhat][span.clone()], &b[g][span]);
+                        let or = &mut o[i * cols..(i + 1) * cols];
+                        let mg = gr.iter().map(|v| v.to_f64()).sum::<f64>() * inv;
+                        let mgx = gr.iter().zip(xr).map(|(g, x)| g.to_f64() * x.to_f64()).sum::<f64>() * inv;
+                        let (mg, mgx, s) = (T::from_f64(mg), T::from_f64(mgx), b[rstd][r]);
+                        for c in 0..cols {
+                            put(&mut or[c], s * (gr[c] - mg - xr[c] * mgx), acc);
+                        }
+                    }
+                },
+            )
         })
     }
 }
@@ -228,14 +248,23 @@ impl KernelDef for SoftmaxBackward {
         } = *self;
         with_out!(b, self.out, |o, b| {
             // Rows sliced up front; the dot product in eight partial sums, so both loops vectorise.
-            for r in 0..rows {
-                let span = r * cols..(r + 1) * cols;
-                let (yr, gr, or) = (&b[y][span.clone()], &b[g][span.clone()], &mut o[span]);
-                let s = sum8(cols, |c| gr[c] * yr[c]);
-                for c in 0..cols {
-                    put(&mut or[c], yr[c] * (gr[c] - s), acc);
-                }
-            }
+            par::rows(
+                &mut o[..rows * cols],
+                cols,
+                2 * cols,
+                #[inline(always)]
+                |rows, o| {
+                    for (i, r) in rows.enumerate() {
+                        let span = r * cols..(r + 1) * cols;
+                        let (yr, gr) = (&b[y][span.clone()], &b[g][span]);
+                        let or = &mut o[i * cols..(i + 1) * cols];
+                        let s = sum8(cols, |c| gr[c] * yr[c]);
+                        for c in 0..cols {
+                            put(&mut or[c], yr[c] * (gr[c] - s), acc);
+                        }
+                    }
+                },
+            )
         })
     }
 }
@@ -258,13 +287,21 @@ impl KernelDef for SoftmaxXent {
         with_outs!(b, [self.probs, self.loss_rows], |[probs, loss], b| {
             let (logits, labels) = (&b[self.logits], &b[self.labels]);
             softmax(logits, probs, rows, cols);
-            for r in 0..rows {
-                let row = &logits[r * cols..(r + 1) * cols];
-                let m = row_max(row);
-                let s = row.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
-                let label = (labels[r].to_f64() as usize).min(cols - 1);
-                loss[r] = m + s.ln() - row[label];
-            }
+            par::rows(
+                &mut loss[..rows],
+                1,
+                8 * cols,
+                #[inline(always)]
+                |rows, loss| {
+                    for (i, r) in rows.enumerate() {
+                        let row = &logits[r * cols..(r + 1) * cols];
+                        let m = row_max(row);
+                        let s = row.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
+                        let label = (labels[r].to_f64() as usize).min(cols - 1);
+                        loss[i] = m + s.ln() - row[label];
+                    }
+                },
+            )
         });
     }
 }
@@ -360,18 +397,26 @@ fn sum8<T: Real>(n: usize, term: impl Fn(usize) -> T) -> T {
 /// eight partial sums) and the division are separate loops, so that each vectorises.
 #[inline(always)]
 fn softmax<T: Real>(x: &[T], out: &mut [T], rows: usize, cols: usize) {
-    for r in 0..rows {
-        let row = &x[r * cols..(r + 1) * cols];
-        let o = &mut out[r * cols..(r + 1) * cols];
-        let m = row_max(row);
-        for (o, &v) in o.iter_mut().zip(row) {
-            *o = (v - m).exp();
-        }
-        let s = sum8(cols, |i| o[i]);
-        for v in o.iter_mut() {
-            *v = *v / s;
-        }
-    }
+    par::rows(
+        &mut out[..rows * cols],
+        cols,
+        8 * cols,
+        #[inline(always)]
+        |rs, run| {
+            for (i, r) in rs.enumerate() {
+                let row = &x[r * cols..(r + 1) * cols];
+                let o = &mut run[i * cols..(i + 1) * cols];
+                let m = row_max(row);
+                for (o, &v) in o.iter_mut().zip(row) {
+                    *o = (v - m).exp();
+                }
+                let s = sum8(cols, |i| o[i]);
+                for v in o.iter_mut() {
+                    *v = *v / s;
+                }
+            }
+        },
+    )
 }
 
 /// Representative kernels: short and long rows lower to different entry points.
