@@ -17,6 +17,7 @@ use std::ops::Range;
 
 /// Element operations (roughly) below which a loop runs on the calling thread: waking another
 /// thread costs microseconds, which this much work repays.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) const MIN_WORK: usize = 1 << 15;
 
 /// Calls `f(rows, run)` for runs of whole rows of `out` (`row_len` elements each; `run` is
