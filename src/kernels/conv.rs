@@ -2,7 +2,7 @@
 //! as a row so that a convolution is one matrix product and a pooling one reduction, and its VJP
 //! `col2im`, which adds each window element's gradient back at the pixel it was read from.
 
-use super::{put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
+use super::{par, put, u, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
 use crate::error::Result;
 
 wgsl_params! {
@@ -222,36 +222,42 @@ pub(crate) fn im2col_into<T: Real>(w: &Window2d, x: &[T], o: &mut [T]) {
     let ([kh, kw], [oh, ow], cg) = (w.kernel, w.out_hw(), w.group_channels());
     let pad = T::from_f64(w.pad_value as f64);
     let cols = w.columns();
-    let mut i = 0;
-    for g in 0..w.groups {
-        for ni in 0..n {
-            for y in 0..oh {
-                for xo in 0..ow {
-                    for ci in 0..cg {
-                        let plane = (ni * c + g * cg + ci) * h;
-                        for ky in 0..kh {
-                            let out = &mut o[i..i + kw];
-                            i += kw;
-                            let Some(sy) = w.source(0, y, ky) else {
-                                out.fill(pad);
-                                continue;
-                            };
-                            let row = &x[(plane + sy) * wd..(plane + sy + 1) * wd];
-                            match cols.run[xo] {
-                                // The window's columns are consecutive pixels of the row.
-                                Some(s0) => copy_short(out, &row[s0..s0 + kw]),
-                                None => {
-                                    for (v, &sx) in out.iter_mut().zip(&cols.source[xo * kw..]) {
-                                        *v = if sx < wd { row[sx] } else { pad };
-                                    }
+    let k = cg * kh * kw;
+    let len = w.groups * n * oh * ow * k;
+    // Runs of window rows (one per output pixel of a group: g, image, y, x), one per thread.
+    par::rows(
+        &mut o[..len],
+        k,
+        k,
+        #[inline(always)]
+        |rs, o| {
+            let mut i = 0;
+            for r in rs {
+                let (xo, y, ni, g) = (r % ow, r / ow % oh, r / (ow * oh) % n, r / (ow * oh * n));
+                for ci in 0..cg {
+                    let plane = (ni * c + g * cg + ci) * h;
+                    for ky in 0..kh {
+                        let out = &mut o[i..i + kw];
+                        i += kw;
+                        let Some(sy) = w.source(0, y, ky) else {
+                            out.fill(pad);
+                            continue;
+                        };
+                        let row = &x[(plane + sy) * wd..(plane + sy + 1) * wd];
+                        match cols.run[xo] {
+                            // The window's columns are consecutive pixels of the row.
+                            Some(s0) => copy_short(out, &row[s0..s0 + kw]),
+                            None => {
+                                for (v, &sx) in out.iter_mut().zip(&cols.source[xo * kw..]) {
+                                    *v = if sx < wd { row[sx] } else { pad };
                                 }
                             }
                         }
                     }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 impl KernelDef for Col2im {
@@ -276,24 +282,37 @@ impl KernelDef for Col2im {
             // Scatter in the CPU reference (the GPU gathers per pixel; both add the same terms,
             // the CPU in f64 for the f64 checks).
             let cols = w.columns();
-            for g in 0..w.groups {
-                for ni in 0..n {
-                    for y in 0..oh {
-                        for xo in 0..ow {
-                            let row = ((g * n + ni) * oh + y) * ow + xo;
-                            for ci in 0..cg {
-                                let plane = (ni * c + g * cg + ci) * h;
-                                for ky in 0..kh {
-                                    let Some(sy) = w.source(0, y, ky) else { continue };
-                                    let j = row * k + (ci * kh + ky) * kw;
-                                    let src = &gr[j..j + kw];
-                                    let dst = &mut o[(plane + sy) * wd..(plane + sy + 1) * wd];
-                                    match cols.run[xo] {
-                                        Some(s0) => add_short(&mut dst[s0..s0 + kw], src),
-                                        None => {
-                                            for (&v, &sx) in src.iter().zip(&cols.source[xo * kw..]) {
-                                                if sx < wd {
-                                                    put(&mut dst[sx], v, true);
+            // Images in runs, one per thread: an image's pixels receive only its own window
+            // rows, each pixel its terms in the order of the serial loop (a channel belongs to
+            // one group, so moving the image loop outside the group loop keeps that order).
+            let plane_len = c * h * wd;
+            par::rows(
+                &mut o[..n * plane_len],
+                plane_len,
+                oh * ow * k,
+                #[inline(always)]
+                |images, o| {
+                    for (i, ni) in images.enumerate() {
+                        let o = &mut o[i * plane_len..(i + 1) * plane_len];
+                        for g in 0..w.groups {
+                            for y in 0..oh {
+                                for xo in 0..ow {
+                                    let row = ((g * n + ni) * oh + y) * ow + xo;
+                                    for ci in 0..cg {
+                                        let plane = (g * cg + ci) * h;
+                                        for ky in 0..kh {
+                                            let Some(sy) = w.source(0, y, ky) else { continue };
+                                            let j = row * k + (ci * kh + ky) * kw;
+                                            let src = &gr[j..j + kw];
+                                            let dst = &mut o[(plane + sy) * wd..(plane + sy + 1) * wd];
+                                            match cols.run[xo] {
+                                                Some(s0) => add_short(&mut dst[s0..s0 + kw], src),
+                                                None => {
+                                                    for (&v, &sx) in src.iter().zip(&cols.source[xo * kw..]) {
+                                                        if sx < wd {
+                                                            put(&mut dst[sx], v, true);
+                                                        }
+                                                    }
                                                 }
                                             }
                                         }
@@ -302,8 +321,8 @@ impl KernelDef for Col2im {
                             }
                         }
                     }
-                }
-            }
+                },
+            )
         })
     }
 }
@@ -332,12 +351,13 @@ pub(crate) struct PoolBackward {
 }
 
 impl Window2d {
-    /// Output positions (plane, y, x) with their flat index, in order, for the pooling loops.
-    fn each_output(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
-        let [n, c, _, _] = self.image;
+    /// Output positions (plane, y, x) of the planes `planes` with their flat index, in order,
+    /// for the pooling loops.
+    #[inline(always)]
+    fn each_output(&self, planes: std::ops::Range<usize>, mut f: impl FnMut(usize, usize, usize, usize)) {
         let [oh, ow] = self.out_hw();
-        let mut i = 0;
-        for plane in 0..n * c {
+        let mut i = planes.start * oh * ow;
+        for plane in planes {
             for y in 0..oh {
                 for xo in 0..ow {
                     f(i, plane, y, xo);
@@ -389,60 +409,83 @@ impl KernelDef for Pool {
         // loops only compare or add. (The loop nest is written out for each op: through a shared
         // helper taking a closure the max pooling measured 40 % slower.)
         let cols = w.columns();
-        let mut rows: Vec<Option<usize>> = vec![None; kh];
         match self.arg {
             Some(arg) => super::with_outs!(b, [self.out, arg], |[o, a], b| {
                 let x = &b[self.x];
-                let mut i = 0;
-                for plane in 0..n * c {
-                    for y in 0..oh {
-                        for (ky, r) in rows.iter_mut().enumerate() {
-                            *r = w.source(0, y, ky).map(|sy| (plane * h + sy) * wd);
-                        }
-                        for xo in 0..ow {
-                            let src = &cols.source[xo * kw..(xo + 1) * kw];
-                            let (mut best, mut besti, mut e) = (pad, 0, 0);
-                            for r in &rows {
-                                for &sx in src {
-                                    let v = match *r {
-                                        Some(r) if sx < wd => x[r + sx],
-                                        _ => pad,
-                                    };
-                                    if e == 0 || v > best || (v.is_nan() && !best.is_nan()) {
-                                        best = v;
-                                        besti = e;
+                let per = oh * ow;
+                let (o, a) = (&mut o[..n * c * per], &mut a[..n * c * per]);
+                // Planes in runs, one per thread.
+                par::rows2(
+                    o,
+                    per,
+                    a,
+                    per,
+                    per * kh * kw,
+                    #[inline(always)]
+                    |planes, o, a| {
+                        let mut rows: Vec<Option<usize>> = vec![None; kh];
+                        let mut i = 0;
+                        for plane in planes {
+                            for y in 0..oh {
+                                for (ky, r) in rows.iter_mut().enumerate() {
+                                    *r = w.source(0, y, ky).map(|sy| (plane * h + sy) * wd);
+                                }
+                                for xo in 0..ow {
+                                    let src = &cols.source[xo * kw..(xo + 1) * kw];
+                                    let (mut best, mut besti, mut e) = (pad, 0, 0);
+                                    for r in &rows {
+                                        for &sx in src {
+                                            let v = match *r {
+                                                Some(r) if sx < wd => x[r + sx],
+                                                _ => pad,
+                                            };
+                                            if e == 0 || v > best || (v.is_nan() && !best.is_nan()) {
+                                                best = v;
+                                                besti = e;
+                                            }
+                                            e += 1;
+                                        }
                                     }
-                                    e += 1;
+                                    o[i] = best;
+                                    a[i] = T::from_f64(besti as f64);
+                                    i += 1;
                                 }
                             }
-                            o[i] = best;
-                            a[i] = T::from_f64(besti as f64);
-                            i += 1;
                         }
-                    }
-                }
+                    },
+                )
             }),
             None => with_out!(b, self.out, |o, b| {
                 let (x, kk) = (&b[self.x], (kh * kw) as f64);
-                let mut i = 0;
-                for plane in 0..n * c {
-                    for y in 0..oh {
-                        for (ky, r) in rows.iter_mut().enumerate() {
-                            *r = w.source(0, y, ky).map(|sy| (plane * h + sy) * wd);
-                        }
-                        for xo in 0..ow {
-                            let src = &cols.source[xo * kw..(xo + 1) * kw];
-                            let mut s = 0.0f64;
-                            for r in rows.iter().flatten() {
-                                for &sx in src.iter().filter(|&&sx| sx < wd) {
-                                    s += x[r + sx].to_f64();
+                let per = oh * ow;
+                par::rows(
+                    &mut o[..n * c * per],
+                    per,
+                    per * kh * kw,
+                    #[inline(always)]
+                    |planes, o| {
+                        let mut rows: Vec<Option<usize>> = vec![None; kh];
+                        let mut i = 0;
+                        for plane in planes {
+                            for y in 0..oh {
+                                for (ky, r) in rows.iter_mut().enumerate() {
+                                    *r = w.source(0, y, ky).map(|sy| (plane * h + sy) * wd);
+                                }
+                                for xo in 0..ow {
+                                    let src = &cols.source[xo * kw..(xo + 1) * kw];
+                                    let mut s = 0.0f64;
+                                    for r in rows.iter().flatten() {
+                                        for &sx in src.iter().filter(|&&sx| sx < wd) {
+                                            s += x[r + sx].to_f64();
+                                        }
+                                    }
+                                    o[i] = T::from_f64(s / kk);
+                                    i += 1;
                                 }
                             }
-                            o[i] = T::from_f64(s / kk);
-                            i += 1;
                         }
-                    }
-                }
+                    },
+                )
             }),
         }
     }
@@ -459,35 +502,48 @@ impl KernelDef for PoolBackward {
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let w = &self.win;
         let [kh, kw] = w.kernel;
+        let [n, c, h, wd] = w.image;
+        let [oh, ow] = w.out_hw();
         with_out!(b, self.out, |o, b| {
             if !self.acc {
                 o.iter_mut().for_each(|v| *v = T::zero());
             }
             // Scattered per output here (the GPU gathers per pixel; both add the same terms).
+            // Planes in runs, one per thread: a plane's pixels receive only its own outputs'.
             let g = &b[self.g];
-            match self.arg {
-                Some(arg) => {
-                    let a = &b[arg];
-                    w.each_output(|i, plane, y, xo| {
-                        let e = a[i].to_f64() as usize;
-                        if let Some(p) = w.pixel(plane, y, xo, e / kw, e % kw) {
-                            o[p] += g[i];
-                        }
-                    })
-                }
-                None => {
-                    let inv = T::one() / T::from_f64((kh * kw) as f64);
-                    w.each_output(|i, plane, y, xo| {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                if let Some(p) = w.pixel(plane, y, xo, ky, kx) {
-                                    o[p] += g[i] * inv;
+            let work = oh * ow * if self.arg.is_some() { 1 } else { kh * kw };
+            par::rows(
+                &mut o[..n * c * h * wd],
+                h * wd,
+                work,
+                #[inline(always)]
+                |planes, o| {
+                    let base = planes.start * h * wd;
+                    match self.arg {
+                        Some(arg) => {
+                            let a = &b[arg];
+                            w.each_output(planes, |i, plane, y, xo| {
+                                let e = a[i].to_f64() as usize;
+                                if let Some(p) = w.pixel(plane, y, xo, e / kw, e % kw) {
+                                    o[p - base] += g[i];
                                 }
-                            }
+                            })
                         }
-                    })
-                }
-            }
+                        None => {
+                            let inv = T::one() / T::from_f64((kh * kw) as f64);
+                            w.each_output(planes, |i, plane, y, xo| {
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        if let Some(p) = w.pixel(plane, y, xo, ky, kx) {
+                                            o[p - base] += g[i] * inv;
+                                        }
+                                    }
+                                }
+                            })
+                        }
+                    }
+                },
+            )
         })
     }
 }

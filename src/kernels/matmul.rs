@@ -464,8 +464,23 @@ fn skinny<T: Real, const W: usize>(a: &[T], b: &[T], out: &mut [T], m: usize, k:
             *v = if tb { b[j * k + kk] } else { b[kk * n + j] };
         }
     }
-    // Four rows at a time: four independent sums per column (an add waits only for the one
-    // before it in its own sum) sharing each row of op(B).
+    // Runs of rows, one per thread; in a run four rows at a time: four independent sums per
+    // column (an add waits only for the one before it in its own sum) sharing each row of
+    // op(B). Each row's sum runs over k in order however the rows are grouped.
+    let bp = &bp[..];
+    par::rows(
+        &mut out[..m * n],
+        n,
+        k * n / 8,
+        #[inline(always)]
+        |rs, out| skinny_rows::<T, W>(&a[rs.start * k..rs.end * k], bp, out, rs.len(), k, n, acc),
+    )
+}
+
+/// The rows of [`skinny`]: `m` rows of A times the packed op(B) `bp` into `out`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn skinny_rows<T: Real, const W: usize>(a: &[T], bp: &[T], out: &mut [T], m: usize, k: usize, n: usize, acc: bool) {
     let (a, out) = (&a[..m * k], &mut out[..m * n]);
     for (ar, orow) in a.chunks_exact(4 * k).zip(out.chunks_exact_mut(4 * n)) {
         let (a0, a1, a2, a3) = (&ar[..k], &ar[k..2 * k], &ar[2 * k..3 * k], &ar[3 * k..]);
@@ -506,22 +521,35 @@ fn skinny<T: Real, const W: usize>(a: &[T], b: &[T], out: &mut [T], m: usize, k:
 /// the loop over m vectorises).
 #[inline(always)]
 fn thin_at_b<T: Real>(a: &[T], b: &[T], out: &mut [T], m: usize, k: usize, n: usize, acc: bool) {
-    // Blocks of 256 rows summed on their own, then added up (as a GEMM's k blocks are), so the
-    // rounding error grows with the number of blocks, not of rows.
-    let (mut sums, mut block) = (vec![T::zero(); n * m], vec![T::zero(); n * m]);
-    for p0 in (0..k).step_by(256) {
-        block.iter_mut().for_each(|v| *v = T::zero());
-        for p in p0..(p0 + 256).min(k) {
-            let ar = &a[p * m..(p + 1) * m];
-            let br = &b[p * n..(p + 1) * n];
-            for (j, &bj) in br.iter().enumerate() {
-                let s = &mut block[j * m..(j + 1) * m];
-                for i in 0..m {
-                    s[i] += ar[i] * bj;
+    // Blocks of 256 rows summed on their own, then added up in order (as a GEMM's k blocks
+    // are), so the rounding error grows with the number of blocks, not of rows. The blocks are
+    // fixed, so computing them in runs, one per thread, gives the same bits.
+    let nm = n * m;
+    let mut blocks = vec![T::zero(); k.div_ceil(256) * nm];
+    par::rows(
+        &mut blocks,
+        nm,
+        256 * nm,
+        #[inline(always)]
+        |bs, run| {
+            for (i, blk) in bs.enumerate() {
+                let block = &mut run[i * nm..(i + 1) * nm];
+                for p in blk * 256..(blk * 256 + 256).min(k) {
+                    let ar = &a[p * m..(p + 1) * m];
+                    let br = &b[p * n..(p + 1) * n];
+                    for (j, &bj) in br.iter().enumerate() {
+                        let s = &mut block[j * m..(j + 1) * m];
+                        for i in 0..m {
+                            s[i] += ar[i] * bj;
+                        }
+                    }
                 }
             }
-        }
-        for (t, &v) in sums.iter_mut().zip(&block) {
+        },
+    );
+    let mut sums = vec![T::zero(); nm];
+    for block in blocks.chunks_exact(nm.max(1)) {
+        for (t, &v) in sums.iter_mut().zip(block) {
             *t += v;
         }
     }

@@ -6,7 +6,7 @@
 //! Rust for the CPU reference. An op missing from either cannot compile; an unknown op code in
 //! a shader yields NaN, never another op.
 
-use super::{put, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
+use super::{par, put, wgsl_params, with_out, BufId, Cx, Kernel, KernelDef, Launch, Real};
 use crate::error::Result;
 
 /// `activation` or `elementwise` as a bool (any other word does not compile).
@@ -293,7 +293,14 @@ impl KernelDef for Unary {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         with_out!(b, self.out, |o, b| {
-            map(self.op, &b[self.x][..self.len], &mut o[..self.len])
+            let x = &b[self.x][..self.len];
+            par::rows(
+                &mut o[..self.len],
+                1,
+                4,
+                #[inline(always)]
+                |rs, run| map(self.op, &x[rs], run),
+            )
         })
     }
 }
@@ -323,7 +330,14 @@ impl KernelDef for UnaryBackward {
             op, x, y, g, len, acc, ..
         } = *self;
         with_out!(b, self.out, |o, b| {
-            op.map_grads(&b[x][..len], &b[y][..len], &b[g][..len], &mut o[..len], acc)
+            let (x, y, g) = (&b[x][..len], &b[y][..len], &b[g][..len]);
+            par::rows(
+                &mut o[..len],
+                1,
+                4,
+                #[inline(always)]
+                |rs, run| op.map_grads(&x[rs.clone()], &y[rs.clone()], &g[rs], run, acc),
+            )
         })
     }
 }
