@@ -187,7 +187,7 @@ impl KernelDef for Binary {
             // The op is chosen outside the loops, so each inner loop is straight-line code.
             each_op!(op, OP => par::rows(&mut o[..len], n3, n3, #[inline(always)] |rs, run| {
                 let base = rs.start * n3;
-                rows_in(&bc.out, &sa, &sb, rs, |o0, a0, b0, n, a3, b3| {
+                rows_in(&bc.out, &sa, &sb, rs, #[inline(always)] |o0, a0, b0, n, a3, b3| {
                     let o = &mut run[o0 - base..o0 - base + n];
                     if a3 == 1 && b3 == 1 {
                         let (a, b) = (&av[a0..a0 + n], &bv[b0..b0 + n]);
@@ -261,7 +261,7 @@ impl KernelDef for BinaryBackward {
                 let (len, n3) = (bc.out.iter().product::<usize>(), bc.out[3]);
                 each_op!(op, OP => par::rows(&mut o[..len], n3, 2 * n3, #[inline(always)] |rs, run| {
                     let base = rs.start * n3;
-                    rows_in(&bc.out, &sa, &sb, rs, |o0, a0, b0, m, a3, b3| {
+                    rows_in(&bc.out, &sa, &sb, rs, #[inline(always)] |o0, a0, b0, m, a3, b3| {
                         // Rows sliced up front (no bounds checks in the loop), and a loop of
                         // its own for operands both contiguous along the row, so it vectorises.
                         let (g, o) = (&gv[o0..o0 + m], &mut run[o0 - base..o0 - base + m]);

@@ -424,13 +424,33 @@ impl KernelDef for Pool {
                     #[inline(always)]
                     |planes, o, a| {
                         let mut rows: Vec<Option<usize>> = vec![None; kh];
+                        let mut starts = vec![0; kh];
                         let mut i = 0;
                         for plane in planes {
                             for y in 0..oh {
                                 for (ky, r) in rows.iter_mut().enumerate() {
                                     *r = w.source(0, y, ky).map(|sy| (plane * h + sy) * wd);
+                                    starts[ky] = r.unwrap_or(0);
                                 }
+                                let inside = rows.iter().all(Option::is_some);
                                 for xo in 0..ow {
+                                    if let (true, Some(s0)) = (inside, cols.run[xo]) {
+                                        // The window inside the image, its columns consecutive:
+                                        // the same comparisons on slices of its rows.
+                                        let (mut best, mut besti, mut e) = (pad, 0, 0);
+                                        for &r in &starts {
+                                            for &v in &x[r + s0..r + s0 + kw] {
+                                                let take = e == 0 || v > best || (v.is_nan() && !best.is_nan());
+                                                best = if take { v } else { best };
+                                                besti = if take { e } else { besti };
+                                                e += 1;
+                                            }
+                                        }
+                                        o[i] = best;
+                                        a[i] = T::from_f64(besti as f64);
+                                        i += 1;
+                                        continue;
+                                    }
                                     let src = &cols.source[xo * kw..(xo + 1) * kw];
                                     let (mut best, mut besti, mut e) = (pad, 0, 0);
                                     for r in &rows {

@@ -108,10 +108,17 @@ impl KernelDef for StridedCopy {
                         #[inline(always)]
                         |rs, run| {
                             let mut i = 0;
-                            super::binary::rows_in(&s, &xv.strides, &[0; 4], rs, |_, x0, _, _, _, _| {
-                                copy(&mut run[i * pitch..], x, xv.offset + x0, n3, st, acc);
-                                i += 1;
-                            })
+                            super::binary::rows_in(
+                                &s,
+                                &xv.strides,
+                                &[0; 4],
+                                rs,
+                                #[inline(always)]
+                                |_, x0, _, _, _, _| {
+                                    copy(&mut run[i * pitch..], x, xv.offset + x0, n3, st, acc);
+                                    i += 1;
+                                },
+                            )
                         },
                     );
                     super::binary::rows_in(&s, &xv.strides, &[0; 4], rows - 1..rows, |_, x0, _, _, _, _| {

@@ -54,11 +54,18 @@ fn each_set<T: Real>(
     rows: std::ops::Range<usize>,
     mut f: impl FnMut(usize, bool),
 ) {
-    super::binary::rows_in(shape, strides, &[0; 4], rows, |o0, m0, _, n, m3, _| {
-        for j in 0..n {
-            f(o0 + j, (mask[m0 + j * m3] != T::zero()) != invert);
-        }
-    })
+    super::binary::rows_in(
+        shape,
+        strides,
+        &[0; 4],
+        rows,
+        #[inline(always)]
+        |o0, m0, _, n, m3, _| {
+            for j in 0..n {
+                f(o0 + j, (mask[m0 + j * m3] != T::zero()) != invert);
+            }
+        },
+    )
 }
 
 fn params(shape: &[usize; 4], strides: &[usize; 4], invert: bool, acc: bool, value: f32) -> MaskParams {
