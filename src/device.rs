@@ -152,7 +152,7 @@ impl Device {
                 name: format!(
                     "wgrad CPU backend ({}, {} threads)",
                     if matches!(self, Device::Cpu) { "f32" } else { "f64" },
-                    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+                    crate::kernels::par::threads()
                 ),
                 backend: "cpu".into(),
                 device_type: "Cpu".into(),

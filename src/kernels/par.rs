@@ -74,6 +74,19 @@ where
     }
 }
 
+/// The threads the CPU backend's loops use: rayon's (its global pool, sized by
+/// `RAYON_NUM_THREADS`, else one per core; or the pool a caller runs wgrad in); 1 in a browser.
+pub(crate) fn threads() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    {
+        1
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        rayon::current_num_threads()
+    }
+}
+
 /// How many runs to cut `n` rows holding `work` operations into.
 #[inline(always)]
 fn tasks(n: usize, work: usize) -> usize {
