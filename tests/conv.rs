@@ -772,3 +772,45 @@ fn cpu_convolutions_give_the_same_bits_for_any_thread_count() {
         assert_eq!(first, None, "{threads} threads differ from one at value {first:?}");
     }
 }
+
+#[test]
+fn max_pooling_keeps_the_first_largest_and_lets_nan_win() {
+    // 2×2 windows over a 4×8 image with ties and NaNs: each output and the pixel its gradient
+    // goes to, by PyTorch's rule (the first largest in row-major window order; a NaN wins over
+    // numbers, and the first NaN over later ones).
+    let nan = f32::NAN;
+    #[rustfmt::skip]
+    let x = [
+        1.0, 1.0, 5.0, 2.0, nan, 3.0, 0.0, 0.0,
+        1.0, 0.0, 5.0, 1.0, 2.0, nan, 0.0, -1.0,
+        2.0, nan, 7.0, 7.0, -1.0, -2.0, 4.0, 4.0,
+        3.0, 1.0, 7.0, 8.0, -3.0, -1.0, 4.0, 4.0,
+    ];
+    let want = [1.0, 5.0, nan, 0.0, nan, 8.0, -1.0, 4.0];
+    // (row, column) of each output's winner.
+    let at = [(0, 0), (0, 2), (0, 4), (0, 6), (2, 1), (3, 3), (2, 4), (2, 6)];
+    for dev in devices() {
+        let mut g = Graph::new(&dev);
+        let xn = g.input_with_grad("x", &[1, 1, 4, 8]).unwrap();
+        let y = g.max_pool2d(xn, Pool2dOptions::new(2)).unwrap();
+        let rn = g.input("r", &[1, 1, 2, 4]).unwrap();
+        let prod = g.mul(y, rn).unwrap();
+        let loss = g.sum(prod).unwrap();
+        g.write(xn, &x).unwrap();
+        g.write(rn, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+        g.backward(loss).unwrap();
+        let got = g.value(y).unwrap();
+        for (i, (&v, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                v == w || (v.is_nan() && w.is_nan()),
+                "{}: output {i} is {v}, want {w}",
+                dev.info()
+            );
+        }
+        let mut dx = vec![0.0; 32];
+        for (i, &(r, c)) in at.iter().enumerate() {
+            dx[r * 8 + c] = (i + 1) as f32;
+        }
+        assert_eq!(g.grad(xn).unwrap(), dx, "{}: the gradient's pixels", dev.info());
+    }
+}

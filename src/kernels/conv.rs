@@ -425,6 +425,11 @@ impl KernelDef for Pool {
                     |planes, o, a| {
                         let mut rows: Vec<Option<usize>> = vec![None; kh];
                         let mut starts = vec![0; kh];
+                        // Output columns whose windows are consecutive columns inside the image
+                        // (a range: outside it the window reaches into the padding).
+                        let lo = (0..ow).find(|&xo| cols.run[xo].is_some()).unwrap_or(ow);
+                        let inner = (lo, (lo..ow).find(|&xo| cols.run[xo].is_none()).unwrap_or(ow));
+                        let sw = w.stride[1];
                         let mut i = 0;
                         for plane in planes {
                             for y in 0..oh {
@@ -432,22 +437,40 @@ impl KernelDef for Pool {
                                     *r = w.source(0, y, ky).map(|sy| (plane * h + sy) * wd);
                                     starts[ky] = r.unwrap_or(0);
                                 }
-                                let inside = rows.iter().all(Option::is_some);
-                                for xo in 0..ow {
-                                    if let (true, Some(s0)) = (inside, cols.run[xo]) {
-                                        // The window inside the image, its columns consecutive:
-                                        // the same comparisons on slices of its rows.
-                                        let (mut best, mut besti, mut e) = (pad, 0, 0);
-                                        for &r in &starts {
-                                            for &v in &x[r + s0..r + s0 + kw] {
-                                                let take = e == 0 || v > best || (v.is_nan() && !best.is_nan());
-                                                best = if take { v } else { best };
-                                                besti = if take { e } else { besti };
-                                                e += 1;
+                                // The outputs whose windows lie inside the image (all of them
+                                // without padding): one window element at a time across all of
+                                // them, the comparisons of the loop below in the same order per
+                                // output, as selects over a row (no branch per element).
+                                let (lo, hi) = if rows.iter().all(Option::is_some) {
+                                    inner
+                                } else {
+                                    (0, 0)
+                                };
+                                if hi > lo {
+                                    let s0 = cols.run[lo].expect("an interior column");
+                                    let (ob, ab) = (&mut o[i + lo..i + hi], &mut a[i + lo..i + hi]);
+                                    let mut e = 0;
+                                    for &r in &starts {
+                                        for kx in 0..kw {
+                                            let xs = x[r + s0 + kx..].iter().step_by(sw);
+                                            if e == 0 {
+                                                for ((o, a), &v) in ob.iter_mut().zip(ab.iter_mut()).zip(xs) {
+                                                    (*o, *a) = (v, T::zero());
+                                                }
+                                            } else {
+                                                let et = T::from_f64(e as f64);
+                                                for ((o, a), &v) in ob.iter_mut().zip(ab.iter_mut()).zip(xs) {
+                                                    let take = v > *o || (v.is_nan() && !o.is_nan());
+                                                    *o = if take { v } else { *o };
+                                                    *a = if take { et } else { *a };
+                                                }
                                             }
+                                            e += 1;
                                         }
-                                        o[i] = best;
-                                        a[i] = T::from_f64(besti as f64);
+                                    }
+                                }
+                                for xo in 0..ow {
+                                    if (lo..hi).contains(&xo) {
                                         i += 1;
                                         continue;
                                     }
