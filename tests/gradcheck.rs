@@ -56,15 +56,24 @@ fn check(c: &Case, seed: u64) -> f64 {
 fn every_op_matches_finite_differences() {
     let mut worst: f64 = 0.0;
     let mut count = 0;
+    // The largest error of each case over the three sizes (printed with --nocapture).
+    let mut per_case = std::collections::BTreeMap::<String, f64>::new();
     for (m, k, n) in [(1, 1, 1), (3, 4, 5), (2, 7, 3)] {
         for (i, c) in op_cases(m, k, n).iter().enumerate() {
             // detach deliberately differs from the function finite differences see; tested below.
             if c.name.starts_with("detach") {
                 continue;
             }
-            worst = worst.max(check(c, 1000 + i as u64));
+            let err = check(c, 1000 + i as u64);
+            let case = c.name.split(" @ ").next().unwrap_or(&c.name);
+            let e = per_case.entry(case.to_string()).or_default();
+            *e = e.max(err);
+            worst = worst.max(err);
             count += 1;
         }
+    }
+    for (name, err) in &per_case {
+        eprintln!("  {name}: {err:.1e}");
     }
     eprintln!("{count} finite-difference checks, largest |analytic − FD| = {worst:.3e}");
 }
