@@ -68,6 +68,38 @@ fn each_set<T: Real>(
     )
 }
 
+/// `f(i, set, &mut out[i])` for every element i of `shape`, with `set` as in [`each_set`]: runs of
+/// rows, one per thread (`par::rows`). Pass `f` as an `#[inline(always)]` closure.
+#[inline(always)]
+fn each_masked<T: Real>(
+    mask: &[T],
+    shape: &[usize; 4],
+    strides: &[usize; 4],
+    invert: bool,
+    out: &mut [T],
+    f: impl Fn(usize, bool, &mut T) + Sync,
+) {
+    let (len, n3) = (shape.iter().product::<usize>(), shape[3]);
+    par::rows(
+        &mut out[..len],
+        n3,
+        n3,
+        #[inline(always)]
+        |rows, run| {
+            let base = rows.start * n3;
+            each_set(
+                mask,
+                shape,
+                strides,
+                invert,
+                rows,
+                #[inline(always)]
+                |i, s| f(i, s, &mut run[i - base]),
+            )
+        },
+    )
+}
+
 fn params(shape: &[usize; 4], strides: &[usize; 4], invert: bool, acc: bool, value: f32) -> MaskParams {
     MaskParams {
         shape: shape.map(u),
@@ -89,26 +121,18 @@ impl KernelDef for MaskFill {
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
         let value = T::from_f64(self.value as f64);
-        let (len, n3) = (self.shape.iter().product::<usize>(), self.shape[3]);
         with_out!(b, self.out, |o, b| {
             let x = &b[self.x];
-            par::rows(
-                &mut o[..len],
-                n3,
-                n3,
+            let (mask, strides) = (&b[self.mask], &self.mask_strides);
+            each_masked(
+                mask,
+                &self.shape,
+                strides,
+                self.invert,
+                o,
                 #[inline(always)]
-                |rows, run| {
-                    let base = rows.start * n3;
-                    each_set(
-                        &b[self.mask],
-                        &self.shape,
-                        &self.mask_strides,
-                        self.invert,
-                        rows,
-                        |i, s| {
-                            run[i - base] = if s { value } else { x[i] };
-                        },
-                    )
+                |i, s, o| {
+                    *o = if s { value } else { x[i] };
                 },
             )
         })
@@ -129,26 +153,18 @@ impl KernelDef for MaskFillBackward {
 
     #[inline(always)]
     fn run_cpu<T: Real>(&self, b: &mut [Vec<T>]) {
-        let (len, n3) = (self.shape.iter().product::<usize>(), self.shape[3]);
         with_out!(b, self.out, |o, b| {
             let g = &b[self.g];
-            par::rows(
-                &mut o[..len],
-                n3,
-                n3,
+            let (mask, strides) = (&b[self.mask], &self.mask_strides);
+            each_masked(
+                mask,
+                &self.shape,
+                strides,
+                self.invert,
+                o,
                 #[inline(always)]
-                |rows, run| {
-                    let base = rows.start * n3;
-                    each_set(
-                        &b[self.mask],
-                        &self.shape,
-                        &self.mask_strides,
-                        self.invert,
-                        rows,
-                        |i, s| {
-                            put(&mut run[i - base], if s { T::zero() } else { g[i] }, self.acc);
-                        },
-                    )
+                |i, s, o| {
+                    put(o, if s { T::zero() } else { g[i] }, self.acc);
                 },
             )
         })
