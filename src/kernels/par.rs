@@ -1,12 +1,13 @@
 //! The CPU kernels' parallel loops.
 //!
 //! A kernel whose output is a sequence of rows hands its row loop to [`rows`], which cuts the
-//! output into as many runs of whole rows as the CPU has threads (rayon's global pool) and runs
-//! the same loop on each run. Every row is computed by the same code in the same order whatever
-//! the split, so results are bit-identical for any thread count; small kernels (less than
-//! [`MIN_WORK`] element operations) stay on the calling thread, where handing work over would
-//! cost more than it saves. `RAYON_NUM_THREADS=1` makes these loops serial; the GEMM library's
-//! own threads follow `MATMUL_NUM_THREADS`. In the browser (wasm32) every loop is serial.
+//! output into as many runs of whole rows as rayon's pool has threads (the global pool, or the
+//! one the caller runs wgrad in) and runs the same loop on each run; GEMMs cut their rows of C
+//! the same way (`matmul::matmul`, each run by the single-threaded GEMM). Every row is computed
+//! by the same code in the same order whatever the split, so results are bit-identical for any
+//! thread count; small kernels (less than [`MIN_WORK`] element operations) stay on the calling
+//! thread, where handing work over would cost more than it saves. `RAYON_NUM_THREADS=1` makes
+//! every loop serial, as it is in the browser (wasm32).
 //!
 //! The executor runs kernels from a build for AVX2 + FMA where the CPU has them
 //! (`CpuExecutor::exec`); a loop body that another thread runs is entered through the same kind
