@@ -733,7 +733,8 @@ fn pooling_past_the_workgroup_limit_matches_the_cpu() {
 fn cpu_convolutions_give_the_same_bits_for_any_thread_count() {
     // A LeNet-sized stack, batch 64 (the sizes at which every CPU loop of the family splits its
     // rows over threads: im2col, the GEMMs, the thin weight gradient, col2im, both poolings and
-    // their VJPs): values and gradients in thread pools of 1, 2 and 3 threads, bit for bit.
+    // their VJPs, the bias's gradient): values and gradients in pools of 1, 2 and 3 threads, bit
+    // for bit.
     let mut rng = Rng::new(21);
     let x = random(&mut rng, 64 * 28 * 28, -1.0, 1.0);
     let w1 = random(&mut rng, 6 * 25, -0.3, 0.3);
@@ -745,7 +746,8 @@ fn cpu_convolutions_give_the_same_bits_for_any_thread_count() {
             let xi = g.input_with_grad("x", &[64, 1, 28, 28]).unwrap();
             let k1 = g.parameter("w1", &[6, 1, 5, 5], &w1).unwrap();
             let k2 = g.parameter("w2", &[16, 6, 5, 5], &w2).unwrap();
-            let c1 = g.conv2d(xi, k1, None, opts([1, 1], [2, 2], [1, 1], 1)).unwrap();
+            let b1 = g.parameter("b1", &[6], &[0.1, -0.2, 0.3, 0.0, 0.05, -0.1]).unwrap();
+            let c1 = g.conv2d(xi, k1, Some(b1), opts([1, 1], [2, 2], [1, 1], 1)).unwrap();
             let r1 = g.unary(wgrad::UnaryOp::Relu, c1).unwrap();
             let p1 = g.max_pool2d(r1, Pool2dOptions::new(2)).unwrap();
             let c2 = g.conv2d(p1, k2, None, opts([1, 1], [0, 0], [1, 1], 1)).unwrap();
@@ -759,6 +761,7 @@ fn cpu_convolutions_give_the_same_bits_for_any_thread_count() {
                 g.value(p2).unwrap(),
                 g.grad(xi).unwrap(),
                 g.grad(k1).unwrap(),
+                g.grad(b1).unwrap(),
                 g.grad(k2).unwrap(),
             ] {
                 bits.extend(v.iter().map(|v| v.to_bits()));

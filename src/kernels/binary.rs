@@ -306,32 +306,55 @@ impl BinaryBackward {
         let n: usize = target.iter().product();
         let mut sums = vec![0.0f64; n];
         let t3 = st[3];
-        // (The row closure is inlined by force: compiled apart, it lost the executor's AVX2 build.)
-        each_op!(op, OP => rows(&bc.out, &sa, &sb, #[inline(always)] |o0, a0, b0, m, a3, b3| {
-            // The target's offset of this row: the output row's index through its strides.
-            let t0 = dot4(&unravel(o0, &bc.out), &st);
-            if t3 == 1 && a3 == 1 && b3 == 1 {
-                // A row onto a row of the target (a bias's or a scale's gradient), all three
-                // contiguous: sliced up front, so the loop has no bounds checks.
-                let (g, a, b, s) = (&gv[o0..o0 + m], &av[a0..a0 + m], &bv[b0..b0 + m], &mut sums[t0..t0 + m]);
-                for j in 0..m {
-                    s[j] += (g[j] * OP.partial(a[j], b[j], which)).to_f64();
+        let total: usize = bc.out.iter().product();
+        // Runs of target elements, one per thread: each thread walks every row and adds only the
+        // terms of its own elements, so every element receives its terms in the serial order.
+        // (The closures are inlined by force: compiled apart, they lost the executor's AVX2 build.)
+        par::rows(
+            &mut sums,
+            1,
+            total / n.max(1),
+            #[inline(always)]
+            |ts, part| {
+                each_op!(op, OP => rows(&bc.out, &sa, &sb, #[inline(always)] |o0, a0, b0, m, a3, b3| {
+                    // The target's offset of this row: the output row's index through its strides.
+                    let t0 = dot4(&unravel(o0, &bc.out), &st);
+                    if t3 == 0 {
+                        // The whole row sums into one element: four partial sums, then one add.
+                        if !ts.contains(&t0) {
+                            return;
+                        }
+                        let mut lanes = [0.0f64; 4];
+                        for j in 0..m {
+                            let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
+                            lanes[j % 4] += d.to_f64();
+                        }
+                        part[t0 - ts.start] += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+                        return;
+                    }
+                    // Element j of the row adds into t0 + j·t3: those of this run's elements.
+                    let first = |t: usize| if t > t0 { (t - t0).div_ceil(t3).min(m) } else { 0 };
+                    let (j0, j1) = (first(ts.start), first(ts.end));
+                if j0 >= j1 {
+                    return;
                 }
-            } else if t3 == 0 {
-                // The whole row sums into one element: four partial sums, then one add.
-                let mut lanes = [0.0f64; 4];
-                for j in 0..m {
-                    let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
-                    lanes[j % 4] += d.to_f64();
-                }
-                sums[t0] += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-            } else {
-                for j in 0..m {
-                    let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
-                    sums[t0 + j * t3] += d.to_f64();
-                }
-            }
-        }));
+                    if t3 == 1 && a3 == 1 && b3 == 1 {
+                        // A row onto a row of the target (a bias's or a scale's gradient), all three
+                        // contiguous: sliced up front, so the loop has no bounds checks.
+                        let (g, a, b) = (&gv[o0 + j0..o0 + j1], &av[a0 + j0..a0 + j1], &bv[b0 + j0..b0 + j1]);
+                        let s = &mut part[t0 + j0 - ts.start..t0 + j1 - ts.start];
+                        for j in 0..j1 - j0 {
+                            s[j] += (g[j] * OP.partial(a[j], b[j], which)).to_f64();
+                        }
+                    } else {
+                        for j in j0..j1 {
+                            let d = gv[o0 + j] * OP.partial(av[a0 + j * a3], bv[b0 + j * b3], which);
+                            part[t0 + j * t3 - ts.start] += d.to_f64();
+                        }
+                    }
+                }))
+            },
+        );
         for (o, s) in o.iter_mut().zip(sums) {
             put(o, T::from_f64(s), acc);
         }
