@@ -14,9 +14,6 @@ pub(crate) struct CpuExecutor<T: Real> {
     bufs: Vec<Vec<T>>,
     programs: Vec<Option<Vec<Kernel>>>,
     counters: Counters,
-    /// The CPU has AVX2 and FMA: kernels run from a build of `exec_body` for them.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    wide: bool,
 }
 
 impl<T: Real> CpuExecutor<T> {
@@ -25,26 +22,16 @@ impl<T: Real> CpuExecutor<T> {
             bufs: Vec::new(),
             programs: Vec::new(),
             counters: Counters::default(),
-            #[cfg(target_arch = "x86_64")]
-            wide: std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
-            #[cfg(not(target_arch = "x86_64"))]
-            wide: false,
         }
     }
 
     /// Runs one kernel. The loops are portable Rust that the compiler vectorises; on x86-64
     /// with AVX2 + FMA the same code is also built for those (8 lanes instead of SSE2's 4).
     fn exec(&mut self, k: &Kernel) {
-        #[cfg(target_arch = "x86_64")]
-        if self.wide {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn wide<T: Real>(e: &mut CpuExecutor<T>, k: &Kernel) {
-                e.exec_body(k)
-            }
-            // SAFETY: `wide` is set only when the CPU reports AVX2 and FMA.
-            return unsafe { wide(self, k) };
-        }
-        self.exec_body(k)
+        crate::kernels::par::in_wide_build(
+            #[inline(always)]
+            || self.exec_body(k),
+        )
     }
 
     fn run_programs(&mut self, programs: &[ProgramId]) {
@@ -110,7 +97,7 @@ impl<T: Real> Executor for CpuExecutor<T> {
         // then hands its other runs to threads of the same pool that are still awake from the
         // kernel before, rather than waking them from a thread outside it every time.
         #[cfg(not(target_arch = "wasm32"))]
-        if rayon::current_num_threads() > 1 {
+        if crate::kernels::par::threads() > 1 {
             let this = &mut *self;
             rayon::scope(|_| this.run_programs(programs));
             return Ok(());

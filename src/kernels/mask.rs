@@ -43,33 +43,10 @@ pub(crate) struct MaskFillBackward {
     pub acc: bool,
 }
 
-/// Calls `f(i, set)` for every flat index i of `shape` with whether the mask is set there:
-/// the mask read through its strides, once per row of the innermost axis.
-#[inline(always)]
-fn each_set<T: Real>(
-    mask: &[T],
-    shape: &[usize; 4],
-    strides: &[usize; 4],
-    invert: bool,
-    rows: std::ops::Range<usize>,
-    mut f: impl FnMut(usize, bool),
-) {
-    super::binary::rows_in(
-        shape,
-        strides,
-        &[0; 4],
-        rows,
-        #[inline(always)]
-        |o0, m0, _, n, m3, _| {
-            for j in 0..n {
-                f(o0 + j, (mask[m0 + j * m3] != T::zero()) != invert);
-            }
-        },
-    )
-}
-
-/// `f(i, set, &mut out[i])` for every element i of `shape`, with `set` as in [`each_set`]: runs of
-/// rows, one per thread (`par::rows`). Pass `f` as an `#[inline(always)]` closure.
+/// `f(i, set, &mut out[i])` for every flat index i of `shape`, `set` telling whether the mask
+/// (read through its strides, once per row of the innermost axis) is set there, inverted with
+/// `invert`: runs of rows, one per thread (`par::rows`). Pass `f` as an `#[inline(always)]`
+/// closure.
 #[inline(always)]
 fn each_masked<T: Real>(
     mask: &[T],
@@ -87,14 +64,21 @@ fn each_masked<T: Real>(
         #[inline(always)]
         |rows, run| {
             let base = rows.start * n3;
-            each_set(
-                mask,
+            super::binary::rows_in(
                 shape,
                 strides,
-                invert,
+                &[0; 4],
                 rows,
                 #[inline(always)]
-                |i, s| f(i, s, &mut run[i - base]),
+                |o0, m0, _, n, m3, _| {
+                    for j in 0..n {
+                        f(
+                            o0 + j,
+                            (mask[m0 + j * m3] != T::zero()) != invert,
+                            &mut run[o0 + j - base],
+                        );
+                    }
+                },
             )
         },
     )

@@ -9,16 +9,15 @@
 //! thread, where handing work over would cost more than it saves. `RAYON_NUM_THREADS=1` makes
 //! every loop serial, as it is in the browser (wasm32).
 //!
-//! The executor runs kernels from a build for AVX2 + FMA where the CPU has them
-//! (`CpuExecutor::exec`); a loop body that another thread runs is entered through the same kind
-//! of build here, so pass the body as an `#[inline(always)]` closure: it is then compiled into
-//! both builds.
+//! Kernels run from a build for AVX2 + FMA where the CPU has them, entered through
+//! [`in_wide_build`]: by the executor for each kernel (`CpuExecutor::exec`), and here for each
+//! run another thread takes. Pass a loop body as an `#[inline(always)]` closure: it is then
+//! compiled into that build on every thread.
 
 use std::ops::Range;
 
 /// Element operations (roughly) below which a loop runs on the calling thread: waking another
 /// thread costs microseconds, which this much work repays.
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) const MIN_WORK: usize = 1 << 15;
 
 /// Calls `f(rows, run)` for runs of whole rows of `out` (`row_len` elements each; `run` is
@@ -41,7 +40,10 @@ where
         let per = n_rows.div_ceil(tasks);
         out.par_chunks_mut(per * row_len).enumerate().for_each(|(i, run)| {
             let start = i * per;
-            call(&f, start..start + run.len() / row_len, run)
+            in_wide_build(
+                #[inline(always)]
+                || f(start..start + run.len() / row_len, run),
+            )
         });
     }
 }
@@ -70,7 +72,10 @@ where
         let runs = a.par_chunks_mut(per * a_len).zip(b.par_chunks_mut(per * b_len));
         runs.enumerate().for_each(|(i, (ra, rb))| {
             let start = i * per;
-            call2(&f, start..start + ra.len() / a_len, ra, rb)
+            in_wide_build(
+                #[inline(always)]
+                || f(start..start + ra.len() / a_len, ra, rb),
+            )
         });
     }
 }
@@ -91,56 +96,29 @@ pub(crate) fn threads() -> usize {
 /// How many runs to cut `n` rows holding `work` operations into.
 #[inline(always)]
 fn tasks(n: usize, work: usize) -> usize {
-    #[cfg(target_arch = "wasm32")]
-    {
-        let _ = (n, work);
+    if work < MIN_WORK {
         1
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        if work < MIN_WORK {
-            1
-        } else {
-            rayon::current_num_threads().min(n)
-        }
+    } else {
+        threads().min(n)
     }
 }
 
-/// Runs `f` on this thread, from the AVX2 + FMA build where the CPU has those.
-#[cfg(not(target_arch = "wasm32"))]
+/// Runs `f` from the build for AVX2 + FMA where the CPU has those (x86-64), else as it is: the
+/// CPU backend's one way into that build (the executor enters it for each kernel, [`rows`] for
+/// each run another thread takes). Pass `f` as an `#[inline(always)]` closure, so that its body
+/// is compiled into that build.
 #[inline(always)]
-fn call<T, F: Fn(Range<usize>, &mut [T])>(f: &F, rows: Range<usize>, run: &mut [T]) {
+pub(crate) fn in_wide_build<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn wide<T, F: Fn(Range<usize>, &mut [T])>(f: &F, rows: Range<usize>, run: &mut [T]) {
-            f(rows, run)
+        unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
+            f()
         }
         // SAFETY: the CPU reports AVX2 and FMA.
-        return unsafe { wide(f, rows, run) };
+        return unsafe { wide(f) };
     }
-    f(rows, run)
-}
-
-/// [`call`] for [`rows2`].
-#[cfg(not(target_arch = "wasm32"))]
-#[inline(always)]
-fn call2<T, F: Fn(Range<usize>, &mut [T], &mut [T])>(f: &F, rows: Range<usize>, a: &mut [T], b: &mut [T]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn wide<T, F: Fn(Range<usize>, &mut [T], &mut [T])>(
-            f: &F,
-            rows: Range<usize>,
-            a: &mut [T],
-            b: &mut [T],
-        ) {
-            f(rows, a, b)
-        }
-        // SAFETY: the CPU reports AVX2 and FMA.
-        return unsafe { wide(f, rows, a, b) };
-    }
-    f(rows, a, b)
+    f()
 }
 
 #[cfg(test)]
